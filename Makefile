@@ -1,0 +1,43 @@
+# Two entry points: `make demo` and `make test`. Both set up what they need, idempotently.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hf-llm-trainer
+CLIENTS := $(CACHE)/clients
+CLAUDE_CODE_VERSION := 2.1.328
+GEMINI_CLI_VERSION := 0.61.0
+
+.PHONY: setup clients test demo lint agents clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.lock
+	touch $@
+
+# The agent clients that validate our manifests, from npm, cached across clones.
+clients: $(CLIENTS)/.installed-$(CLAUDE_CODE_VERSION)-$(GEMINI_CLI_VERSION)
+
+$(CLIENTS)/.installed-$(CLAUDE_CODE_VERSION)-$(GEMINI_CLI_VERSION):
+	mkdir -p $(CLIENTS)
+	npm install --silent --no-audit --no-fund --prefix $(CLIENTS) \
+		@anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) @google/gemini-cli@$(GEMINI_CLI_VERSION)
+	touch $@
+
+test: setup clients
+	HFLT_CLIENTS=$(CLIENTS)/node_modules/.bin $(PY) -m pytest -q tests; rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+demo: setup
+	cd tools && ../$(PY) demo.py
+
+lint: setup
+	$(PY) -m ruff check skills tools tests bench
+
+agents: setup
+	$(PY) tools/sync_agents.py
+
+clean:
+	rm -rf $(VENV) demo_outputs
