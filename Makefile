@@ -31,7 +31,7 @@ test: setup clients
 		if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 demo: setup
-	cd tools && ../$(PY) demo.py
+	$(PY) tools/demo.py
 
 lint: setup
 	$(PY) -m ruff check skills tools tests bench

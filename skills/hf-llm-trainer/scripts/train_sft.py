@@ -11,6 +11,7 @@
 #     "torch",
 #     "pyyaml",
 #     "bitsandbytes; sys_platform == 'linux'",
+#     "liger-kernel; sys_platform == 'linux'",
 # ]
 # ///
 """Supervised fine-tuning (SFT) with TRL, the same locally and on Hugging Face Jobs.
@@ -40,6 +41,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 METHOD = "sft"
+RESOLVED_KEYS = ("bf16", "fp16", "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "max_length",
+                 "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate")
+RECORD_KEYS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+               "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "bf16", "fp16",
+               "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "beta", "num_generations",
+               "max_completion_length", "use_vllm", "eval_strategy", "eval_steps", "save_steps", "save_total_limit",
+               "hub_strategy", "seed")
 CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
 ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
               "bot": "assistant", "system": "system", "tool": "tool"}
@@ -168,19 +176,23 @@ def hardware_defaults(hw: dict) -> dict:
         "bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "gradient_checkpointing": on_gpu,
         "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
         "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
-        "hub_strategy": "checkpoint", "learning_rate": 2e-5, "num_train_epochs": 1, "lr_scheduler_type": "cosine",
-        "warmup_steps": 0.03, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
-        "packing": on_gpu, "padding_free": on_gpu, "max_length": 2048,
-    }
+        "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
+        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+    } | method_defaults(on_gpu)
+
+
+def method_defaults(on_gpu: bool) -> dict:
+    return {"learning_rate": 2e-5, "max_length": 2048, "packing": on_gpu, "padding_free": on_gpu}
 
 
 def count_parameters(model_name: str, revision: str | None) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
+    adapter = Path(model_name) / "adapter_config.json"
+    if adapter.exists():  # count the base the adapter is merged into
+        model_name, revision = json.loads(adapter.read_text())["base_model_name_or_path"], None
     config = AutoConfig.from_pretrained(model_name, revision=revision)
-    if (Path(model_name) / "adapter_config.json").exists():
-        return 0
     with torch.device("meta"):
         try:
             model = AutoModelForCausalLM.from_config(config)
@@ -211,6 +223,37 @@ def relaunch_if_multi_process(run_args, hw):
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
     print(f"Launching {processes} processes: {' '.join(command)}", flush=True)
     sys.exit(subprocess.call(command + [sys.argv[0], *sys.argv[1:]]))
+
+
+def load_model(model_args, training_args):
+    """A LoRA adapter directory or repo (e.g. an SFT output) is merged into its base; anything else stays a path."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    name = model_args.model_name_or_path
+    try:
+        adapter_config = (Path(name) / "adapter_config.json" if Path(name).is_dir()
+                          else Path(hf_hub_download(name, "adapter_config.json", revision=model_args.model_revision)))
+    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError):
+        return name
+    if not adapter_config.exists():
+        return name
+    import torch
+    from peft import AutoPeftModelForCausalLM
+
+    dtype = torch.bfloat16 if training_args.bf16 else torch.float32
+    print(f"{name} is a LoRA adapter: merging it into its base model first.", flush=True)
+    return AutoPeftModelForCausalLM.from_pretrained(name, dtype=dtype).merge_and_unload()
+
+
+def load_processing_class(name: str):
+    from transformers import AutoProcessor, AutoTokenizer
+
+    try:
+        processor = AutoProcessor.from_pretrained(name)
+        return processor if hasattr(processor, "image_processor") else AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError):
+        return AutoTokenizer.from_pretrained(name)
 
 
 # ---------------------------------------------------------------- run record, progress, hub
@@ -395,17 +438,17 @@ def main():
         if resume_from is None:
             print(f"No checkpoint in {training_args.output_dir}; starting from scratch.", flush=True)
 
+    resolved = {key: getattr(training_args, key) for key in RESOLVED_KEYS if hasattr(training_args, key)}
     print(f"Resolved: device={hw['device']} gpu={hw['gpu']} gpus={hw['gpus']} params={n_params:,} peft={peft_choice} "
-          f"bf16={training_args.bf16} fp16={training_args.fp16} gradient_checkpointing={training_args.gradient_checkpointing} "
-          f"packing={training_args.packing} padding_free={training_args.padding_free} "
-          f"liger={training_args.use_liger_kernel} max_length={training_args.max_length} "
-          f"batch={training_args.per_device_train_batch_size}x{training_args.gradient_accumulation_steps} "
-          f"lr={training_args.learning_rate} rows={len(dataset)} output={training_args.output_dir} "
+          + " ".join(f"{key}={value}" for key, value in resolved.items())
+          + f" rows={len(dataset)} output={training_args.output_dir} "
           f"hub={training_args.hub_model_id if training_args.push_to_hub else None}", flush=True)
 
+    model = load_model(model_args, training_args)
     trainer = SFTTrainer(
-        model=model_args.model_name_or_path,
+        model=model,
         args=training_args,
+        processing_class=load_processing_class(model_args.model_name_or_path),
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(model_args),
@@ -420,11 +463,7 @@ def main():
                     "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
                     "eval_ratio": run_args.eval_ratio},
         "peft": peft_choice, "params": n_params,
-        "config": {key: getattr(training_args, key) for key in (
-            "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "bf16", "fp16",
-            "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "eval_strategy", "eval_steps",
-            "save_steps", "save_total_limit", "hub_strategy", "seed")}
+        "config": {key: getattr(training_args, key) for key in RECORD_KEYS if hasattr(training_args, key)}
         | ({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
             "lora_target_modules": model_args.lora_target_modules} if peft_choice != "none" else {}),
         "hardware": {**hw, "flavor": os.environ.get("HFLT_FLAVOR", "local"), "processes": trainer.args.world_size},
