@@ -39,6 +39,8 @@ class HubState:
         self.hardware = hardware
         self.fail_commits = 0  # answer this many commits with 503 first (transient errors)
         self.refuse_commits = False  # answer commits with 403 (token without write access)
+        self.buckets: dict[str, dict[str, str]] = {}  # bucket id -> {path: xet hash}
+        self.xorbs: dict[str, bytes] = {}
 
     def repo(self, repo_type: str, repo_id: str, create: bool = False) -> dict | None:
         key = (repo_type, repo_id)
@@ -125,6 +127,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._whoami()
             if parts[:2] == ["api", "jobs"]:
                 return self._jobs(parts[2:], body, query)
+            if parts[:2] == ["api", "buckets"]:
+                return self._buckets(parts[2:], body)
+            if parts[0] == "cas":
+                return self._cas(parts[1:], body)
             if parts[:3] == ["api", "repos", "create"]:
                 return self._create_repo(json.loads(body))
             if parts[0] == "api" and parts[1] in ("models", "datasets", "spaces"):
@@ -248,6 +254,41 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, {"error": "Entry not found"}, headers={"X-Error-Code": "EntryNotFound"})
         data = repo["files"][path]
         self._send(200, raw=data, headers={"X-Repo-Commit": self.state.sha(repo), "ETag": f'"{_sha(data)}"'})
+
+    # ---------------------------------------------------------------- buckets and the xet CAS (scripts shipped to jobs)
+
+    def _buckets(self, rest: list[str], body: bytes):
+        if not self._authorized():
+            return self._error(401, "Invalid credentials in Authorization header")
+        bucket_id = f"{rest[0]}/{rest[1]}"
+        if len(rest) == 2 and self.command == "POST":
+            if bucket_id in self.state.buckets:
+                return self._send(409, {"error": "Bucket already exists"})
+            self.state.buckets[bucket_id] = {}
+            return self._send(200, {"url": f"http://{self.headers['Host']}/buckets/{bucket_id}", "name": rest[1],
+                                    "id": bucket_id})
+        if rest[2:] == ["xet-write-token"] or rest[2:] == ["xet-read-token"]:
+            return self._send(200, {"accessToken": "xet_loopback", "exp": int(time.time()) + 3600,
+                                    "casUrl": f"http://{self.headers['Host']}/cas"})
+        if rest[2:] == ["batch"]:
+            added = []
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["type"] == "addFile":
+                    self.state.buckets.setdefault(bucket_id, {})[item["path"]] = item["xetHash"]
+                    added.append(item["path"])
+            return self._send(200, {"success": added, "failed": []})
+        return self._error(404, f"unsupported bucket route {rest}")
+
+    def _cas(self, rest: list[str], body: bytes):
+        if rest[:2] == ["v1", "chunks"]:
+            return self._error(404, "chunk not tracked")
+        if rest[:2] == ["v1", "xorbs"]:
+            self.state.xorbs[rest[-1]] = body
+            return self._send(200, {"was_inserted": True})
+        if rest[:2] == ["v1", "shards"]:
+            return self._send(200, {"result": 1})
+        return self._error(404, f"unsupported CAS route {rest}")
 
     # ---------------------------------------------------------------- jobs
 

@@ -282,7 +282,8 @@ def make_progress_callback():
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch, **logs}
+                line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch,
+                        "time": round(time.time(), 1), **logs}
                 print("[progress] " + json.dumps(line, default=float), flush=True)
 
     return ProgressCallback()
@@ -478,6 +479,8 @@ def main():
     if trainer.is_world_process_zero():
         write_run_record(training_args.output_dir, record | {"steps": {"done": 0, "total": None},
                                                               "metrics": {"final": {}, "best": {}}})
+        print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio")}),
+              flush=True)
 
     try:
         trainer.train(resume_from_checkpoint=resume_from)

@@ -342,9 +342,10 @@ def analyse(rows: list[dict]) -> tuple[str, dict, list[str]]:
                "reward": analyse_preference(rows, columns, "reward")}
     if methods["dpo"]["status"] != "incompatible":
         data_format = "preference"
-        methods["sft"] = verdict("incompatible", reasons=["preference pairs: train with DPO, or SFT on the chosen "
-                                                          "answers (--map messages=chosen when chosen holds whole "
-                                                          "conversations)"])
+        if "messages" not in columns or methods["sft"]["status"] != "ready":
+            methods["sft"] = verdict("incompatible", reasons=["preference pairs: train with DPO, or SFT on the chosen "
+                                                              "answers (--map messages=chosen when chosen holds "
+                                                              "whole conversations)"])
         methods["grpo"] = methods["grpo"] if methods["grpo"]["status"] == "ready" and "prompt" in columns else \
             verdict("incompatible", reasons=["preference pairs are not prompt-only data"])
     elif methods["kto"]["status"] == "ready":
