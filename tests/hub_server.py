@@ -125,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if parts[:2] == ["api", "whoami-v2"]:
                 return self._whoami()
+            if parts[:2] == ["api", "validate-yaml"]:
+                return self._send(200, {"errors": [], "warnings": []})
             if parts[:2] == ["api", "jobs"]:
                 return self._jobs(parts[2:], body, query)
             if parts[:2] == ["api", "buckets"]:

@@ -87,9 +87,13 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
             return load_dataset(builders[path.suffix], data_files=str(path), split="train", streaming=streaming)
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
+        if not path.exists() and (path.suffix in builders or name.startswith((".", "/"))):
+            raise BadInput(f"Dataset file {name} was not found; check the path.")
         return load_dataset(name, config, split=split, streaming=streaming)
     except BadInput:
         raise
+    except ConnectionError as error:
+        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
     except ValueError as error:
@@ -170,7 +174,7 @@ def hardware() -> dict:
 def hardware_defaults(hw: dict) -> dict:
     on_gpu = hw["device"] == "cuda"
     return {
-        "bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "gradient_checkpointing": on_gpu,
+        "bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu, "gradient_checkpointing": on_gpu,
         "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
         "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
         "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
@@ -211,13 +215,20 @@ def resolve_peft(run_args, model_args, n_params: int) -> str:
     return choice
 
 
-def relaunch_if_multi_process(run_args, hw):
+def relaunch_if_multi_process(run_args, hw, n_params: int, full_finetune: bool):
+    """Several GPUs (or --num_processes) and no launcher yet: start one process per device. Full fine-tuning whose
+    weights, gradients and AdamW states (~16 bytes a parameter) would fill more than 60% of one GPU is sharded
+    with FSDP; everything else is plain DDP."""
     processes = run_args.num_processes or hw["gpus"]
     if processes <= 1 or "LOCAL_RANK" in os.environ:
         return
     command = ["accelerate", "launch", "--num_processes", str(processes)]
     if hw["device"] == "cpu":
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    elif full_finetune and n_params * 16 > 0.6 * hw["memory_gb"] * 2**30:
+        command += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy",
+                    "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "FULL_STATE_DICT",
+                    "--fsdp_cpu_ram_efficient_loading", "true", "--fsdp_sync_module_states", "true"]
     print(f"Launching {processes} processes: {' '.join(command)}", flush=True)
     sys.exit(subprocess.call(command + [sys.argv[0], *sys.argv[1:]]))
 
@@ -311,8 +322,12 @@ def model_card(record: dict) -> str:
     rows = "\n".join(f"| {key} | {value} |" for key, value in record["config"].items())
     metrics = "\n".join(f"| {key} | {value} |" for key, value in final.items())
     trackio = record["trackio"]
-    trackio_line = (f"[Trackio dashboard](https://huggingface.co/spaces/{trackio['space']})" if trackio.get("space")
-                    else f"Trackio project `{trackio['project']}`, run `{trackio['run']}` (local store).")
+    if trackio.get("space"):
+        trackio_line = f"[Trackio dashboard](https://huggingface.co/spaces/{trackio['space']})"
+    elif trackio:
+        trackio_line = f"Trackio project `{trackio['project']}`, run `{trackio['run']}` (local store)."
+    else:
+        trackio_line = "Not tracked."
     loader = "AutoPeftModelForCausalLM" if record["peft"] != "none" else "AutoModelForCausalLM"
     package = "peft" if record["peft"] != "none" else "transformers"
     return f"""---
@@ -371,8 +386,10 @@ def main():
     hw = hardware()
     parser = build_parser()
     parser.set_defaults(**hardware_defaults(hw))
-    script_args, training_args, model_args, run_args = parser.parse_args_and_config()
-    relaunch_if_multi_process(run_args, hw)
+    try:
+        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+    except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
+        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
 
     import torch
     import transformers
@@ -391,6 +408,7 @@ def main():
         raise BadInput(f"Model {model_args.model_name_or_path!r} could not be found ({error.__class__.__name__}); "
                        "pass a Hub model id or a local directory with config.json.")
     peft_choice = resolve_peft(run_args, model_args, n_params)
+    relaunch_if_multi_process(run_args, hw, n_params, full_finetune=peft_choice == "none")
 
     dataset = load_rows(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run_args)
@@ -485,7 +503,7 @@ def main():
         print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
               "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
         raise
-    trainer.save_model(training_args.output_dir)
+    trainer.save_model(training_args.output_dir, _internal_call=True)  # we push below, with our card and retries
     if not trainer.is_world_process_zero():
         return
 

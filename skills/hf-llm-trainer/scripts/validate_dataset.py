@@ -352,9 +352,9 @@ def analyse(rows: list[dict]) -> tuple[str, dict, list[str]]:
         data_format = "unpaired_preference"
     elif find_column(columns, "messages") or methods["sft"]["convert"] in ("sharegpt", "alpaca"):
         data_format = "conversational"
-    elif methods["sft"]["mapping"].get("completion"):
+    elif methods["sft"]["status"] != "incompatible" and find_column(columns, "completion"):
         data_format = "prompt_completion"
-    elif methods["sft"]["mapping"].get("text") or "text" in columns:
+    elif methods["sft"]["status"] != "incompatible" and find_column(columns, "text"):
         data_format = "language_modeling"
     elif methods["grpo"]["status"] != "incompatible":
         data_format = "prompt_only"

@@ -1,0 +1,244 @@
+"""train_sft.py, train_dpo.py, train_grpo.py as the agent runs them: subprocesses with real flags, tiny models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import SAMPLE, SCRIPTS, json_output
+from datasets_corpus import CORPUS, llava_dataset, write_jsonl
+
+FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
+        "--logging_steps", "2", "--report_to", "none"]
+
+
+def first_progress_step(stdout: str) -> int:
+    return min(json.loads(line.split("[progress] ", 1)[1])["step"] for line in stdout.splitlines()
+               if "[progress] " in line)
+
+
+def record(output_dir):
+    return json.loads((output_dir / "run.json").read_text())
+
+
+def test_sft_loss_decreases_and_writes_outputs(tiny_model, tmp_path, run_script):
+    out = tmp_path / "sft"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "30", "--learning_rate", "2e-3", *FAST)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "Resolved: device=cpu" in result.stdout and "bf16=False" in result.stdout
+    run = record(out)
+    assert run["status"] == "completed" and run["method"] == "sft" and run["steps"]["done"] == 30
+    losses = [e["loss"] for e in run["log_history"] if "loss" in e]
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert (out / "model.safetensors").exists() and (out / "README.md").exists()
+    assert run["config"]["learning_rate"] == 2e-3 and run["versions"]["trl"]
+    assert "base_model: " in (out / "README.md").read_text()
+
+
+def test_sft_trackio_run_is_stored_locally(tiny_model, tmp_path, run_script, env):
+    out = tmp_path / "sft"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "4", "--project", "demo-project",
+                        *[a for a in FAST if a not in ("--report_to", "none")])
+    assert result.returncode == 0, result.output[-3000:]
+    assert record(out)["trackio"] == {"project": "demo-project", "run": "sft", "space": None}
+    assert any(p.suffix == ".db" for p in (tmp_path / "trackio").rglob("*")), "trackio's local store has the run"
+
+
+def test_lora_max_samples_and_convert(tiny_model, tmp_path, run_script):
+    rows, _, _ = CORPUS["sharegpt"]
+    data = write_jsonl(tmp_path / "sharegpt.jsonl", rows)
+    out = tmp_path / "lora"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", data, "--convert",
+                        "sharegpt", "--max_samples", "16", "--peft", "lora", "--output_dir", out, "--max_steps", "2",
+                        *FAST)
+    assert result.returncode == 0, result.output[-3000:]
+    assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
+    run = record(out)
+    assert run["dataset"]["rows"] == 16 and run["dataset"]["convert"] == "sharegpt" and run["peft"] == "lora"
+
+
+@pytest.mark.parametrize("name,script", [(name, {"sft": "train_sft.py", "dpo": "train_dpo.py",
+                                                 "grpo": "train_grpo.py"}[method])
+                                         for name, (_, _, fixes) in sorted(CORPUS.items()) for method in fixes])
+def test_validator_fix_flags_train(name, script, tiny_model, tmp_path, run_script):
+    """Every needs_mapping verdict's flags, pasted into the trainer, give a working run."""
+    rows, _, _ = CORPUS[name]
+    data = write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    method = script[6:-3]
+    report = json_output(run_script("validate_dataset.py", "--dataset", data, "--json"))
+    fix = report["methods"][method]["fix"].split()
+    extra = ["--num_generations", "4", "--max_completion_length", "8"] if method == "grpo" else ["--max_length", "192"]
+    result = run_script(script, "--model_name_or_path", tiny_model, "--dataset_name", data, *fix,
+                        "--output_dir", tmp_path / "out", "--max_steps", "1", "--per_device_train_batch_size", "4",
+                        "--gradient_accumulation_steps", "1", "--report_to", "none", *extra)
+    assert result.returncode == 0, result.output[-3000:]
+    assert record(tmp_path / "out")["status"] == "completed"
+
+
+def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):
+    out = tmp_path / "resume"
+    command = [sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
+               str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps", "400", "--save_steps", "5",
+               "--save_total_limit", "2", *FAST]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-10" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "training ended before a checkpoint"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert record(out)["status"] == "running", "a killed run is visibly unfinished"
+    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = record(out)
+    assert run["status"] == "completed" and run["steps"] == {"done": 400, "total": 400}
+    assert "checkpoint-" in run["resumed_from"]
+    assert first_progress_step(resumed.stdout) > 10, "training continued from the checkpoint, not from step 0"
+    assert len([e for e in run["log_history"] if "loss" in e]) == 200, "the history is whole: restored + new"
+
+
+def test_push_to_hub_sends_model_card_and_run_record(tiny_model, tmp_path, run_script, hub):
+    out = tmp_path / "pushed"
+    hub.state.fail_commits = 1  # a transient 503 is retried
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "6", "--save_steps", "3", "--push_to_hub",
+                        "--hub_model_id", "tester/tiny-sft", *FAST)
+    assert result.returncode == 0, result.output[-3000:]
+    files = hub.state.repos[("model", "tester/tiny-sft")]["files"]
+    assert {"model.safetensors", "config.json", "README.md", "run.json", "tokenizer.json"} <= set(files)
+    assert "last-checkpoint/optimizer.pt" in files and "last-checkpoint/trainer_state.json" in files
+    assert not any(path.startswith("checkpoint-") for path in files)
+    card = files["README.md"].decode()
+    assert "tester/tiny-sft" in card and "sft_code" in card and "| learning_rate |" in card
+    assert json.loads(files["run.json"])["hub_repo"] == "tester/tiny-sft"
+    authorizations = {r["authorization"] for r in hub.state.requests}
+    assert hub.endpoint and all(a in (None, f"Bearer {hub_token()}") for a in authorizations)
+    assert hub_token() not in (out / "run.json").read_text() + result.output
+
+
+def hub_token():
+    from hub_server import TOKEN
+
+    return TOKEN
+
+
+def test_refused_push_keeps_the_model_and_says_how_to_push(tiny_model, tmp_path, run_script, hub):
+    out = tmp_path / "refused"
+    hub.state.refuse_commits = True
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "2", "--push_to_hub", "--hub_model_id", "tester/refused",
+                        "--hub_strategy", "end", *FAST)
+    assert result.returncode == 1
+    assert "hf upload tester/refused" in result.output and (out / "model.safetensors").exists()
+    assert record(out)["status"] == "completed"
+
+
+def test_resume_from_hub_continues_the_pushed_checkpoint(tiny_model, tmp_path, run_script, hub):
+    first = tmp_path / "first"
+    common = ["--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl", "--save_steps", "4",
+              "--push_to_hub", "--hub_model_id", "tester/resumable", *FAST]
+    assert run_script("train_sft.py", *common, "--output_dir", first, "--max_steps", "8").returncode == 0
+    state = json.loads(hub.state.repos[("model", "tester/resumable")]["files"]["last-checkpoint/trainer_state.json"])
+    assert state["global_step"] == 8
+    second = tmp_path / "second"  # a fresh machine: nothing local
+    result = run_script("train_sft.py", *common, "--output_dir", second, "--max_steps", "12", "--resume_from_hub")
+    assert result.returncode == 0, result.output[-3000:]
+    run = record(second)
+    assert run["steps"]["done"] == 12 and "hub-resume" in run["resumed_from"]
+    assert first_progress_step(result.stdout) > 8
+
+
+def test_two_process_ddp_on_cpu(tiny_model, tmp_path, run_script):
+    out = tmp_path / "ddp"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "4", "--num_processes", "2", *FAST)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "Launching 2 processes" in result.output
+    assert record(out)["hardware"]["processes"] == 2
+
+
+def test_sft_then_dpo_on_the_adapter(tiny_model, tmp_path, run_script):
+    sft = tmp_path / "sft"
+    assert run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                      "--output_dir", sft, "--max_steps", "3", "--peft", "lora", *FAST).returncode == 0
+    rows = [{"prompt": r["prompt"], "good_response": r["chosen"], "bad_response": r["rejected"]}
+            for r in map(json.loads, (SAMPLE / "dpo_code.jsonl").read_text().splitlines())]
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    dpo = tmp_path / "dpo"
+    result = run_script("train_dpo.py", "--model_name_or_path", sft, "--dataset_name", data, "--map",
+                        "chosen=good_response,rejected=bad_response", "--output_dir", dpo, "--max_steps", "4",
+                        "--peft", "lora", *FAST)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "merging it into its base model" in result.output
+    run = record(dpo)
+    assert run["method"] == "dpo" and run["dataset"]["mapping"] == {"chosen": "good_response", "rejected": "bad_response"}
+    assert any("rewards/margins" in e for e in run["log_history"])
+
+
+def test_grpo_with_math_and_custom_rewards(tiny_model, tmp_path, run_script):
+    reward_file = tmp_path / "my_rewards.py"
+    reward_file.write_text("def short(completions, **kwargs):\n    return [1.0 / (1 + len(str(c))) for c in completions]\n")
+    out = tmp_path / "grpo"
+    result = run_script("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "grpo_math.jsonl",
+                        "--convert", "gsm8k", "--reward_funcs", f"number_match,answer_format,{reward_file}:short",
+                        "--output_dir", out, "--max_steps", "2", "--num_generations", "4",
+                        "--max_completion_length", "12", "--per_device_train_batch_size", "4", "--logging_steps", "1",
+                        "--report_to", "none")
+    assert result.returncode == 0, result.output[-3000:]
+    history = record(out)["log_history"]
+    assert any("rewards/number_match/mean" in e and "rewards/short/mean" in e for e in history)
+    assert record(out)["metrics"]["final"]["reward"] > 0, "the custom reward is always positive"
+
+
+def test_grpo_rewards_score_right_answers():
+    sys.path.insert(0, str(SCRIPTS))
+    import train_grpo
+
+    completions = [[{"content": "3 + 4 = 7\n#### 7"}], [{"content": "It is 8"}], [{"content": "no idea"}]]
+    assert train_grpo.number_match(completions, solution=["7", "7", "7"]) == [1.0, 0.0, 0.0]
+    assert train_grpo.answer_format(completions) == [0.5, 0.0, 0.0]
+
+
+def test_vlm_sft(tiny_vlm, tmp_path, run_script):
+    out = tmp_path / "vlm"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_vlm, "--dataset_name", llava_dataset(tmp_path),
+                        "--output_dir", out, "--max_steps", "3", "--per_device_train_batch_size", "4",
+                        "--gradient_accumulation_steps", "1", "--logging_steps", "1", "--report_to", "none",
+                        "--max_length", "None")
+    assert result.returncode == 0, result.output[-3000:]
+    run = record(out)
+    assert run["status"] == "completed" and run["steps"]["done"] == 3
+    assert (out / "preprocessor_config.json").exists() or (out / "processor_config.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset_name", "missing.jsonl"], "not found"),
+    (["--dataset_name", str(SAMPLE / "grpo_math.jsonl")], "SFT needs a 'messages'"),
+    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--convert", "yaml"], "--convert 'yaml' is unknown"),
+    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--map", "prompt"], "--map takes 'new=old' pairs"),
+    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--map", "text=body"], "--map names columns ['body']"),
+])
+def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path, run_script):
+    out = tmp_path / "never"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, *args, "--output_dir", out)
+    assert result.returncode == 2, result.output[-2000:]
+    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert not (out / "model.safetensors").exists()
+
+
+def test_unknown_flag_exits_2(tiny_model, run_script):
+    result = run_script("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name",
+                        SAMPLE / "grpo_math.jsonl", "--max_lenght", "10")
+    assert result.returncode == 2 and "--max_lenght" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_model_not_found_exits_2(tmp_path, run_script):
+    result = run_script("train_sft.py", "--model_name_or_path", tmp_path / "no-model", "--dataset_name",
+                        SAMPLE / "sft_code.jsonl")
+    assert result.returncode == 2 and "could not be found" in result.stderr, result.output[-2000:]
