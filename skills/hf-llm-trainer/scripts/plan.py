@@ -46,7 +46,7 @@ SAFETY_MARGIN = 0.90  # use at most 90% of a GPU's memory
 STARTUP_HOURS = 0.15  # image pull, uv install, model and data download, final push
 DEFAULT_DATASET_TOKENS = 5_000_000
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hf-llm-trainer" / "hardware.json"
+CACHE = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hf-llm-trainer-hardware.json"
 
 
 class BadInput(Exception):
