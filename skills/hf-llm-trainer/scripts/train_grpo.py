@@ -585,6 +585,8 @@ def main():
                     "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}},
         "checkpoints": sorted(p.name for p in Path(training_args.output_dir).glob("checkpoint-*")),
     }
+    if torch.cuda.is_available():
+        record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
     write_run_record(training_args.output_dir, record)
     (Path(training_args.output_dir) / "README.md").write_text(model_card(record))
     shutil.rmtree(Path(training_args.output_dir) / "hub-resume", ignore_errors=True)

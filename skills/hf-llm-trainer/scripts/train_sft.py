@@ -150,7 +150,8 @@ def prepare_dataset(dataset, run_args):
 
 def check_columns(dataset):
     columns = set(dataset.column_names)
-    if not ({"messages"} <= columns or {"text"} <= columns or {"prompt", "completion"} <= columns):
+    if not ({"messages"} <= columns or {"text"} <= columns or {"prompt", "completion"} <= columns
+            or {"input_ids"} <= columns):  # input_ids: already tokenized, TRL trains on it as is
         raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
                        f"{sorted(columns)}; run validate_dataset.py on it for the --map/--convert flags.")
     if len(dataset) == 0:
@@ -523,6 +524,8 @@ def main():
                     "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}},
         "checkpoints": sorted(p.name for p in Path(training_args.output_dir).glob("checkpoint-*")),
     }
+    if torch.cuda.is_available():
+        record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
     write_run_record(training_args.output_dir, record)
     (Path(training_args.output_dir) / "README.md").write_text(model_card(record))
     shutil.rmtree(Path(training_args.output_dir) / "hub-resume", ignore_errors=True)
