@@ -84,7 +84,9 @@ def run(script: str, model: Path, data: Path, out: Path, extra: list[str], steps
     tokens = (warm[-1]["num_tokens"] - warm[0]["num_tokens"]) if len(warm) > 1 and "num_tokens" in warm[0] else None
     seconds = warm[-1]["time"] - warm[0]["time"] if len(warm) > 1 else None
     record = json.loads((out / "run.json").read_text())
-    return {"peak_memory_gb": record["hardware"].get("peak_memory_gb"), "step_s": statistics.median(times[2:] or times),
+    return {"peak_memory_gb": record["hardware"].get("peak_memory_gb"),
+            "peak_allocated_gb": record["hardware"].get("peak_memory_allocated_gb"),
+            "step_s": statistics.median(times[2:] or times),
             "tokens_per_s": tokens / seconds if tokens and seconds else None, "wall_s": round(time.time() - started, 1),
             "resolved": next((l for l in result.stdout.splitlines() if l.startswith("Resolved:")), "")}
 
@@ -121,50 +123,57 @@ def main():
     small, medium = build_model("qwen3-0.6b", work), build_model("qwen3-1.7b", work)
     vocab = 151936
     cases = {
-        # name: (script, model, method, peft, length, batch, extra flags)
-        "0.6b-full-1024": ("train_sft.py", small, "sft", "none", 1024, 4, []),
-        "0.6b-full-2048": ("train_sft.py", small, "sft", "none", 2048, 2, []),
-        "0.6b-lora-1024": ("train_sft.py", small, "sft", "lora", 1024, 4, ["--peft", "lora"]),
-        "1.7b-lora-2048": ("train_sft.py", medium, "sft", "lora", 2048, 2, ["--peft", "lora"]),
-        "1.7b-qlora-2048": ("train_sft.py", medium, "sft", "qlora", 2048, 2, ["--peft", "qlora"]),
-        "0.6b-dpo-full-512": ("train_dpo.py", small, "dpo", "none", 512, 2, []),
+        # name: (script, model, method, peft, length, batch, extra flags); each at two batch sizes to separate
+        # what grows with tokens (activations) from what does not (weights, optimizer)
+        "0.6b-full": ("train_sft.py", small, "sft", "none", 2048, (1, 4), []),
+        "0.6b-lora": ("train_sft.py", small, "sft", "lora", 2048, (1, 4), ["--peft", "lora"]),
+        "1.7b-full": ("train_sft.py", medium, "sft", "none", 2048, (1, 4), []),
+        "1.7b-lora": ("train_sft.py", medium, "sft", "lora", 2048, (1, 4), ["--peft", "lora"]),
+        "1.7b-qlora": ("train_sft.py", medium, "sft", "qlora", 2048, (1, 4), ["--peft", "qlora"]),
+        "0.6b-dpo-full": ("train_dpo.py", small, "dpo", "none", 512, (1, 4), []),
     }
     wanted = set(args.only.split(",")) if args.only else set(cases) | {"throughput"}
     results = {"device": device, "date": time.strftime("%Y-%m-%d"), "liger": liger, "accuracy": {}, "throughput": {}}
-    for name, (script, model, method, peft, length, batch, extra) in cases.items():
+    for name, (script, model, method, peft, length, batches, extra) in cases.items():
         if name not in wanted:
             continue
         data = (preference_dataset(work, length, 200) if method == "dpo"
                 else token_dataset(work, vocab, length, 400, variable=False))
-        flags = ["--max_length", str(length), "--per_device_train_batch_size", str(batch),
-                 "--gradient_accumulation_steps", "1", *extra]
-        if method == "sft":
-            flags += ["--packing", "false", "--padding_free", "false"]  # fixed-length rows: no packing effect
-        measured = run(script, model, data, work / name, flags, args.steps)
-        predicted = predict(model, method, peft, length, batch, True, liger and method == "sft")
-        results["accuracy"][name] = {"measured": measured, "predicted": predicted}
-        if "error" in measured:
-            print(f"{name}: FAILED\n{measured['error']}", flush=True)
-            continue
-        print(f"{name}: memory measured {measured['peak_memory_gb']:.2f} GB, predicted {predicted['memory_gb']:.2f} GB "
-              f"(ratio {predicted['memory_gb'] / measured['peak_memory_gb']:.2f}); step measured "
-              f"{measured['step_s']:.3f}s, predicted {predicted['step_s']:.3f}s "
-              f"(ratio {predicted['step_s'] / measured['step_s']:.2f})", flush=True)
+        for batch in batches:
+            flags = ["--max_length", str(length), "--per_device_train_batch_size", str(batch),
+                     "--gradient_accumulation_steps", "1", *extra]
+            if method == "sft":
+                flags += ["--packing", "false", "--padding_free", "false"]  # fixed-length rows: no packing effect
+            measured = run(script, model, data, work / name, flags, args.steps)
+            predicted = predict(model, method, peft, length, batch, True, True)
+            key = f"{name}-{length}x{batch}"
+            results["accuracy"][key] = {"measured": measured, "predicted": predicted}
+            if "error" in measured:
+                print(f"{key}: FAILED\n{measured['error']}", flush=True)
+                continue
+            print(f"{key}: memory measured {measured['peak_memory_gb']:.2f} GB (allocated "
+                  f"{measured['peak_allocated_gb']:.2f}), predicted {predicted['memory_gb']:.2f} GB "
+                  f"(ratio {predicted['memory_gb'] / measured['peak_memory_gb']:.2f}); step measured "
+                  f"{measured['step_s']:.3f}s, predicted {predicted['step_s']:.3f}s "
+                  f"(ratio {predicted['step_s'] / measured['step_s']:.2f})", flush=True)
     if "throughput" in wanted:
         data = token_dataset(work, vocab, 2048, 800, variable=True)
         reference = ["--max_length", "2048", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "4",
                      "--packing", "false", "--padding_free", "false", "--use_liger_kernel", "false", "--peft", "lora",
                      "--lora_target_modules", "q_proj", "v_proj", "--eval_ratio", "0.05", "--eval_strategy", "steps",
                      "--eval_steps", "100"]
-        ours = ["--max_length", "2048"]  # our defaults, nothing else
-        for label, flags in (("reference", reference), ("ours", ours)):
+        ours = ["--max_length", "2048"]  # our defaults, nothing else (full fine-tuning below 3B parameters)
+        ours_lora = ["--max_length", "2048", "--peft", "lora"]  # our defaults with LoRA, like the reference
+        for label, flags in (("reference", reference), ("ours", ours), ("ours_lora", ours_lora)):
             results["throughput"][label] = run("train_sft.py", small, data, work / f"tp-{label}", flags, args.steps)
             print(f"throughput {label}: {json.dumps(results['throughput'][label])[:600]}", flush=True)
-        ref, us = results["throughput"]["reference"], results["throughput"]["ours"]
-        if ref.get("tokens_per_s") and us.get("tokens_per_s"):
-            print(f"real tokens/s: ours {us['tokens_per_s']:.0f} vs reference {ref['tokens_per_s']:.0f} = "
-                  f"{us['tokens_per_s'] / ref['tokens_per_s']:.2f}x; peak memory ours {us['peak_memory_gb']} GB vs "
-                  f"reference {ref['peak_memory_gb']} GB", flush=True)
+        ref = results["throughput"]["reference"]
+        for label in ("ours", "ours_lora"):
+            us = results["throughput"][label]
+            if ref.get("tokens_per_s") and us.get("tokens_per_s"):
+                print(f"real tokens/s: {label} {us['tokens_per_s']:.0f} vs reference {ref['tokens_per_s']:.0f} = "
+                      f"{us['tokens_per_s'] / ref['tokens_per_s']:.2f}x; peak memory {label} {us['peak_memory_gb']} GB "
+                      f"vs reference {ref['peak_memory_gb']} GB", flush=True)
     (out / "gpu_bench.json").write_text(json.dumps(results, indent=2, default=str))
 
 

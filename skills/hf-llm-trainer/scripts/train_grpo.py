@@ -352,7 +352,7 @@ def make_progress_callback():
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch,
-                        "time": round(time.time(), 1), **logs}
+                        "time": round(time.time(), 3), **logs}
                 print("[progress] " + json.dumps(line, default=float), flush=True)
 
     return ProgressCallback()
@@ -587,6 +587,7 @@ def main():
     }
     if torch.cuda.is_available():
         record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     write_run_record(training_args.output_dir, record)
     (Path(training_args.output_dir) / "README.md").write_text(model_card(record))
     shutil.rmtree(Path(training_args.output_dir) / "hub-resume", ignore_errors=True)
