@@ -59,7 +59,7 @@ def test_8b_full_does_not_fit_24gb_but_lora_and_qlora_do(run_script):
         assert 0 < result["trainable_params"] < 0.01 * result["params"]
     qlora = plan(run_script, "--model", CONFIGS / "qwen3-8b", "--method", "sft", "--peft", "qlora", "--flavor", "a10g-large")
     lora = plan(run_script, "--model", CONFIGS / "qwen3-8b", "--method", "sft", "--peft", "lora", "--flavor", "a10g-large")
-    assert qlora["breakdown"]["weights"] < lora["breakdown"]["weights"] / 2
+    assert qlora["breakdown"]["weights"] < lora["breakdown"]["weights"] * 0.6  # 4-bit linears, fp32 embeddings
 
 
 def test_auto_peft_picks_lora_above_3b(run_script):

@@ -35,13 +35,18 @@ HARDWARE_SNAPSHOT = {
     "h200": ("H200", 1, 141, 5.00), "h200x2": ("H200", 2, 141, 10.00), "h200x4": ("H200", 4, 141, 20.00),
     "h200x8": ("H200", 8, 141, 40.00),
 }
-# accelerator: (bf16 supported, peak dense 16-bit TFLOP/s, memory bandwidth TB/s, model-FLOPs utilisation)
+# accelerator: (bf16 supported, peak dense 16-bit TFLOP/s, memory bandwidth TB/s, best model-FLOPs utilisation)
 GPU_CAPABILITIES = {
-    "T4": (False, 65, 0.32, 0.30), "L4": (True, 121, 0.30, 0.30), "A10G": (True, 70, 0.60, 0.35),
-    "L40S": (True, 181, 0.86, 0.35), "A100": (True, 312, 2.0, 0.40), "H100": (True, 989, 3.35, 0.35),
-    "H200": (True, 989, 4.8, 0.35), "RTXPRO6000": (True, 250, 1.8, 0.35),
+    "T4": (False, 65, 0.32, 0.35), "L4": (True, 121, 0.30, 0.35), "A10G": (True, 70, 0.60, 0.40),
+    "L40S": (True, 181, 0.86, 0.40), "A100": (True, 312, 2.0, 0.45), "H100": (True, 989, 3.35, 0.45),
+    "H200": (True, 989, 4.8, 0.45), "RTXPRO6000": (True, 250, 1.8, 0.40),
 }
-CUDA_CONTEXT_GB = 0.6
+# Utilisation falls for narrow models (small matrix products cannot fill a fast GPU) and for adapters (extra
+# kernels, frozen-weight dequantisation); calibrated on H100 runs of 0.6B/1.7B shapes (bench/RESULTS.md).
+METHOD_EFFICIENCY = {"none": 1.0, "lora": 0.5, "qlora": 0.4}
+DPO_EFFICIENCY = 0.5
+CUDA_CONTEXT_GB = 0.5  # driver context, outside what PyTorch's allocator reserves
+ALLOCATOR_SLACK = 1.04  # reserved / allocated, measured
 SAFETY_MARGIN = 0.90  # use at most 90% of a GPU's memory
 STARTUP_HOURS = 0.15  # image pull, uv install, model and data download, final push
 DEFAULT_DATASET_TOKENS = 5_000_000
@@ -145,49 +150,59 @@ def lora_params(shape: dict, rank: int) -> int:
 
 
 def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused_ce: bool) -> dict:
+    """Peak memory per GPU, calibrated on H100 measurements (bench/RESULTS.md). The trainers keep fp32 master
+    weights for full fine-tuning (16 bytes a parameter with AdamW), load a LoRA base in 16 bit, and a QLoRA base in
+    4 bit with the non-quantised parameters upcast to fp32 (peft's k-bit preparation)."""
     gb = 1024**3
     params, hidden, layers = shape["params"], shape["hidden"], shape["layers"]
     trainable = params if args.peft == "none" else lora_params(shape, args.lora_r)
-    tokens = batch * args.max_length
-    if args.peft == "qlora":  # 4-bit linear layers (+ absmax with double quantisation), embeddings in 16 bit
-        weights = (params - shape["embedding_params"]) * 0.53 + shape["embedding_params"] * 2
-    elif args.peft == "none" and not bf16:
-        weights = params * 4  # fp16 mixed precision keeps fp32 master weights
+    tokens = batch * args.max_length * (2 if args.method == "dpo" else 1)  # DPO runs chosen and rejected together
+    if args.peft == "qlora":
+        non_linear = params - sum(i * o for i, o in shape["linear"].values())
+        weights = (params - non_linear) * 0.53 + non_linear * 4
     else:
-        weights = params * 2
-    # Bytes per trainable parameter beyond the weights: full bf16 = bf16 grads + bf16 AdamW moments; fp16 mixed
-    # precision = fp32 grads + moments; LoRA adapters live in fp32 (weights, grads, moments).
-    per_trainable = (6 if bf16 else 12) if args.peft == "none" else 16
-    trainable_state = trainable * per_trainable
+        weights = params * (4 if args.peft == "none" else 2)
+    gradients = trainable * 4
+    optimizer = trainable * 8 + (trainable * 4 if args.peft != "none" else 0)  # AdamW moments (+ fp32 adapters)
     sharded = gpus > 1 and args.strategy == "fsdp"
     if sharded:
-        weights, trainable_state = weights / gpus, trainable_state / gpus
-    # Activations per token and layer (bytes, 16 bit): attention in/out, q/k/v, MLP gate/up/act/down, norms.
-    per_token_layer = 2 * (6 * hidden + 2 * shape["kv_heads"] * shape["head_dim"] + 4 * shape["intermediate"])
+        weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
+    # Residual stream between layers: fp32 when the weights (or the upcast norms) are fp32, else 16 bit.
+    act_bytes = 7.2 if args.peft in ("none", "qlora") else 3.6
     if args.gradient_checkpointing:
-        activations = tokens * hidden * 2 * layers + tokens * per_token_layer
+        activations = tokens * layers * hidden * act_bytes
     else:
-        activations = tokens * per_token_layer * layers
-    sequences = 2 if args.method == "dpo" else 1  # DPO runs chosen and rejected together
-    activations *= sequences
-    # Logits: 16-bit logits + fp32 upcast + fp32 gradient of the cross-entropy; fused (Liger) chunks them away.
-    logits = 0.0 if fused_ce else tokens * sequences * shape["vocab"] * (2 + 4 + 4)
-    reference = 0.0
-    if args.method == "dpo" and args.peft == "none":
-        reference = params * 2 / (gpus if sharded else 1)
+        per_layer = 6 * hidden + 2 * shape["kv_heads"] * shape["head_dim"] + 4 * shape["intermediate"]
+        activations = tokens * layers * per_layer * act_bytes / 2
+    # Logits: TRL computes the loss through a chunked LM head, so vocab x tokens is never materialised at once.
+    unfused_logits = tokens * shape["vocab"] * (2 + 4 + 4)
+    logits = 0.0 if fused_ce else unfused_logits
+    # Full fine-tuning peaks either in the optimizer step or in the backward pass, where activations meet half-built
+    # gradients; adapters' gradients are small, so LoRA's activations simply add up.
+    live = max(gradients, activations + gradients / 2) if args.peft == "none" else gradients + activations
+    reference = params * 4 / (gpus if sharded else 1) if args.method == "dpo" and args.peft == "none" else 0.0
     kv_cache = 0.0
     if args.method == "grpo":
         sequence = args.max_prompt_length + args.max_completion_length
         kv_cache = 2 * layers * shape["kv_heads"] * shape["head_dim"] * sequence * batch * 2
-    parts = {"weights": weights, "trainable_state": trainable_state, "activations": activations, "logits": logits,
-             "reference_model": reference, "kv_cache": kv_cache}
+    parts = {"weights": weights, "optimizer": optimizer, "gradients_and_activations": live * ALLOCATOR_SLACK,
+             "logits": logits, "reference_model": reference, "kv_cache": kv_cache}
     parts = {key: round(value / gb, 2) for key, value in parts.items()}
+    parts["weights"] = round(parts["weights"] * ALLOCATOR_SLACK, 2)
+    parts["logits_saved_by_chunking"] = round((unfused_logits - logits) / gb, 2)
     parts["cuda_context"] = CUDA_CONTEXT_GB
-    parts["total"] = round(sum(parts.values()), 2)
+    parts["total"] = round(sum(v for k, v in parts.items() if k != "logits_saved_by_chunking"), 2)
     return {"breakdown": parts, "trainable": trainable}
 
 
 # ---------------------------------------------------------------- time model
+
+
+def utilisation(gpu: str, shape: dict, args) -> float:
+    _, tflops, _, best = capabilities(gpu)
+    saturating_width = 2560 * math.sqrt(tflops / 989)
+    value = best * min(1.0, shape["hidden"] / saturating_width) * METHOD_EFFICIENCY[args.peft]
+    return value * (DPO_EFFICIENCY if args.method == "dpo" else 1.0)
 
 
 def training_flops(shape: dict, args, tokens: float) -> float:
@@ -198,7 +213,7 @@ def training_flops(shape: dict, args, tokens: float) -> float:
     attention = 12 * shape["layers"] * shape["hidden"] * args.max_length  # causal attention, fwd + bwd
     per_token += attention
     if args.method == "dpo":
-        per_token = 2 * per_token + (2 * 2 * n if args.peft == "none" else 2 * 2 * n)  # pair + reference forwards
+        per_token = 2 * per_token + 2 * 2 * n  # chosen and rejected, plus the reference model's two forwards
     return per_token * tokens
 
 
@@ -217,7 +232,7 @@ def generation_seconds(shape: dict, args, tokens: float, gpu: str, gpus: int) ->
 
 def evaluate_flavor(name, spec, shape, args, tokens):
     gpu, count, vram, price = spec
-    bf16, tflops, _, mfu = capabilities(gpu)
+    bf16, tflops, _, _ = capabilities(gpu)
     fused = True  # Liger's fused cross-entropy is on by default on GPU
     batch = args.per_device_train_batch_size
     strategy = "single" if count == 1 else "ddp"
@@ -240,7 +255,7 @@ def evaluate_flavor(name, spec, shape, args, tokens):
     effective = args.effective_batch
     accumulation = max(1, math.ceil(effective / (batch * count)))
     flops = training_flops(shape, args, tokens)
-    seconds = flops / (tflops * 1e12 * mfu * count * (0.9 if count > 1 else 1.0))
+    seconds = flops / (tflops * 1e12 * utilisation(gpu, shape, args) * count * (0.9 if count > 1 else 1.0))
     seconds += generation_seconds(shape, args, tokens, gpu, count)
     hours = seconds / 3600 + STARTUP_HOURS
     return {

@@ -206,6 +206,14 @@ def count_parameters(model_name: str, revision: str | None) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def weights_dtype(training_args, peft_choice: str) -> str:
+    """Full fine-tuning keeps fp32 master weights under bf16/fp16 autocast (16 bytes a parameter with AdamW); a
+    LoRA base is frozen, so it is loaded in the compute dtype and only the adapters stay fp32."""
+    if peft_choice == "none" or not (training_args.bf16 or training_args.fp16):
+        return "float32"
+    return "bfloat16" if training_args.bf16 else "float16"
+
+
 def resolve_peft(run_args, model_args, n_params: int) -> str:
     choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
     if choice == "auto":
@@ -237,7 +245,7 @@ def relaunch_if_multi_process(run_args, hw, n_params: int, full_finetune: bool):
     sys.exit(subprocess.call(command + [sys.argv[0], *sys.argv[1:]]))
 
 
-def load_model(model_args, training_args):
+def load_model(model_args, dtype: str):
     """A LoRA adapter directory or repo (e.g. an SFT output) is merged into its base; anything else stays a path."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -253,9 +261,8 @@ def load_model(model_args, training_args):
     import torch
     from peft import AutoPeftModelForCausalLM
 
-    dtype = torch.bfloat16 if training_args.bf16 else torch.float32
     print(f"{name} is a LoRA adapter: merging it into its base model first.", flush=True)
-    return AutoPeftModelForCausalLM.from_pretrained(name, dtype=dtype).merge_and_unload()
+    return AutoPeftModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype)).merge_and_unload()
 
 
 def load_processing_class(name: str):
@@ -389,7 +396,7 @@ def build_parser():
 def main():
     hw = hardware()
     parser = build_parser()
-    parser.set_defaults(**hardware_defaults(hw))
+    parser.set_defaults(**hardware_defaults(hw), dtype=None)  # None: weights_dtype() decides
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
@@ -437,7 +444,7 @@ def main():
         training_args.hub_model_id = f"{whoami()['name']}/{Path(training_args.output_dir).name}"
 
     model_kwargs = dict(revision=model_args.model_revision, attn_implementation=model_args.attn_implementation,
-                        dtype=model_args.dtype or ("bfloat16" if training_args.bf16 else "float32"))
+                        dtype=model_args.dtype or weights_dtype(training_args, peft_choice))
     quantization = get_quantization_config(model_args)
     if quantization is not None:
         model_kwargs["quantization_config"] = quantization
@@ -464,7 +471,7 @@ def main():
           + f" rows={len(dataset)} output={training_args.output_dir} "
           f"hub={training_args.hub_model_id if training_args.push_to_hub else None}", flush=True)
 
-    model = load_model(model_args, training_args)
+    model = load_model(model_args, model_kwargs["dtype"])
     trainer = SFTTrainer(
         model=model,
         args=training_args,

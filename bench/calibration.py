@@ -1,0 +1,42 @@
+"""plan.py's predictions against the H100 measurements in bench/h100_measurements.json (no GPU needed).
+
+    python bench/calibration.py
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "skills" / "hf-llm-trainer" / "scripts"))
+import plan  # noqa: E402
+
+CASES = {"0.6b": "qwen3-0.6b", "1.7b": "qwen3-1.7b"}
+
+
+def main():
+    measurements = json.loads((Path(__file__).parent / "h100_measurements.json").read_text())
+    print(f"{'case':24} {'mem meas':>9} {'mem pred':>9} {'ratio':>6} {'step meas':>10} {'step pred':>10} {'ratio':>6}")
+    memory_ratios, time_ratios = [], []
+    for case in measurements["cases"]:
+        shape = plan.model_shape(str(ROOT / "tests" / "configs" / CASES[case["model"]]))
+        args = argparse.Namespace(method=case["method"], peft=case["peft"], lora_r=16, max_length=case["length"],
+                                  gradient_checkpointing=True, strategy="single", max_prompt_length=512,
+                                  max_completion_length=512, num_generations=8)
+        memory = plan.memory_breakdown(shape, args, True, 1, case["batch"], True)["breakdown"]
+        reserved = memory["total"] - memory["cuda_context"]  # torch reserves everything but the driver context
+        tokens = case["batch"] * case["length"]
+        step = plan.training_flops(shape, args, tokens) / (989e12 * plan.utilisation("H100", shape, args))
+        memory_ratios.append(reserved / case["reserved_gb"])
+        line = (f"{case['name']:24} {case['reserved_gb']:9.2f} {reserved:9.2f} {reserved / case['reserved_gb']:6.2f} "
+                f"{case['step_s']:10.3f} {step:10.3f} {step / case['step_s']:6.2f}")
+        if case["batch"] > 1:  # one 2048-token micro-batch is dominated by fixed per-step costs
+            time_ratios.append(step / case["step_s"])
+        print(line + ("" if case["batch"] > 1 else "  (fixed-cost dominated)"))
+    print(f"memory ratio range {min(memory_ratios):.2f}-{max(memory_ratios):.2f}; "
+          f"time ratio range (batch > 1) {min(time_ratios):.2f}-{max(time_ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
