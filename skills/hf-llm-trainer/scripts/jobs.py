@@ -19,6 +19,7 @@ and what to change.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -154,6 +155,8 @@ def describe(info: dict) -> str:
 def status_record(job_id, stage, elapsed, log_text, **extra) -> dict:
     info = {"id": job_id, "stage": stage, "elapsed_s": round(elapsed) if elapsed is not None else None}
     info.update(progress_from_log(log_text))
+    if info["eta_s"] is None and info["step"] and elapsed:  # one progress line so far: rate since the start
+        info["eta_s"] = round((info["total_steps"] - info["step"]) * elapsed / info["step"])
     info["diagnosis"] = diagnose(log_text, stage)
     return info | extra
 
@@ -315,8 +318,9 @@ def hf_submit(script: str, args: list[str], name: str, flavor: str, timeout: int
     token = get_token()
     if not token:
         raise BadInput("No Hugging Face token: run `hf auth login` (or set HF_TOKEN), or use --backend local.")
-    job = hf_api().run_uv_job(script, script_args=args, flavor=flavor, timeout=timeout, name=name, labels=labels,
-                              secrets={"HF_TOKEN": token}, env={"HFLT_FLAVOR": flavor})
+    with contextlib.redirect_stdout(sys.stderr):  # the library prints where it shipped the script
+        job = hf_api().run_uv_job(script, script_args=args, flavor=flavor, timeout=timeout, name=name, labels=labels,
+                                  secrets={"HF_TOKEN": token}, env={"HFLT_FLAVOR": flavor})
     return {"id": job.id, "url": job.url}
 
 
