@@ -41,9 +41,10 @@ GPU_CAPABILITIES = {
     "L40S": (True, 181, 0.86, 0.40), "A100": (True, 312, 2.0, 0.45), "H100": (True, 989, 3.35, 0.45),
     "H200": (True, 989, 4.8, 0.45), "RTXPRO6000": (True, 250, 1.8, 0.40),
 }
-# Utilisation falls for narrow models (small matrix products cannot fill a fast GPU) and for adapters (extra
-# kernels, frozen-weight dequantisation); calibrated on H100 runs of 0.6B/1.7B shapes (bench/RESULTS.md).
-METHOD_EFFICIENCY = {"none": 1.0, "lora": 0.5, "qlora": 0.4}
+# Utilisation falls for narrow models (small matrix products cannot fill a fast GPU); adapters add a fixed cost per
+# micro-batch (extra kernels, hooks, dequantisation). Calibrated on H100 runs of 0.6B/1.7B shapes
+# (bench/RESULTS.md, bench/calibration.py).
+MICRO_BATCH_OVERHEAD_S = {"none": 0.05, "lora": 0.3, "qlora": 0.4}
 DPO_EFFICIENCY = 0.5
 CUDA_CONTEXT_GB = 0.5  # driver context, outside what PyTorch's allocator reserves
 ALLOCATOR_SLACK = 1.04  # reserved / allocated, measured
@@ -157,9 +158,9 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
     params, hidden, layers = shape["params"], shape["hidden"], shape["layers"]
     trainable = params if args.peft == "none" else lora_params(shape, args.lora_r)
     tokens = batch * args.max_length * (2 if args.method == "dpo" else 1)  # DPO runs chosen and rejected together
-    if args.peft == "qlora":
+    if args.peft == "qlora":  # 4-bit linear layers with their quantisation constants; the rest stays 16 bit
         non_linear = params - sum(i * o for i, o in shape["linear"].values())
-        weights = (params - non_linear) * 0.53 + non_linear * 4
+        weights = (params - non_linear) * 0.53 + non_linear * 2
     else:
         weights = params * (4 if args.peft == "none" else 2)
     gradients = trainable * 4
@@ -167,8 +168,8 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
     sharded = gpus > 1 and args.strategy == "fsdp"
     if sharded:
         weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
-    # Residual stream between layers: fp32 when the weights (or the upcast norms) are fp32, else 16 bit.
-    act_bytes = 7.2 if args.peft in ("none", "qlora") else 3.6
+    # Residual stream between layers: fp32 when the weights are fp32 (full fine-tuning), else 16 bit.
+    act_bytes = 7.2 if args.peft == "none" else 4.4
     if args.gradient_checkpointing:
         activations = tokens * layers * hidden * act_bytes
     else:
@@ -201,7 +202,7 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
 def utilisation(gpu: str, shape: dict, args) -> float:
     _, tflops, _, best = capabilities(gpu)
     saturating_width = 2560 * math.sqrt(tflops / 989)
-    value = best * min(1.0, shape["hidden"] / saturating_width) * METHOD_EFFICIENCY[args.peft]
+    value = best * min(1.0, shape["hidden"] / saturating_width)
     return value * (DPO_EFFICIENCY if args.method == "dpo" else 1.0)
 
 
@@ -256,6 +257,7 @@ def evaluate_flavor(name, spec, shape, args, tokens):
     accumulation = max(1, math.ceil(effective / (batch * count)))
     flops = training_flops(shape, args, tokens)
     seconds = flops / (tflops * 1e12 * utilisation(gpu, shape, args) * count * (0.9 if count > 1 else 1.0))
+    seconds += tokens / (batch * args.max_length * count) * MICRO_BATCH_OVERHEAD_S[args.peft]
     seconds += generation_seconds(shape, args, tokens, gpu, count)
     hours = seconds / 3600 + STARTUP_HOURS
     return {
