@@ -100,11 +100,11 @@ def progress_from_log(text: str) -> dict:
         result["trackio"], result["output"] = info.get("trackio") or None, info.get("hub_repo") or info.get("output_dir")
     if steps:
         first, last = steps[0], steps[-1]
-        result.update(step=last["step"], total_steps=last["total_steps"], loss=last.get("loss"),
+        result.update(step=entries[-1]["step"], total_steps=entries[-1]["total_steps"], loss=last.get("loss"),
                       loss_start=first.get("loss"), learning_rate=last.get("learning_rate"), reward=last.get("reward"))
         if last["step"] > first["step"] and last.get("time") and first.get("time"):
             rate = (last["time"] - first["time"]) / (last["step"] - first["step"])
-            result["eta_s"] = round(max(last["total_steps"] - last["step"], 0) * rate)
+            result["eta_s"] = round(max(last["total_steps"] - entries[-1]["step"], 0) * rate)
     return result
 
 
@@ -508,7 +508,7 @@ def main():
         last = None
         while info["stage"] not in TERMINAL:
             if not args.json and (info["step"], info["stage"]) != last:
-                print(describe(info).splitlines()[-1 if info["step"] is not None else 0], flush=True)
+                print(describe(info).splitlines()[1 if info["step"] is not None else 0], flush=True)
                 last = (info["step"], info["stage"])
             time.sleep(float(os.environ.get("HFLT_POLL_S", "5")))
             info = status(args.id)
