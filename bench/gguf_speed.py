@@ -30,10 +30,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-build", action="store_true", help="do not time the one-time build")
     args = parser.parse_args()
+    import tiny_models
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    import tiny_models
 
     tiny = tiny_models.tiny_causal_lm()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

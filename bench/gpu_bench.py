@@ -23,10 +23,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 
 def build_model(name: str, work: Path) -> Path:
+    import tiny_models
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    import tiny_models
 
     target = work / name
     if (target / "model.safetensors").exists() or (target / "model.safetensors.index.json").exists():
@@ -88,7 +87,7 @@ def run(script: str, model: Path, data: Path, out: Path, extra: list[str], steps
             "peak_allocated_gb": record["hardware"].get("peak_memory_allocated_gb"),
             "step_s": statistics.median(times[2:] or times),
             "tokens_per_s": tokens / seconds if tokens and seconds else None, "wall_s": round(time.time() - started, 1),
-            "resolved": next((l for l in result.stdout.splitlines() if l.startswith("Resolved:")), "")}
+            "resolved": next((line for line in result.stdout.splitlines() if line.startswith("Resolved:")), "")}
 
 
 def predict(model: Path, method: str, peft: str, length: int, batch: int, checkpointing: bool, fused: bool) -> dict:

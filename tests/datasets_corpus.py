@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 
-
 def turns(*pairs):
     return [{"role": role, "content": content} for role, content in pairs]
 

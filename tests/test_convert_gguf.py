@@ -31,7 +31,7 @@ def test_files_load_generate_and_carry_the_right_metadata(converted):
     result, _, outdir, _ = converted
     files = {f["quant"]: f for f in result["files"]}
     assert set(files) == {"F16", "Q8_0", "Q4_K_M"}
-    for quant, entry in files.items():
+    for entry in files.values():
         assert (outdir / entry["file"]).exists()
         meta = entry["metadata"]
         assert meta["architecture"] == "llama" and meta["tokenizer"] == "llama" and meta["chat_template"]

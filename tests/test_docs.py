@@ -4,7 +4,7 @@ import re
 import shlex
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ def commands():
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def accepted_flags(script: str, subcommand: str | None = None) -> set[str]:
     args = [sys.executable, str(SCRIPTS / script)] + ([subcommand] if subcommand else []) + ["--help"]
     text = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
