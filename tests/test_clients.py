@@ -57,9 +57,9 @@ def test_skill_token_budget(home, tmp_path):
     run([client("claude"), "plugin", "marketplace", "add", str(checkout)], home)
     run([client("claude"), "plugin", "install", "hf-llm-trainer@huggingface-skills"], home)
     details = run([client("claude"), "plugin", "details", "hf-llm-trainer@huggingface-skills"], home)
-    row = re.search(r"^\s*hf-llm-trainer\s+~(\d+)\s+~(\d+)", details.output, re.M)
+    row = re.search(r"^\s*hf-llm-trainer\s+~([\d.]+k?)\s+~([\d.]+k?)", details.output, re.M)
     assert row, details.output
-    always_on, on_invoke = int(row.group(1)), int(row.group(2))
+    always_on, on_invoke = (float(v.rstrip("k")) * (1000 if v.endswith("k") else 1) for v in row.groups())
     assert always_on <= 220, details.output
     assert on_invoke <= 4000, details.output
 
