@@ -88,3 +88,16 @@ def test_experiment_with_evaluation_and_report_answers_are_we_beating_the_base(r
     report = (tmp_path / "training_reports" / "code.md").read_text()
     assert "| `base-humaneval` -" in report and "| `sft-local` -" in report
     assert re.search(r"Best fine-tuned run `sft-local` \([\d.]+\) (beats|does not beat) the base model", report)
+
+
+def test_evaluation_runs_as_a_job(run_script, env, tiny_model, tmp_path):
+    """eval_humaneval.py through jobs.py, as for a GPU flavor, here on the local backend."""
+    env["HFLT_LOCAL_PYTHON"] = sys.executable
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"method": "sft"}))
+    submitted = json_output(run_script("jobs.py", "submit", "--backend", "local", "--json", "--",
+                                       SCRIPTS / "eval_humaneval.py", "--model", tiny_model, "--limit", "2",
+                                       "--max_new_tokens", "8", "--run", run))
+    assert run_script("jobs.py", "wait", submitted["id"]).returncode == 0
+    evaluation = json.loads(run.read_text())["evaluations"][0]
+    assert evaluation["n"] == 2 and evaluation["job"].endswith(f"{submitted['id']}/log")
