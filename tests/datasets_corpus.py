@@ -93,3 +93,25 @@ def llava_dataset(directory: Path, n: int = 16) -> Path:
     dataset = Dataset.from_list(rows)
     dataset.cast_column("images", List(Image())).to_parquet(path)  # as the Hub stores llava-instruct-mix
     return path
+
+
+def rlaif_dataset(directory: Path, n: int = 16) -> Path:
+    """openbmb/RLAIF-V style preference data: an 'images' column and typed-content prompt/chosen/rejected turns."""
+    from io import BytesIO
+
+    from datasets import Dataset, Image, List
+    from PIL import Image as PILImage
+
+    rows = []
+    for i in range(n):
+        colour = ["red", "green", "blue", "white"][i % 4]
+        buffer = BytesIO()
+        PILImage.new("RGB", (32, 32), colour).save(buffer, format="PNG")
+        rows.append({"images": [{"bytes": buffer.getvalue(), "path": None}],
+                     "prompt": [{"role": "user", "content": [{"type": "image", "text": None},
+                                                             {"type": "text", "text": "What colour is this?"}]}],
+                     "chosen": [{"role": "assistant", "content": [{"type": "text", "text": colour}]}],
+                     "rejected": [{"role": "assistant", "content": [{"type": "text", "text": "purple"}]}]})
+    path = directory / "rlaif.parquet"
+    Dataset.from_list(rows).cast_column("images", List(Image())).to_parquet(path)
+    return path

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import SAMPLE, SCRIPTS, json_output
-from datasets_corpus import CORPUS, llava_dataset, write_jsonl
+from datasets_corpus import CORPUS, llava_dataset, rlaif_dataset, write_jsonl
 
 FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
         "--logging_steps", "2", "--report_to", "none"]
@@ -215,6 +215,17 @@ def test_vlm_sft(tiny_vlm, tmp_path, run_script):
     run = record(out)
     assert run["status"] == "completed" and run["steps"]["done"] == 3
     assert (out / "preprocessor_config.json").exists() or (out / "processor_config.json").exists()
+
+
+def test_vlm_dpo(tiny_vlm, tmp_path, run_script):
+    out = tmp_path / "vlm-dpo"
+    result = run_script("train_dpo.py", "--model_name_or_path", tiny_vlm, "--dataset_name", rlaif_dataset(tmp_path),
+                        "--output_dir", out, "--max_steps", "2", "--per_device_train_batch_size", "2",
+                        "--logging_steps", "1", "--report_to", "none", "--max_length", "None")
+    assert result.returncode == 0, result.output[-3000:]
+    run = record(out)
+    assert run["method"] == "dpo" and run["steps"]["done"] == 2
+    assert any("rewards/margins" in e for e in run["log_history"])
 
 
 @pytest.mark.parametrize("args,needle", [
