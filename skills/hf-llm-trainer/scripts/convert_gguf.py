@@ -11,6 +11,7 @@
 #     "safetensors",
 #     "gguf>=0.17",
 #     "cmake>=3.24",
+#     "pip",
 # ]
 # ///
 """Merge, convert, quantize, verify and publish GGUF files for llama.cpp, Ollama and LM Studio.
@@ -63,6 +64,7 @@ def llama_cpp() -> Path:
     source, build = CACHE / "src", CACHE / "build"
     if not (source / "convert_hf_to_gguf.py").exists():
         log(f"Fetching llama.cpp from the llama-cpp-python {LLAMA_CPP_PYTHON} source distribution (one time)...")
+        # pip is a dependency above: uv-made environments (uv run, HF Jobs) have none, and it honours index settings
         with tempfile.TemporaryDirectory() as download:
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                             f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", download], check=True)
