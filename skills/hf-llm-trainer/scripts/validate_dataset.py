@@ -296,9 +296,8 @@ def analyse_preference(rows, columns, method: str) -> dict:
         warnings.append(f"{empty} of {len(rows)} rows have an empty chosen or rejected answer")
     if not prompt:
         warnings.append("no prompt column: the prompt is implicit in chosen/rejected and TRL extracts it")
-        if all(isinstance(r.get(chosen), str) for r in rows[:20]):
-            pass
-        elif not all(turn_style(r.get(chosen)) == "chat" for r in rows[:20] if r.get(chosen)):
+        head = [r.get(chosen) for r in rows[:20] if r.get(chosen)]
+        if not all(isinstance(c, str) or turn_style(c) == "chat" for c in head):
             return verdict("incompatible", reasons=["chosen/rejected are neither strings nor role/content turns"])
     if empty == len(rows):
         return verdict("incompatible", mapping=mapping, reasons=["every row has an empty chosen or rejected answer"])
