@@ -516,6 +516,8 @@ def main():
         raise
     trainer.save_model(training_args.output_dir, _internal_call=True)  # we push below, with our card and retries
     if not trainer.is_world_process_zero():
+        if hasattr(trainer, "end"):
+            trainer.end()
         return
 
     history = trainer.state.log_history
@@ -550,7 +552,8 @@ def main():
                   f"{training_args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
             sys.exit(1)
         print(f"Pushed to https://huggingface.co/{training_args.hub_model_id}", flush=True)
-    trainer.end() if hasattr(trainer, "end") else None
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
+        trainer.end()
 
 
 if __name__ == "__main__":
