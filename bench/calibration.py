@@ -1,4 +1,5 @@
 """plan.py's predictions against the H100 measurements in bench/h100_measurements.json (no GPU needed).
+Exits 1 when a prediction misses issue 5's goal (memory within +-15%, step time within +-30%).
 
     python bench/calibration.py
 """
@@ -26,9 +27,7 @@ def main():
                                   max_completion_length=512, num_generations=8)
         memory = plan.memory_breakdown(shape, args, True, 1, case["batch"], True)["breakdown"]
         reserved = memory["total"] - memory["cuda_context"]  # torch reserves everything but the driver context
-        tokens = case["batch"] * case["length"]
-        step = (plan.training_flops(shape, args, tokens) / (989e12 * plan.utilisation("H100", shape, args))
-                + plan.MICRO_BATCH_OVERHEAD_S[case["peft"]])
+        step = plan.micro_batch_seconds(shape, args, "H100", 1, case["batch"])
         memory_ratios.append(reserved / case["reserved_gb"])
         line = (f"{case['name']:24} {case['reserved_gb']:9.2f} {reserved:9.2f} {reserved / case['reserved_gb']:6.2f} "
                 f"{case['step_s']:10.3f} {step:10.3f} {step / case['step_s']:6.2f}")
@@ -36,7 +35,11 @@ def main():
         print(line)
     print(f"memory ratio range {min(memory_ratios):.2f}-{max(memory_ratios):.2f}; "
           f"time ratio range {min(time_ratios):.2f}-{max(time_ratios):.2f}")
+    memory_ok = sum(0.85 <= r <= 1.15 for r in memory_ratios)
+    time_ok = sum(0.7 <= r <= 1.3 for r in time_ratios)
+    print(f"within goal: memory {memory_ok}/{len(memory_ratios)}, time {time_ok}/{len(time_ratios)}")
+    return 0 if memory_ok == time_ok == len(memory_ratios) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -98,10 +98,8 @@ def predict(model: Path, method: str, peft: str, length: int, batch: int, checkp
                               strategy="single", max_prompt_length=512, max_completion_length=512, num_generations=8,
                               per_device_train_batch_size=batch)
     memory = plan.memory_breakdown(shape, args, True, 1, batch, fused)
-    flops = plan.training_flops(shape, args, batch * length)
-    _, tflops, _, mfu = plan.capabilities("H100")
     return {"memory_gb": memory["breakdown"]["total"], "breakdown": memory["breakdown"],
-            "step_s": flops / (tflops * 1e12 * mfu)}
+            "step_s": plan.micro_batch_seconds(shape, args, "H100", 1, batch)}
 
 
 def main():

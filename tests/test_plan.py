@@ -1,10 +1,12 @@
 """plan.py on published configs (config only, no weights): exact counts, sensible choices, card and JSON agree."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import json_output
+from conftest import ROOT, json_output
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -128,3 +130,10 @@ def test_unknown_flavor_and_model_exit_2(tmp_path, run_script):
     assert bad.returncode == 2 and "Unknown flavor 'z80'" in bad.stderr
     missing = run_script("plan.py", "--model", tmp_path / "nothing", "--method", "sft")
     assert missing.returncode == 2 and "config" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_predictions_stay_within_the_goal_on_the_recorded_h100_runs():
+    """Guards the calibrated constants: plan.py against the measured H100 runs in bench/h100_measurements.json."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "calibration.py")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "within goal: memory 12/12, time 12/12" in result.stdout

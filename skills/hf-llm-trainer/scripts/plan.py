@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-SNAPSHOT_DATE = "2025-12-01"
-# name: (accelerator, count, GB per GPU, USD per hour). Snapshot of HfApi.list_jobs_hardware(); refreshed live.
+SNAPSHOT_DATE = "2026-11-23"
+# name: (accelerator, count, GB per GPU, USD per hour), as the Hub's Jobs pricing page lists them (checked on
+# SNAPSHOT_DATE). Used offline only: list_jobs_hardware() replaces it whenever the Hub answers.
 HARDWARE_SNAPSHOT = {
     "cpu-basic": (None, 0, 0, 0.01), "cpu-upgrade": (None, 0, 0, 0.03),
     "t4-small": ("T4", 1, 16, 0.40), "t4-medium": ("T4", 1, 16, 0.60),
@@ -34,17 +35,20 @@ HARDWARE_SNAPSHOT = {
     "a100-large": ("A100", 1, 80, 2.50), "a100x4": ("A100", 4, 80, 10.00), "a100x8": ("A100", 8, 80, 20.00),
     "h200": ("H200", 1, 141, 5.00), "h200x2": ("H200", 2, 141, 10.00), "h200x4": ("H200", 4, 141, 20.00),
     "h200x8": ("H200", 8, 141, 40.00),
+    "rtx-pro-6000": ("RTXPRO6000", 1, 96, 2.75), "rtx-pro-6000x2": ("RTXPRO6000", 2, 96, 5.50),
+    "rtx-pro-6000x4": ("RTXPRO6000", 4, 96, 11.00), "rtx-pro-6000x8": ("RTXPRO6000", 8, 96, 22.00),
 }
 # accelerator: (bf16 supported, peak dense 16-bit TFLOP/s, memory bandwidth TB/s, best model-FLOPs utilisation)
 GPU_CAPABILITIES = {
     "T4": (False, 65, 0.32, 0.35), "L4": (True, 121, 0.30, 0.35), "A10G": (True, 70, 0.60, 0.40),
     "L40S": (True, 181, 0.86, 0.40), "A100": (True, 312, 2.0, 0.45), "H100": (True, 989, 3.35, 0.45),
-    "H200": (True, 989, 4.8, 0.45), "RTXPRO6000": (True, 250, 1.8, 0.40),
+    "H200": (True, 989, 4.8, 0.45), "RTXPRO6000": (True, 500, 1.8, 0.35),
 }
-# Utilisation falls for narrow models (small matrix products cannot fill a fast GPU); adapters add a fixed cost per
-# micro-batch (extra kernels, hooks, dequantisation). Calibrated on H100 runs of 0.6B/1.7B shapes
-# (bench/RESULTS.md, bench/calibration.py).
-MICRO_BATCH_OVERHEAD_S = {"none": 0.05, "lora": 0.3, "qlora": 0.4}
+# Utilisation falls for narrow models (small matrix products cannot fill a fast GPU). A micro-batch also never takes
+# less than the host needs to launch its kernels, layer by layer (forward, recomputed forward, backward); adapters
+# add kernels (LoRA matmuls, dequantisation). Calibrated on H100 runs of 0.6B/1.7B shapes (bench/RESULTS.md,
+# bench/calibration.py).
+LAUNCH_FLOOR_S_PER_LAYER = {"none": 0.0095, "lora": 0.016, "qlora": 0.0195}
 DPO_EFFICIENCY = 0.5
 CUDA_CONTEXT_GB = 0.5  # driver context, outside what PyTorch's allocator reserves
 ALLOCATOR_SLACK = 1.04  # reserved / allocated, measured
@@ -218,6 +222,14 @@ def training_flops(shape: dict, args, tokens: float) -> float:
     return per_token * tokens
 
 
+def micro_batch_seconds(shape: dict, args, gpu: str, gpus: int, batch: int) -> float:
+    """Compute time of one micro-batch per GPU, or the kernel-launch floor when the GPU outruns the host."""
+    _, tflops, _, _ = capabilities(gpu)
+    flops = training_flops(shape, args, batch * args.max_length)
+    compute = flops / (tflops * 1e12 * utilisation(gpu, shape, args) * (0.9 if gpus > 1 else 1.0))
+    return max(compute, LAUNCH_FLOOR_S_PER_LAYER[args.peft] * shape["layers"])
+
+
 def generation_seconds(shape: dict, args, tokens: float, gpu: str, gpus: int) -> float:
     """GRPO decoding is memory-bound: each new token of a batch reads the weights once."""
     if args.method != "grpo":
@@ -233,7 +245,7 @@ def generation_seconds(shape: dict, args, tokens: float, gpu: str, gpus: int) ->
 
 def evaluate_flavor(name, spec, shape, args, tokens):
     gpu, count, vram, price = spec
-    bf16, tflops, _, _ = capabilities(gpu)
+    bf16 = capabilities(gpu)[0]
     fused = True  # Liger's fused cross-entropy is on by default on GPU
     batch = args.per_device_train_batch_size
     strategy = "single" if count == 1 else "ddp"
@@ -255,9 +267,8 @@ def evaluate_flavor(name, spec, shape, args, tokens):
     batch, memory = chosen
     effective = args.effective_batch
     accumulation = max(1, math.ceil(effective / (batch * count)))
-    flops = training_flops(shape, args, tokens)
-    seconds = flops / (tflops * 1e12 * utilisation(gpu, shape, args) * count * (0.9 if count > 1 else 1.0))
-    seconds += tokens / (batch * args.max_length * count) * MICRO_BATCH_OVERHEAD_S[args.peft]
+    micro_batches = tokens / (batch * args.max_length * count)
+    seconds = micro_batches * micro_batch_seconds(shape, args, gpu, count, batch)
     seconds += generation_seconds(shape, args, tokens, gpu, count)
     hours = seconds / 3600 + STARTUP_HOURS
     return {
