@@ -1,5 +1,5 @@
 """GPU benchmark: plan.py's memory/time predictions against measured training, and our SFT defaults against the
-reference skill's template settings (real tokens/s, peak memory). Runs the bundled trainers as subprocesses on
+reference skill's template settings (real tokens/s, peak memory; bench/sft_throughput.py). Runs the bundled trainers as subprocesses on
 models built from published configs (random weights) with pre-tokenized data. Prints tables; writes JSON.
 
     python bench/gpu_bench.py --out results/
@@ -68,15 +68,23 @@ def preference_dataset(work: Path, length: int, rows: int) -> Path:
 
 
 def run(script: str, model: Path, data: Path, out: Path, extra: list[str], steps: int) -> dict:
+    """One trainer run as a subprocess; step times and real tokens from its [progress] lines, peak GPU memory from
+    run.json, peak host memory (RSS) from the process's own resource usage."""
     shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     command = [sys.executable, str(SCRIPTS / script), "--model_name_or_path", str(model), "--dataset_name", str(data),
                "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1", "--report_to", "none",
                "--save_strategy", "no", *extra]
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if result.returncode != 0:
-        return {"error": result.stdout[-1500:] + result.stderr[-2500:]}
-    lines = [json.loads(line.split("[progress] ", 1)[1]) for line in result.stdout.splitlines() if "[progress] " in line]
+    log = out / "bench.log"
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        _, status, usage = os.wait4(process.pid, 0)
+    output = log.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"error": output[-4000:]}
+    lines = [json.loads(line.split("[progress] ", 1)[1]) for line in output.splitlines() if "[progress] " in line]
     steps_logged = [line for line in lines if "loss" in line]
     times = [b["time"] - a["time"] for a, b in zip(steps_logged, steps_logged[1:])]
     warm = steps_logged[2:]  # skip compilation / allocator warm-up
@@ -85,9 +93,10 @@ def run(script: str, model: Path, data: Path, out: Path, extra: list[str], steps
     record = json.loads((out / "run.json").read_text())
     return {"peak_memory_gb": record["hardware"].get("peak_memory_gb"),
             "peak_allocated_gb": record["hardware"].get("peak_memory_allocated_gb"),
+            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
             "step_s": statistics.median(times[2:] or times),
             "tokens_per_s": tokens / seconds if tokens and seconds else None, "wall_s": round(time.time() - started, 1),
-            "resolved": next((line for line in result.stdout.splitlines() if line.startswith("Resolved:")), "")}
+            "resolved": next((line for line in output.splitlines() if line.startswith("Resolved:")), "")}
 
 
 def predict(model: Path, method: str, peft: str, length: int, batch: int, checkpointing: bool, fused: bool) -> dict:
@@ -154,23 +163,10 @@ def main():
                   f"{measured['step_s']:.3f}s, predicted {predicted['step_s']:.3f}s "
                   f"(ratio {predicted['step_s'] / measured['step_s']:.2f})", flush=True)
     if "throughput" in wanted:
+        import sft_throughput
+
         data = token_dataset(work, vocab, 2048, 800, variable=True)
-        reference = ["--max_length", "2048", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "4",
-                     "--packing", "false", "--padding_free", "false", "--use_liger_kernel", "false", "--peft", "lora",
-                     "--lora_target_modules", "q_proj", "v_proj", "--eval_ratio", "0.05", "--eval_strategy", "steps",
-                     "--eval_steps", "100"]
-        ours = ["--max_length", "2048"]  # our defaults, nothing else (full fine-tuning below 3B parameters)
-        ours_lora = ["--max_length", "2048", "--peft", "lora"]  # our defaults with LoRA, like the reference
-        for label, flags in (("reference", reference), ("ours", ours), ("ours_lora", ours_lora)):
-            results["throughput"][label] = run("train_sft.py", small, data, work / f"tp-{label}", flags, args.steps)
-            print(f"throughput {label}: {json.dumps(results['throughput'][label])[:600]}", flush=True)
-        ref = results["throughput"]["reference"]
-        for label in ("ours", "ours_lora"):
-            us = results["throughput"][label]
-            if ref.get("tokens_per_s") and us.get("tokens_per_s"):
-                print(f"real tokens/s: {label} {us['tokens_per_s']:.0f} vs reference {ref['tokens_per_s']:.0f} = "
-                      f"{us['tokens_per_s'] / ref['tokens_per_s']:.2f}x; peak memory {label} {us['peak_memory_gb']} GB "
-                      f"vs reference {ref['peak_memory_gb']} GB", flush=True)
+        results["throughput"] = sft_throughput.compare(small, data, work, 2048, args.steps)
     (out / "gpu_bench.json").write_text(json.dumps(results, indent=2, default=str))
 
 

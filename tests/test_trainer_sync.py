@@ -9,7 +9,7 @@ from conftest import SCRIPTS
 TRAINERS = ["train_sft.py", "train_dpo.py", "train_grpo.py"]
 SHARED = ["BadInput", "load_rows", "parse_map", "sharegpt_to_messages", "alpaca_to_messages", "gsm8k_to_prompt",
           "prepare_dataset", "hardware", "hardware_defaults", "count_parameters", "weights_dtype", "resolve_peft",
-          "relaunch_if_multi_process", "load_model", "load_processing_class", "utcnow", "write_run_record",
+          "launch_command", "load_model", "load_processing_class", "utcnow", "write_run_record",
           "make_progress_callback", "push_with_retries", "model_card", "build_parser"]
 
 

@@ -159,8 +159,38 @@ def test_two_process_ddp_on_cpu(tiny_model, tmp_path, run_script):
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", out, "--max_steps", "4", "--num_processes", "2", *FAST)
     assert result.returncode == 0, result.output[-3000:]
-    assert "Launching 2 processes" in result.output
+    assert "torch.distributed.run --nproc_per_node 2" in result.output
     assert record(out)["hardware"]["processes"] == 2
+
+
+PROBE = """import json, os
+from pathlib import Path
+Path(f"seen-{os.getpid()}.json").write_text(json.dumps({k: v for k, v in os.environ.items() if k.startswith("FSDP_")}))
+"""
+
+
+@pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py"])
+def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_path):
+    """No multi-GPU machine here: the launcher each trainer builds for 2 x 24 GB GPUs is run by accelerate with a
+    probe in place of the trainer, so the flags and the FSDP settings the processes receive are checked for real."""
+    sys.path.insert(0, str(SCRIPTS))
+    trainer = __import__(script.removesuffix(".py"))
+    two_gpus = {"device": "cuda", "gpus": 2, "memory_gb": 24.0}
+    run_args = trainer.RunArguments()
+    assert trainer.launch_command(run_args, {**two_gpus, "gpus": 1}, 8e9, True) is None
+    ddp = trainer.launch_command(run_args, two_gpus, 8e9, full_finetune=False)  # LoRA: weights fit one GPU
+    assert "--use_fsdp" not in ddp and ddp[ddp.index("--num_processes") + 1] == "2"
+    fsdp = trainer.launch_command(run_args, two_gpus, 8e9, full_finetune=True)  # 128 GB of weights and states
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "LOCAL_RANK"} | {"CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(fsdp + [str(probe)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [json.loads(path.read_text()) for path in tmp_path.glob("seen-*.json")]
+    assert len(seen) == 2
+    assert all(p["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD" and p["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+               and p["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT" and p["FSDP_SYNC_MODULE_STATES"] == "true"
+               for p in seen), seen
 
 
 def test_sft_then_dpo_on_the_adapter(tiny_model, tmp_path, run_script):

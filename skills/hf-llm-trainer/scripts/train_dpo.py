@@ -223,22 +223,21 @@ def resolve_peft(run_args, model_args, n_params: int) -> str:
     return choice
 
 
-def relaunch_if_multi_process(run_args, hw, n_params: int, full_finetune: bool):
-    """Several GPUs (or --num_processes) and no launcher yet: start one process per device. Full fine-tuning whose
-    weights, gradients and AdamW states (~16 bytes a parameter) would fill more than 60% of one GPU is sharded
-    with FSDP; everything else is plain DDP."""
+def launch_command(run_args, hw, n_params: int, full_finetune: bool) -> list[str] | None:
+    """Several GPUs (or --num_processes) and no launcher yet: the launcher that starts one process per device. Full
+    fine-tuning whose weights, gradients and AdamW states (~16 bytes a parameter) would fill more than 60% of one
+    GPU is sharded with FSDP; everything else is plain DDP."""
     processes = run_args.num_processes or hw["gpus"]
     if processes <= 1 or "LOCAL_RANK" in os.environ:
-        return
-    command = ["accelerate", "launch", "--num_processes", str(processes)]
+        return None
     if hw["device"] == "cpu":
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-    elif full_finetune and n_params * 16 > 0.6 * hw["memory_gb"] * 2**30:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    if full_finetune and n_params * 16 > 0.6 * hw["memory_gb"] * 2**30:
         command += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy",
                     "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "FULL_STATE_DICT",
                     "--fsdp_cpu_ram_efficient_loading", "true", "--fsdp_sync_module_states", "true"]
-    print(f"Launching {processes} processes: {' '.join(command)}", flush=True)
-    sys.exit(subprocess.call(command + [sys.argv[0], *sys.argv[1:]]))
+    return command
 
 
 def load_model(model_args, dtype: str):
@@ -415,7 +414,10 @@ def main():
         raise BadInput(f"Model {model_args.model_name_or_path!r} could not be found ({error.__class__.__name__}); "
                        "pass a Hub model id or a local directory with config.json.")
     peft_choice = resolve_peft(run_args, model_args, n_params)
-    relaunch_if_multi_process(run_args, hw, n_params, full_finetune=peft_choice == "none")
+    launcher = launch_command(run_args, hw, n_params, full_finetune=peft_choice == "none")
+    if launcher:
+        print(f"Launching: {' '.join(launcher)}", flush=True)
+        sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
 
     dataset = load_rows(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run_args)
