@@ -163,6 +163,22 @@ def test_hf_submit_sends_flavor_timeout_secret_script_and_labels(jobs, hub, tmp_
     assert spec["volumes"][0]["mountPath"] == "/data"
 
 
+def test_with_adds_packages_to_the_job_environment(jobs, hub, tmp_path):
+    result = jobs("submit", "--flavor", "a100-large", "--timeout", "2h", "--with", "vllm>=0.22,<=0.31", "--with",
+                  "sympy", "--", SCRIPTS / "train_grpo.py", "--model_name_or_path", "Qwen/Qwen3-0.6B",
+                  "--dataset_name", "openai/gsm8k", "--push_to_hub", "--hub_model_id", "tester/grpo")
+    assert result.returncode == 0, result.output
+    command = hub.requests("POST", "/api/jobs/tester")[0]["json"]["command"]
+    assert command[:6] == ["uv", "run", "--with", "vllm>=0.22,<=0.31", "--with", "sympy"], command
+    assert command[6] == "/data/train_grpo.py"
+    # the local backend adds packages through uv; a plain Python cannot: one clear sentence, no job created
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello')")
+    local = jobs("submit", "--backend", "local", "--with", "sympy", "--", script)
+    assert local.returncode == 2 and "--with needs uv" in local.stderr
+    assert json_output(jobs("list", "--backend", "local", "--json")) == []
+
+
 def test_hf_training_without_push_is_refused(jobs, hub):
     result = jobs("submit", "--flavor", "t4-small", "--", SCRIPTS / "train_sft.py", "--model_name_or_path", "x/y",
                   "--dataset_name", "a/b")
@@ -215,4 +231,4 @@ def test_failure_classifier(log):
     assert diagnosis["kind"] == log
     assert diagnosis["fix"] and diagnosis["problem"]
     if log == "missing_dependency":
-        assert "'sympy_tools'" in diagnosis["problem"]
+        assert "'sympy_tools'" in diagnosis["problem"] and "--with sympy_tools" in diagnosis["fix"]

@@ -57,8 +57,8 @@ FAILURES = [
      "the loss became NaN", "lower --learning_rate (e.g. by 10x), use bf16 rather than fp16 where the GPU has it, "
                             "and check the data for empty rows"),
     ("missing_dependency", r"ModuleNotFoundError: No module named '([^']+)'|ImportError: ",
-     "a Python package is missing", "add the package to the script's dependencies (PEP 723 header) or pass it "
-                                    "with uv's --with"),
+     "a Python package is missing", "submit again with --with <package> (or add it to the script's PEP 723 "
+                                    "dependencies)"),
     ("network", r"ConnectionError|ConnectTimeout|ReadTimeout|Temporary failure in name resolution|503 Service",
      "the Hub or the network failed for a while", "submit again with --resume_from_hub to continue from the last "
                                                  "pushed checkpoint"),
@@ -119,7 +119,9 @@ def diagnose(text: str, stage: str) -> dict | None:
         match = re.search(pattern, text)
         if match:
             if kind == "missing_dependency" and match.groups() and match.group(1):
-                problem = f"the Python package '{match.group(1)}' is missing"
+                module = match.group(1).split(".")[0]
+                problem = f"the Python package '{module}' is missing"
+                fix = f"submit again with --with {module} (its PyPI name if that differs)"
             return {"kind": kind, "problem": problem, "fix": fix}
     tail = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
     return {"kind": "unknown", "problem": f"the script failed: {tail[0][:300]}",
@@ -177,21 +179,25 @@ def write_json(path: Path, data: dict):
     os.replace(tmp, path)
 
 
-def local_command(script: str, args: list[str]) -> list[str]:
-    python = os.environ.get("HFLT_LOCAL_PYTHON")
-    if python:
-        return [python, script, *args]
+def local_command(script: str, args: list[str], packages: list[str]) -> list[str]:
     from shutil import which
 
-    return ["uv", "run", script, *args] if which("uv") else [sys.executable, script, *args]
+    python = os.environ.get("HFLT_LOCAL_PYTHON")
+    if python or not which("uv"):
+        if packages:
+            raise BadInput("--with needs uv on the local backend (pip install uv); or install the packages into the "
+                           "Python that runs the script.")
+        return [python or sys.executable, script, *args]
+    return ["uv", "run", *[f"--with={package}" for package in packages], script, *args]
 
 
-def local_submit(script: str, args: list[str], name: str, timeout: int | None, labels: dict) -> dict:
+def local_submit(script: str, args: list[str], packages: list[str], name: str, timeout: int | None,
+                 labels: dict) -> dict:
+    command = local_command(str(Path(script).resolve()), args, packages)
     job_id = f"local-{uuid.uuid4().hex[:10]}"
     path = STATE_ROOT / job_id
     path.mkdir(parents=True)
-    spec = {"id": job_id, "name": name, "command": local_command(str(Path(script).resolve()), args),
-            "timeout_s": timeout, "labels": labels, "created_at": time.time(), "cwd": os.getcwd()}
+    spec = {"id": job_id, "name": name, "command": command, "timeout_s": timeout, "labels": labels, "created_at": time.time(), "cwd": os.getcwd()}
     write_json(path / "spec.json", spec)
     write_json(path / "status.json", {"stage": "SCHEDULING"})
     subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_supervise", job_id], start_new_session=True,
@@ -312,15 +318,17 @@ def hf_api():
     return HfApi()
 
 
-def hf_submit(script: str, args: list[str], name: str, flavor: str, timeout: int, labels: dict) -> dict:
+def hf_submit(script: str, args: list[str], packages: list[str], name: str, flavor: str, timeout: int,
+              labels: dict) -> dict:
     from huggingface_hub import get_token
 
     token = get_token()
     if not token:
         raise BadInput("No Hugging Face token: run `hf auth login` (or set HF_TOKEN), or use --backend local.")
     with contextlib.redirect_stdout(sys.stderr):  # the library prints where it shipped the script
-        job = hf_api().run_uv_job(script, script_args=args, flavor=flavor, timeout=timeout, name=name, labels=labels,
-                                  secrets={"HF_TOKEN": token}, env={"HFLT_FLAVOR": flavor})
+        job = hf_api().run_uv_job(script, script_args=args, dependencies=packages or None, flavor=flavor,
+                                  timeout=timeout, name=name, labels=labels, secrets={"HF_TOKEN": token},
+                                  env={"HFLT_FLAVOR": flavor})
     return {"id": job.id, "url": job.url}
 
 
@@ -399,14 +407,14 @@ def cmd_submit(args, script_and_args: list[str]):
     result = {"backend": backend, "flavor": flavor if backend == "hf" else "local", "timeout": timeout_text,
               "timeout_s": timeout, "estimated_cost_usd": plan.get("cost_usd") if backend == "hf" else 0.0,
               "estimated_time_hours": plan.get("time_hours"), "name": name, "labels": labels,
-              "command": [script, *script_args], "warnings": warnings}
+              "command": [script, *script_args], "with": args.with_packages, "warnings": warnings}
     if args.dry_run:
         result |= {"id": None, "url": None, "dry_run": True,
                    "secrets": ["HF_TOKEN"] if backend == "hf" else []}
     elif backend == "hf":
-        result |= hf_submit(script, script_args, name, flavor, timeout, labels)
+        result |= hf_submit(script, script_args, args.with_packages, name, flavor, timeout, labels)
     else:
-        result |= local_submit(script, script_args, name, timeout, labels)
+        result |= local_submit(script, script_args, args.with_packages, name, timeout, labels)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -414,7 +422,7 @@ def cmd_submit(args, script_and_args: list[str]):
         print(f"Note: {warning}")
     if args.dry_run:
         print(f"Dry run: would submit to {backend} ({result['flavor']}, timeout {timeout_text or 'none'}):\n  "
-              + " ".join(result["command"]))
+              + " ".join([*(f"--with {package}" for package in args.with_packages), *result["command"]]))
         return
     print("Job submitted.")
     print(f"Job ID: {result['id']}")
@@ -461,6 +469,8 @@ def build_parser():
     submit.add_argument("--timeout", help="e.g. 45m, 2h, 1h30m (default: the plan's, else 2h on HF Jobs)")
     submit.add_argument("--name", help="job name (default: script name and time)")
     submit.add_argument("--experiment", help="label that ties the job to an experiment report")
+    submit.add_argument("--with", dest="with_packages", action="append", default=[], metavar="PACKAGE",
+                        help="extra package for the job's environment, e.g. 'vllm>=0.22,<=0.31' (repeatable)")
     submit.add_argument("--dry-run", dest="dry_run", action="store_true", help="show what would be submitted")
     submit.add_argument("--json", action="store_true")
     for name, text in (("status", "progress, and on failure what went wrong"), ("wait", "wait until it ends"),
