@@ -91,6 +91,16 @@ def test_dpo_costs_more_memory_than_sft_and_grpo_counts_the_kv_cache(run_script)
     assert grpo["breakdown"]["kv_cache"] > 0 and sft["breakdown"]["kv_cache"] == 0
 
 
+def test_grpo_with_vllm_reserves_its_share_of_each_gpu(run_script):
+    common = ["--model", CONFIGS / "qwen3-1.7b", "--method", "grpo", "--dataset_tokens", "2e6"]
+    plain, vllm = plan(run_script, *common), plan(run_script, *common, "--vllm")
+    assert vllm["breakdown"]["vllm"] == pytest.approx(0.3 * vllm["gpu_memory_gb"], abs=0.01)
+    assert vllm["breakdown"]["kv_cache"] == 0 and plain["breakdown"]["vllm"] == 0
+    assert vllm["memory_gb"] <= 0.9 * vllm["gpu_memory_gb"]
+    refused = run_script("plan.py", "--model", CONFIGS / "qwen3-1.7b", "--method", "sft", "--vllm")
+    assert refused.returncode == 2 and "--vllm only applies to --method grpo" in refused.stderr
+
+
 def test_card_and_json_agree(run_script):
     args = ["--model", CONFIGS / "qwen3-0.6b", "--method", "sft", "--dataset_tokens", "2e7", "--dataset",
             "open-r1/codeforces-cots", "--output_repo", "alice/qwen3-cf-sft"]

@@ -50,6 +50,7 @@ GPU_CAPABILITIES = {
 # bench/calibration.py).
 LAUNCH_FLOOR_S_PER_LAYER = {"none": 0.0095, "lora": 0.016, "qlora": 0.0195}
 DPO_EFFICIENCY = 0.5
+VLLM_GPU_SHARE = 0.3  # TRL's vllm_gpu_memory_utilization default in colocate mode
 CUDA_CONTEXT_GB = 0.5  # driver context, outside what PyTorch's allocator reserves
 ALLOCATOR_SLACK = 1.04  # reserved / allocated, measured
 SAFETY_MARGIN = 0.90  # use at most 90% of a GPU's memory
@@ -154,7 +155,8 @@ def lora_params(shape: dict, rank: int) -> int:
 # ---------------------------------------------------------------- memory model
 
 
-def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused_ce: bool) -> dict:
+def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused_ce: bool,
+                     gpu_memory_gb: float = 0.0) -> dict:
     """Peak memory per GPU, calibrated on H100 measurements (bench/RESULTS.md). The trainers keep fp32 master
     weights for full fine-tuning (16 bytes a parameter with AdamW), load a LoRA base in 16 bit, and a QLoRA base in
     4 bit with the non-quantised parameters upcast to fp32 (peft's k-bit preparation)."""
@@ -186,12 +188,14 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
     # gradients; adapters' gradients are small, so LoRA's activations simply add up.
     live = max(gradients, activations + gradients / 2) if args.peft == "none" else gradients + activations
     reference = params * 4 / (gpus if sharded else 1) if args.method == "dpo" and args.peft == "none" else 0.0
-    kv_cache = 0.0
-    if args.method == "grpo":
+    kv_cache = vllm = 0.0
+    if args.method == "grpo" and getattr(args, "vllm", False):  # its own weights and KV cache, a share of the GPU
+        vllm = VLLM_GPU_SHARE * gpu_memory_gb * gb
+    elif args.method == "grpo":
         sequence = args.max_prompt_length + args.max_completion_length
         kv_cache = 2 * layers * shape["kv_heads"] * shape["head_dim"] * sequence * batch * 2
     parts = {"weights": weights, "optimizer": optimizer, "gradients_and_activations": live * ALLOCATOR_SLACK,
-             "logits": logits, "reference_model": reference, "kv_cache": kv_cache}
+             "logits": logits, "reference_model": reference, "kv_cache": kv_cache, "vllm": vllm}
     parts = {key: round(value / gb, 2) for key, value in parts.items()}
     parts["weights"] = round(parts["weights"] * ALLOCATOR_SLACK, 2)
     parts["logits_saved_by_chunking"] = round((unfused_logits - logits) / gb, 2)
@@ -254,7 +258,7 @@ def evaluate_flavor(name, spec, shape, args, tokens):
     for strategy_try in (["ddp", "fsdp"] if count > 1 else ["single"]):
         args.strategy = strategy_try
         for b in candidates:
-            memory = memory_breakdown(shape, args, bf16, count, b, fused)
+            memory = memory_breakdown(shape, args, bf16, count, b, fused, vram)
             if memory["breakdown"]["total"] <= vram * SAFETY_MARGIN:
                 chosen, strategy = (b, memory), strategy_try
                 break
@@ -262,7 +266,7 @@ def evaluate_flavor(name, spec, shape, args, tokens):
             break
     if chosen is None:
         args.strategy = "fsdp" if count > 1 else "single"
-        memory = memory_breakdown(shape, args, bf16, count, candidates[-1], fused)
+        memory = memory_breakdown(shape, args, bf16, count, candidates[-1], fused, vram)
         chosen, strategy = (candidates[-1], memory), args.strategy
     batch, memory = chosen
     effective = args.effective_batch
@@ -402,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_generations", type=int, default=8, help="GRPO completions per prompt")
     parser.add_argument("--max_prompt_length", type=int, default=512, help="GRPO prompt tokens")
     parser.add_argument("--max_completion_length", type=int, default=512, help="GRPO completion tokens")
+    parser.add_argument("--vllm", action="store_true",
+                        help="GRPO generates with vLLM colocated (jobs.py submit --with vllm): reserve its share")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 
@@ -412,6 +418,8 @@ def main():
     args.per_device_train_batch_size = args.per_device_train_batch_size or 4
     args.effective_batch = args.per_device_train_batch_size * (args.gradient_accumulation_steps or 4) if args.batch_given else 16
     args.max_samples_tokens = None
+    if args.vllm and args.method != "grpo":
+        raise BadInput("--vllm only applies to --method grpo (vLLM generates GRPO's completions); drop it.")
     if args.max_length < 16:
         raise BadInput(f"--max_length {args.max_length} is too short; use at least 16 tokens.")
     result = plan(args)
