@@ -15,6 +15,8 @@ from gpu_bench import run, token_dataset  # noqa: E402
 
 
 def compare(model: Path, data: Path, work: Path, max_length: int, steps: int) -> dict:
+    import torch
+
     length = ["--max_length", str(max_length)]
     settings = {
         "reference": [*length, "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "4",
@@ -24,6 +26,8 @@ def compare(model: Path, data: Path, work: Path, max_length: int, steps: int) ->
         "ours": length,  # our defaults, nothing else (full fine-tuning below 3B parameters)
         "ours_lora": [*length, "--peft", "lora"],  # our defaults with LoRA, like the reference
     }
+    if torch.cuda.is_available():  # candidate for packed rows without flash-attn (FlexAttention has no CPU backward)
+        settings["ours_flex"] = [*length, "--attn_implementation", "flex_attention"]
     results = {label: run("train_sft.py", model, data, work / f"tp-{label}", flags, steps)
                for label, flags in settings.items()}
     reference = results["reference"]
