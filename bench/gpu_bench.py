@@ -1,6 +1,7 @@
 """GPU benchmark: plan.py's memory/time predictions against measured training, and our SFT defaults against the
-reference skill's template settings (real tokens/s, peak memory; bench/sft_throughput.py). Runs the bundled trainers as subprocesses on
-models built from published configs (random weights) with pre-tokenized data. Prints tables; writes JSON.
+reference skill's template settings (real tokens/s, peak memory; bench/sft_throughput.py). Runs the bundled
+trainers as subprocesses on models built from published configs (random weights) with pre-tokenized data. Prints
+tables; writes JSON.
 
     python bench/gpu_bench.py --out results/
 """

@@ -197,7 +197,8 @@ def local_submit(script: str, args: list[str], packages: list[str], name: str, t
     job_id = f"local-{uuid.uuid4().hex[:10]}"
     path = STATE_ROOT / job_id
     path.mkdir(parents=True)
-    spec = {"id": job_id, "name": name, "command": command, "timeout_s": timeout, "labels": labels, "created_at": time.time(), "cwd": os.getcwd()}
+    spec = {"id": job_id, "name": name, "command": command, "timeout_s": timeout, "labels": labels,
+            "created_at": time.time(), "cwd": os.getcwd()}
     write_json(path / "spec.json", spec)
     write_json(path / "status.json", {"stage": "SCHEDULING"})
     subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_supervise", job_id], start_new_session=True,
