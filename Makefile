@@ -7,7 +7,7 @@ CLIENTS := $(CACHE)/clients
 CLAUDE_CODE_VERSION := 2.1.328
 GEMINI_CLI_VERSION := 0.61.0
 
-.PHONY: setup clients test demo lint agents clean
+.PHONY: setup clients test demo lint agents shared clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ lint: setup
 
 agents: setup
 	$(PY) tools/sync_agents.py
+
+# Code several scripts share: one source in tools/shared/, copied between markers into each script.
+shared: setup
+	$(PY) tools/sync_shared.py
 
 clean:
 	rm -rf $(VENV) demo_outputs

@@ -4,7 +4,6 @@ Exits 1 when a prediction misses issue 5's goal (memory within +-15%, step time 
     python bench/calibration.py
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,13 +20,13 @@ def main():
     print(f"{'case':24} {'mem meas':>9} {'mem pred':>9} {'ratio':>6} {'step meas':>10} {'step pred':>10} {'ratio':>6}")
     memory_ratios, time_ratios = [], []
     for case in measurements["cases"]:
-        shape = plan.model_shape(str(ROOT / "tests" / "configs" / CASES[case["model"]]))
-        args = argparse.Namespace(method=case["method"], peft=case["peft"], lora_r=16, max_length=case["length"],
-                                  gradient_checkpointing=True, strategy="single", max_prompt_length=512,
-                                  max_completion_length=512, num_generations=8)
-        memory = plan.memory_breakdown(shape, args, True, 1, case["batch"], True)["breakdown"]
+        model = str(ROOT / "tests" / "configs" / CASES[case["model"]])
+        shape = plan.model_shape(model)
+        request = plan.parse_request(["--model", model, "--method", case["method"], "--peft", case["peft"],
+                                      "--max_length", str(case["length"])])
+        memory = plan.memory_breakdown(shape, request, "single", 1, case["batch"])["breakdown"]
         reserved = memory["total"] - memory["cuda_context"]  # torch reserves everything but the driver context
-        step = plan.micro_batch_seconds(shape, args, "H100", 1, case["batch"])
+        step = plan.micro_batch_seconds(shape, request, "H100", 1, case["batch"])
         memory_ratios.append(reserved / case["reserved_gb"])
         line = (f"{case['name']:24} {case['reserved_gb']:9.2f} {reserved:9.2f} {reserved / case['reserved_gb']:6.2f} "
                 f"{case['step_s']:10.3f} {step:10.3f} {step / case['step_s']:6.2f}")

@@ -8,17 +8,14 @@ tables; writes JSON.
 
 import argparse
 import json
-import os
 import random
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "skills" / "hf-llm-trainer" / "scripts"
+from common import ROOT, SCRIPTS, run, token_dataset
+
 sys.path.insert(0, str(SCRIPTS))
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -43,18 +40,6 @@ def build_model(name: str, work: Path) -> Path:
     return target
 
 
-def token_dataset(work: Path, vocab: int, length: int, rows: int, variable: bool) -> Path:
-    from datasets import Dataset
-
-    path = work / f"tokens-{length}-{'var' if variable else 'fixed'}.parquet"
-    if not path.exists():
-        rng = random.Random(0)
-        data = [{"input_ids": [rng.randrange(10, min(vocab, 500)) for _ in
-                               range(rng.randint(length // 8, length) if variable else length)]} for _ in range(rows)]
-        Dataset.from_list(data).to_parquet(path)
-    return path
-
-
 def preference_dataset(work: Path, length: int, rows: int) -> Path:
     path = work / f"prefs-{length}.jsonl"
     if not path.exists():
@@ -68,48 +53,16 @@ def preference_dataset(work: Path, length: int, rows: int) -> Path:
     return path
 
 
-def run(script: str, model: Path, data: Path, out: Path, extra: list[str], steps: int) -> dict:
-    """One trainer run as a subprocess; step times and real tokens from its [progress] lines, peak GPU memory from
-    run.json, peak host memory (RSS) from the process's own resource usage."""
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    command = [sys.executable, str(SCRIPTS / script), "--model_name_or_path", str(model), "--dataset_name", str(data),
-               "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1", "--report_to", "none",
-               "--save_strategy", "no", *extra]
-    started = time.time()
-    log = out / "bench.log"
-    with open(log, "w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        _, status, usage = os.wait4(process.pid, 0)
-    output = log.read_text()
-    if os.waitstatus_to_exitcode(status) != 0:
-        return {"error": output[-4000:]}
-    lines = [json.loads(line.split("[progress] ", 1)[1]) for line in output.splitlines() if "[progress] " in line]
-    steps_logged = [line for line in lines if "loss" in line]
-    times = [b["time"] - a["time"] for a, b in zip(steps_logged, steps_logged[1:])]
-    warm = steps_logged[2:]  # skip compilation / allocator warm-up
-    tokens = (warm[-1]["num_tokens"] - warm[0]["num_tokens"]) if len(warm) > 1 and "num_tokens" in warm[0] else None
-    seconds = warm[-1]["time"] - warm[0]["time"] if len(warm) > 1 else None
-    record = json.loads((out / "run.json").read_text())
-    return {"peak_memory_gb": record["hardware"].get("peak_memory_gb"),
-            "peak_allocated_gb": record["hardware"].get("peak_memory_allocated_gb"),
-            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
-            "step_s": statistics.median(times[2:] or times),
-            "tokens_per_s": tokens / seconds if tokens and seconds else None, "wall_s": round(time.time() - started, 1),
-            "resolved": next((line for line in output.splitlines() if line.startswith("Resolved:")), "")}
-
-
 def predict(model: Path, method: str, peft: str, length: int, batch: int, checkpointing: bool, fused: bool) -> dict:
     import plan
 
     shape = plan.model_shape(str(model))
-    args = argparse.Namespace(method=method, peft=peft, lora_r=16, max_length=length, gradient_checkpointing=checkpointing,
-                              strategy="single", max_prompt_length=512, max_completion_length=512, num_generations=8,
-                              per_device_train_batch_size=batch)
-    memory = plan.memory_breakdown(shape, args, True, 1, batch, fused)
+    flags = ["--model", str(model), "--method", method, "--peft", peft, "--max_length", str(length),
+             "--per_device_train_batch_size", str(batch)]
+    request = plan.parse_request(flags + ([] if checkpointing else ["--no_gradient_checkpointing"]))
+    memory = plan.memory_breakdown(shape, request, "single", 1, batch, fused_ce=fused)
     return {"memory_gb": memory["breakdown"]["total"], "breakdown": memory["breakdown"],
-            "step_s": plan.micro_batch_seconds(shape, args, "H100", 1, batch)}
+            "step_s": plan.micro_batch_seconds(shape, request, "H100", 1, batch)}
 
 
 def main():

@@ -10,8 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_bench import run, token_dataset  # noqa: E402
+from common import ROOT, run, token_dataset
 
 
 def compare(model: Path, data: Path, work: Path, max_length: int, steps: int) -> dict:
@@ -49,7 +48,7 @@ def main():
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--out", default="bench-results")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    sys.path.insert(0, str(ROOT / "tools"))
     import tiny_models
     from transformers import AutoConfig
 

@@ -58,14 +58,29 @@ def tiny_vlm() -> Path:
     return tiny_models.tiny_vlm()
 
 
-@pytest.fixture
-def hub(env):
-    """The loopback Hub; the environment gets HF_ENDPOINT and a token, online."""
+@pytest.fixture(scope="session")
+def tiny_qwen3() -> Path:
+    return tiny_models.tiny_qwen3()
+
+
+def loopback_hub(env: dict, run_jobs: bool):
     sys.path.insert(0, str(SCRIPTS))
     import plan
 
-    server = LoopbackHub(plan.catalogue_as_api())
+    server = LoopbackHub(plan.catalogue_as_api(), run_jobs=run_jobs)
     env.pop("HF_HUB_OFFLINE", None)
     env.update(HF_ENDPOINT=server.endpoint, HF_TOKEN=TOKEN)
     yield server
     server.close()
+
+
+@pytest.fixture
+def hub(env):
+    """The loopback Hub; the environment gets HF_ENDPOINT and a token, online. Created jobs stay as tests set them."""
+    yield from loopback_hub(env, run_jobs=False)
+
+
+@pytest.fixture
+def hub_runner(env):
+    """The loopback Hub whose Jobs API really runs submitted jobs on this machine (see tests/hub_server.py)."""
+    yield from loopback_hub(env, run_jobs=True)

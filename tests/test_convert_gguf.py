@@ -1,51 +1,121 @@
-"""convert_gguf.py with llama.cpp from the pinned PyPI sdist: real conversion, quantization, verification, push."""
+"""convert_gguf.py with llama.cpp from the pinned PyPI sdist: real conversion, quantization, verification, push.
+
+The two converted models are the tiny fixtures after a short SFT run on the sample code chats (learning rate 2e-3):
+trained, they answer in the chat format and end their turn with <|im_end|>, so the llama-server chat turn checks a
+real stop at the end-of-turn token (a random model runs to the length limit) and the golden-prompt check compares
+confident greedy tokens rather than near ties.
+"""
 
 import json
+import shlex
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, json_output
+from conftest import SAMPLE, SCRIPTS, base_env, json_output
+
+
+def chat_model(base: Path, out: Path, steps: int) -> Path:
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(base),
+                             "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps",
+                             str(steps), "--learning_rate", "2e-3", "--per_device_train_batch_size", "8",
+                             "--report_to", "none", "--max_length", "128"],
+                            capture_output=True, text=True, env=base_env(out.parent), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def convert(model: Path, outdir: Path, quant: str) -> dict:
+    result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant", quant,
+                             "--outdir", str(outdir), "--json"], capture_output=True, text=True,
+                            env=base_env(outdir.parent), timeout=1800)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_model, tmp_path_factory):
-    """The tiny fixture converted once to F16, Q8_0 and Q4_K_M (the first call also builds llama.cpp, cached)."""
-    import os
-    import subprocess
-    import sys
-
-    from conftest import SCRIPTS, base_env
-
-    work = tmp_path_factory.mktemp("gguf")
-    model = work / "model"
-    shutil.copytree(tiny_model, model)
-    (model / "run.json").write_text(json.dumps({"method": "sft", "exports": []}))
-    result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant",
-                             "F16,Q8_0,Q4_K_M", "--outdir", str(work / "out"), "--json"], capture_output=True, text=True,
-                            env=base_env(work), timeout=1800)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return json.loads(result.stdout), model, work / "out", os.environ
+def llama(tiny_model, tmp_path_factory):
+    """The tiny Llama, chat-trained, converted once to F16, Q8_0 and Q4_K_M (the first call builds llama.cpp)."""
+    work = tmp_path_factory.mktemp("llama")
+    model = chat_model(tiny_model, work / "model", steps=60)
+    return convert(model, work / "out", "F16,Q8_0,Q4_K_M"), model, work / "out"
 
 
-def test_files_load_generate_and_carry_the_right_metadata(converted):
-    result, _, outdir, _ = converted
+@pytest.fixture(scope="module")
+def qwen3(tiny_qwen3, tmp_path_factory):
+    """The tiny Qwen3 (real Qwen tokenizer and template), chat-trained, converted to F16 and Q8_0."""
+    work = tmp_path_factory.mktemp("qwen3")
+    model = chat_model(tiny_qwen3, work / "model", steps=40)
+    return convert(model, work / "out", "F16,Q8_0"), model, work / "out"
+
+
+def test_files_carry_the_right_metadata_and_match_the_hf_model(llama):
+    result, _, outdir = llama
     files = {f["quant"]: f for f in result["files"]}
     assert set(files) == {"F16", "Q8_0", "Q4_K_M"}
     for entry in files.values():
         assert (outdir / entry["file"]).exists()
         meta = entry["metadata"]
         assert meta["architecture"] == "llama" and meta["tokenizer"] == "llama" and meta["chat_template"]
-        assert "def add(a, b):" in entry["sample"]
     assert "Q4_K" in files["Q4_K_M"]["metadata"]["tensor_types"], "hidden size 256 keeps real K-quants"
     assert "Q8_0" in files["Q8_0"]["metadata"]["tensor_types"] and "F16" in files["F16"]["metadata"]["tensor_types"]
     assert files["Q4_K_M"]["size_mb"] < files["Q8_0"]["size_mb"] < files["F16"]["size_mb"]
     assert result["logits_max_prob_gap"] < 0.02
+    assert result["golden_prompt"].endswith("<|im_start|>assistant\n")
+    assert files["F16"]["golden"]["agree"] == files["F16"]["golden"]["of"] == 8
+    assert files["F16"]["golden"]["continuation"] == result["hf_continuation"]
+    assert 0 <= files["Q4_K_M"]["golden"]["agree"] <= 8 and files["Q8_0"]["golden"]["of"] == 8
 
 
-def test_exports_are_recorded_in_run_json(converted):
-    _, model, _, _ = converted
+def test_every_file_answers_a_chat_turn_and_stops_at_end_of_turn(llama):
+    result, _, _ = llama
+    for entry in result["files"]:
+        chat = entry["chat"]
+        assert chat["answer"].strip() and "<|im_end|>" not in chat["answer"]
+        assert chat["finish_reason"] == "stop" and chat["stops_at_end_of_turn"], entry["file"]
+
+def test_no_llama_server_is_left_running(llama):
+    _, _, outdir = llama
+    assert not subprocess.run(["pgrep", "-f", f"llama-server.*{outdir}"], capture_output=True).stdout
+
+
+def test_modelfiles_sit_beside_the_files(llama):
+    result, _, outdir = llama
+    assert result["ollama_template"] == "chatml" and result["stop_tokens"] == ["<|im_end|>"]
+    for entry in result["files"]:
+        text = (outdir / entry["modelfile"]).read_text()
+        assert text.startswith(f"FROM ./{entry['file']}\nTEMPLATE \"\"\"")
+        assert "{{- range $i, $_ := .Messages }}" in text and "<|im_start|>user\n{{ .Content }}<|im_end|>" in text
+        assert text.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(
+        name for e in result["files"] for name in (e["file"], e["modelfile"])), "nothing half-made left behind"
+
+
+def test_exports_are_recorded_in_run_json(llama):
+    _, model, _ = llama
     exports = json.loads((model / "run.json").read_text())["exports"]
     assert [e["quant"] for e in exports] == ["F16", "Q8_0", "Q4_K_M"] and all(e["date"] for e in exports)
+    assert exports[0]["golden_agree"] == "8/8" and exports[0]["chat_finish_reason"] == "stop"
+    assert exports[2]["modelfile"].endswith("-Q4_K_M.Modelfile") and exports[2]["repo"] is None
+
+
+def test_qwen3_exports_with_the_qwen2_tokenizer_and_chats(qwen3):
+    result, _, outdir = qwen3
+    files = {f["quant"]: f for f in result["files"]}
+    assert set(files) == {"F16", "Q8_0"}
+    for entry in files.values():
+        meta = entry["metadata"]
+        assert meta["architecture"] == "qwen3" and meta["tokenizer"] == "gpt2" and meta["pre_tokenizer"] == "qwen2"
+        assert meta["chat_template"] and entry["chat"]["finish_reason"] == "stop", entry
+    assert files["F16"]["golden"]["agree"] == files["F16"]["golden"]["of"] == 8
+    assert files["Q8_0"]["golden"]["of"] == 8
+    assert result["stop_tokens"] == ["<|im_end|>", "<|endoftext|>"] and result["ollama_template"] == "chatml"
+    modelfile = (outdir / files["Q8_0"]["modelfile"]).read_text()
+    assert modelfile.startswith(f"FROM ./{files['Q8_0']['file']}\nTEMPLATE")
+    assert modelfile.endswith('PARAMETER stop "<|im_end|>"\nPARAMETER stop "<|endoftext|>"\n')
 
 
 def test_lora_adapter_is_merged_then_converted_and_pushed(tiny_model, tmp_path, run_script, hub):
@@ -58,19 +128,55 @@ def test_lora_adapter_is_merged_then_converted_and_pushed(tiny_model, tmp_path, 
     assert result["files"][0]["quant"] == "Q4_K_M" and result["repo"] == "tester/tiny-GGUF"
     files = hub.state.repos[("model", "tester/tiny-GGUF")]["files"]
     assert any(name.endswith("Q4_K_M.gguf") for name in files) and not any(n.endswith("F16.gguf") for n in files)
+    assert files["lora-Q4_K_M.Modelfile"].decode().startswith("FROM ./lora-Q4_K_M.gguf\n")
     card = files["README.md"].decode()
     assert "llama-server -hf tester/tiny-GGUF:Q4_K_M" in card and "ollama run hf.co/tester/tiny-GGUF:Q4_K_M" in card
-    assert "LM Studio" in card
+    assert "LM Studio" in card and "ollama create tiny-gguf -f lora-Q4_K_M.Modelfile" in card
+
+
+def test_unreachable_hub_keeps_the_files_and_prints_the_upload_that_finishes(tiny_model, tmp_path, run_script, env):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env.pop("HF_HUB_OFFLINE")
+    env.update(HF_ENDPOINT=dead, HF_TOKEN="hf_test_token_not_real")
+    result = run_script("convert_gguf.py", "--model", tiny_model, "--quant", "Q8_0", "--outdir", tmp_path / "out",
+                        "--push_to", "tester/kept-GGUF")
+    assert result.returncode == 1, result.output[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "Traceback" not in result.stderr and "hf_test_token" not in result.output
+    name = tiny_model.name
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{name}-Q8_0.Modelfile", f"{name}-Q8_0.gguf",
+                                                                     "README.md"]
+    command = shlex.split(error.split("finish it with: ")[1])
+    assert command[:3] == ["hf", "upload", "tester/kept-GGUF"] and command[3] == str(tmp_path / "out")
+
+    from hub_server import TOKEN, LoopbackHub
+
+    server = LoopbackHub([])
+    try:
+        hf = Path(sys.executable).parent / "hf"
+        finished = subprocess.run([str(hf), *command[1:]], capture_output=True, text=True, timeout=300,
+                                  env={**env, "HF_ENDPOINT": server.endpoint, "HF_TOKEN": TOKEN})
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        pushed = server.state.repos[("model", "tester/kept-GGUF")]["files"]
+        assert set(pushed) == {f"{name}-Q8_0.gguf", f"{name}-Q8_0.Modelfile", "README.md"}
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("case,needle", [("quant", "Unknown quantization Q9_X"), ("adapter", "cannot be reached"),
-                                         ("architecture", "does not support"), ("missing", "neither a local")])
-def test_bad_inputs_exit_2(case, needle, tiny_model, tmp_path, run_script):
+                                         ("architecture", "does not support"), ("missing", "neither a local"),
+                                         ("repo", "is not a Hub repo id"), ("token", "needs a Hugging Face token"),
+                                         ("outdir", "is a file")])
+def test_bad_inputs_exit_2_and_leave_nothing_behind(case, needle, tiny_model, tmp_path, run_script):
     model = tmp_path / "model"
     args = ["--quant", "Q4_K_M"]
-    if case == "quant":
-        args = ["--quant", "Q9_X"]
+    if case in ("quant", "repo", "token", "outdir"):
         model = tiny_model
+        args = {"quant": ["--quant", "Q9_X"], "repo": ["--push_to", "not a/valid repo"],
+                "token": ["--push_to", "tester/x-GGUF"], "outdir": ["--outdir", tmp_path / "file.txt"]}[case]
+        (tmp_path / "file.txt").write_text("keep me")
     elif case == "adapter":
         model.mkdir()
         (model / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/nowhere/base",
@@ -81,6 +187,11 @@ def test_bad_inputs_exit_2(case, needle, tiny_model, tmp_path, run_script):
         (model / "config.json").write_text(json.dumps(config | {"architectures": ["MadeUpForCausalLM"]}))
     else:
         model = "nobody/nothing-here"
-    result = run_script("convert_gguf.py", "--model", model, *args, "--outdir", tmp_path / "out")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    result = run_script("convert_gguf.py", "--model", model, *args, cwd=cwd)
     assert result.returncode == 2, result.output[-2000:]
-    assert needle in result.stderr and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and needle in error and "Traceback" not in result.stderr
+    assert not list(cwd.iterdir()), "a refused input leaves no <name>-GGUF directory"
+    assert (tmp_path / "file.txt").read_text() == "keep me"

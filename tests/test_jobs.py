@@ -100,7 +100,7 @@ def test_cancel_ends_the_group_and_state_is_consistent(jobs, tmp_path):
     submitted = json_output(jobs("submit", "--backend", "local", "--json", "--", script))
     wait_for(lambda: json_output(jobs("status", submitted["id"], "--json"))["step"])
     cancel = jobs("cancel", submitted["id"])
-    assert cancel.returncode == 0 and "canceled" in cancel.stdout
+    assert cancel.returncode == 0 and cancel.stdout.strip() == f"Job {submitted['id']} was cancelled."
     info = json_output(jobs("status", submitted["id"], "--json"))
     assert info["stage"] == "CANCELED" and info["diagnosis"] is None
     log = jobs("logs", submitted["id"], "--tail", "1000").stdout
@@ -148,7 +148,7 @@ def test_hf_submit_sends_flavor_timeout_secret_script_and_labels(jobs, hub, tmp_
                   "--push_to_hub", "--hub_model_id", "tester/qwen3-cf", "--per_device_train_batch_size", "4")
     assert result.returncode == 0, result.output
     assert "Job submitted." in result.stdout and "Estimated time ~72 min, estimated cost ~$1.80." in result.stdout
-    assert "Trackio: https://huggingface.co/spaces/tester/trackio" in result.stdout
+    assert f"Trackio: {hub.endpoint}/spaces/tester/trackio" in result.stdout
     spec = hub.requests("POST", "/api/jobs/tester")[0]["json"]
     assert spec["flavor"] == "a10g-large" and spec["timeoutSeconds"] == 6300
     assert spec["secrets"] == {"HF_TOKEN": env["HF_TOKEN"]}
@@ -210,6 +210,9 @@ def test_hf_status_progress_and_failure(jobs, hub):
     assert "What went wrong: the GPU ran out of memory." in jobs("status", submitted["id"]).stdout
     logs = jobs("logs", submitted["id"], "--tail", "2").stdout
     assert "OutOfMemoryError" in logs
+    already = jobs("cancel", submitted["id"])
+    assert already.stdout.strip() == f"Job {submitted['id']} failed." and not hub.requests("POST", "*/cancel")
+    job["status"] = {"stage": "RUNNING", "message": None}
     assert jobs("cancel", submitted["id"]).returncode == 0 and job["status"]["stage"] == "CANCELED"
     assert submitted["id"] in [j["id"] for j in json_output(jobs("list", "--json"))]
 

@@ -28,6 +28,10 @@ def plan(run_script, *args):
     return json_output(run_script("plan.py", *args, "--json"))
 
 
+def flag_value(training_args: list[str], flag: str) -> str | None:
+    return training_args[training_args.index(flag) + 1] if flag in training_args else None
+
+
 @pytest.mark.parametrize("name,published", [("qwen3-0.6b", 596_049_920), ("qwen3-1.7b", 1_720_574_976),
                                             ("qwen3-8b", 8_190_735_360), ("llama-3.1-70b", 70_553_706_496)])
 def test_exact_parameter_counts(name, published, run_script):
@@ -78,6 +82,7 @@ def test_70b_needs_qlora_or_several_large_gpus(run_script):
     assert qlora["fits"]
     lora = plan(run_script, "--model", CONFIGS / "llama-3.1-70b", "--method", "sft", "--peft", "lora")
     assert lora["fits"] and lora["gpus"] > 1 and lora["gpu_memory_gb"] >= 80 and lora["strategy"] == "fsdp"
+    assert lora["nodes"] == 1 and flag_value(lora["training_args"], "--strategy") == "fsdp"
 
 
 def test_dpo_costs_more_memory_than_sft_and_grpo_counts_the_kv_cache(run_script):
@@ -139,7 +144,7 @@ def test_unknown_flavor_and_model_exit_2(tmp_path, run_script):
     bad = run_script("plan.py", "--model", CONFIGS / "qwen3-0.6b", "--method", "sft", "--flavor", "z80")
     assert bad.returncode == 2 and "Unknown flavor 'z80'" in bad.stderr
     missing = run_script("plan.py", "--model", tmp_path / "nothing", "--method", "sft")
-    assert missing.returncode == 2 and "config" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "was not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_predictions_stay_within_the_goal_on_the_recorded_h100_runs():

