@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools" / "shared"))
 sys.path.insert(0, str(ROOT / "bench"))
 import attention  # noqa: E402
-from gpu_bench import build_model, predict, run, token_dataset  # noqa: E402
+from common import run, token_dataset  # noqa: E402
+from gpu_bench import build_model, predict  # noqa: E402
 
 PEAK_FLOPS = 989e12  # dense bf16 of an H100 SXM; the H200's is the same
 MFU_BASIS = "6N FLOPs per real token (N: all parameters, LoRA runs too) over 989 TFLOP/s dense bf16"
@@ -261,7 +262,7 @@ def main():
               "describes.", file=sys.stderr)
         sys.exit(2)
     deadline = time.time() + args.minutes * 60
-    estimate = 60.0  # seconds a run takes; then the longest seen so far
+    estimate = 60.0  # seconds the next run may take: 1.5x the longest so far (the 1.7B runs are longer)
     try:
         numerics = varlen_numerics("cuda", torch.bfloat16)
     except Exception as error:  # noqa: BLE001 - a kernel that fails is this check's finding; the timings still run
@@ -280,7 +281,7 @@ def main():
                              "peak_memory_gb": None, "mfu": None, "skipped": too_late})
                 continue
             record = measure_sft(name, model_name, model, data, work, flags, args.steps)
-            estimate = max(estimate, record.get("wall_s") or 0)
+            estimate = max(estimate, 1.5 * (record.get("wall_s") or 0))
             runs.append(record)
             print(f"{model_name} {name}: {json.dumps({k: v for k, v in record.items() if k != 'error'})}"
                   + (f"\n{record['error']}" if "error" in record else ""), flush=True)

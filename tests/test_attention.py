@@ -28,6 +28,8 @@ from errors import BadInput  # noqa: E402
 
 QWEN3 = Qwen3Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, head_dim=16)
+GEMMA2 = Gemma2Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16)
 
 
 def attend_within_rows(query, key, value, cu_seq_q, max_q, causal, scale=None, enable_gqa=False):
@@ -80,16 +82,20 @@ def test_explicit_attention_always_wins(on_gpu, monkeypatch):
     installed(monkeypatch, "flash_attn")
     assert attention.choose_attention("sdpa", "cuda", True, True, QWEN3) == ("sdpa", "sdpa (given)")
     assert attention.choose_attention("eager", "cpu", False, False, QWEN3) == ("eager", "eager (given)")
+    assert attention.choose_attention("varlen", "cuda", False, True, QWEN3) == ("varlen", "varlen (given)")
 
 
-def test_explicit_varlen_where_it_cannot_run_is_bad_input():
-    with pytest.raises(BadInput, match="varlen cannot run here.*CUDA"):
+def test_explicit_varlen_where_it_cannot_run_is_bad_input(monkeypatch):
+    with pytest.raises(BadInput, match=r"varlen cannot run here \(no CUDA GPU\)"):
         attention.choose_attention("varlen", "cpu", True, False, QWEN3)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *args: (9, 0))
+    with pytest.raises(BadInput, match="softcaps"):
+        attention.choose_attention("varlen", "cuda", True, True, GEMMA2)
 
 
 def test_cpu_and_unpacked_runs_keep_the_default(on_gpu, monkeypatch):
     installed(monkeypatch, "flash_attn")
-    assert attention.choose_attention(None, "cpu", True, False, QWEN3) == (None, "default (no GPU)")
+    assert attention.choose_attention(None, "cpu", True, False, QWEN3) == (None, "default (no CUDA GPU)")
     assert attention.choose_attention(None, "cuda", False, True, QWEN3) == (None, "default (no padding-free packing)")
 
 
@@ -116,8 +122,7 @@ def test_varlen_without_a_flash_package(on_gpu, monkeypatch):
 
 @pytest.mark.parametrize("config, fp16_or_bf16, reason", [
     (QWEN3, False, "bf16 or fp16"),
-    (Gemma2Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16), True, "softcaps"),
+    (GEMMA2, True, "softcaps"),
     (MistralConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                    num_key_value_heads=2, sliding_window=4096), True, "sliding-window"),
 ])
@@ -247,7 +252,7 @@ def test_results_tables_replace_only_the_generated_section():
 def test_suite_measures_a_real_trainer_run(tmp_path, tiny_model):
     data = gpu_suite.token_dataset(tmp_path, 512, 256, 64, variable=True)
     record = gpu_suite.measure_sft("ours", "tiny", tiny_model, data, tmp_path, ["--per_device_train_batch_size", "2",
-                                                                               "--gradient_accumulation_steps", "1"], 5)
+                                                                               "--gradient_accumulation_steps", "1"], 4)
     assert "error" not in record, record.get("error")
     assert record["real_tokens_per_s"] > 0 and record["params"] > 0
     assert record["mfu"] == pytest.approx(6 * record["params"] * record["real_tokens_per_s"] / gpu_suite.PEAK_FLOPS,

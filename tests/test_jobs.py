@@ -55,24 +55,24 @@ def test_local_training_job_reports_progress_then_completes(jobs, tiny_model, tm
     out = tmp_path / "sft"
     submitted = json_output(jobs("submit", "--backend", "local", "--json", "--", SCRIPTS / "train_sft.py",
                                  "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
-                                 "--output_dir", out, "--max_steps", "150", "--logging_steps", "5", "--max_length",
+                                 "--output_dir", out, "--max_steps", "60", "--logging_steps", "5", "--max_length",
                                  "256", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
                                  "--learning_rate", "1e-3", "--save_steps", "1000"))
     assert submitted["backend"] == "local" and submitted["id"].startswith("local-")
 
     def mid_run():
         info = json_output(jobs("status", submitted["id"], "--json"))
-        return info if info["stage"] == "RUNNING" and info["step"] and info["step"] < 150 else None
+        return info if info["stage"] == "RUNNING" and info["step"] and info["step"] < 60 else None
 
     info = wait_for(mid_run)
-    assert info["total_steps"] == 150 and info["loss"] > 0 and info["loss_start"] >= info["loss"] * 0.5
+    assert info["total_steps"] == 60 and info["loss"] > 0 and info["loss_start"] >= info["loss"] * 0.5
     assert info["learning_rate"] > 0 and info["eta_s"] is not None and info["elapsed_s"] >= 0
     text = jobs("status", submitted["id"]).stdout
     assert f"Job {submitted['id']} is running" in text and "Step " in text and "about" in text and "left" in text
     waited = jobs("wait", submitted["id"])
     assert waited.returncode == 0, waited.output[-2000:]
     final = json_output(jobs("status", submitted["id"], "--json"))
-    assert final["stage"] == "COMPLETED" and final["step"] == 150 and final["loss"] < final["loss_start"]
+    assert final["stage"] == "COMPLETED" and final["step"] == 60 and final["loss"] < final["loss_start"]
     assert final["diagnosis"] is None and (out / "model.safetensors").exists()
     assert final["output"] == str(out.resolve())
 

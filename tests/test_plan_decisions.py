@@ -133,7 +133,8 @@ def test_plan_strategy_is_what_the_trainer_launches(config):
             for flavor in [name for name, spec in catalogue.items() if spec[1] > 1]:
                 request = planner.parse_request(["--model", str(CONFIGS / config), "--method", method, "--peft", peft,
                                                  "--flavor", flavor])
-                result = planner.plan(request, shape, catalogue, "snapshot", 5e6, [])
+                flavors = planner.candidate_flavors(request, catalogue)
+                result = planner.plan(request, shape, flavors, "snapshot", 5e6, [])
                 if not result["fits"]:
                     continue
                 assert result["gpus"] == result["nodes"] * result["gpus_per_node"] > 1
@@ -150,7 +151,8 @@ def test_plan_strategy_is_what_the_trainer_launches(config):
     if config == "llama-3.1-70b":
         request = planner.parse_request(["--model", str(CONFIGS / config), "--method", "sft", "--peft", "lora",
                                          "--flavor", "h200x2"])
-        assert planner.plan(request, shape, catalogue, "snapshot", 5e6, [])["strategy"] == "fsdp"
+        flavors = planner.candidate_flavors(request, catalogue)
+        assert planner.plan(request, shape, flavors, "snapshot", 5e6, [])["strategy"] == "fsdp"
 
 
 def test_70b_full_fine_tuning_is_planned_over_several_nodes(run_script):

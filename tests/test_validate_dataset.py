@@ -87,12 +87,23 @@ def test_local_formats(fmt, tmp_path, run_script):
 
 
 @pytest.mark.parametrize("case,needle", [
+    ("max_length", "--max_length must be a positive"), ("late_broken_line", "line 1201 is not valid JSON"),
+    ("late_type_change", "'completion' holds text on line 1 but a number on line 1051"),
     ("missing", "does not exist"), ("empty", "is empty"), ("invalid_json", "line 2 is not valid JSON"),
     ("unsupported", "unsupported format"), ("unknown_split", "no split 'test'"), ("hub_offline", "could not be reached"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(case, needle, tmp_path, run_script):
     args = []
-    if case == "missing":
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(1200)]
+    if case == "max_length":
+        target, args = write_jsonl(tmp_path / "ok.jsonl", rows), ["--max_length", "-5"]
+    elif case == "late_broken_line":  # after the 1,000-row sample: local JSONL is parsed whole
+        target = write_jsonl(tmp_path / "late.jsonl", rows)
+        with open(target, "a") as f:
+            f.write('{"prompt": "x", "completion": \n')
+    elif case == "late_type_change":
+        target = write_jsonl(tmp_path / "types.jsonl", rows[:1050] + [{"prompt": "x", "completion": 7}])
+    elif case == "missing":
         target = tmp_path / "nope.jsonl"
     elif case == "empty":
         target = tmp_path / "empty.jsonl"
@@ -122,3 +133,18 @@ def test_hub_dataset_is_streamed_not_downloaded(hub, run_script):
     hub.state.add_files("dataset", "tester/math", {"data/train.jsonl": rows.encode()})
     report = json_output(run_script("validate_dataset.py", "--dataset", "tester/math", "--sample", "5", "--json"))
     assert report["rows_checked"] == 5 and report["methods"]["grpo"]["fix"] == "--convert gsm8k"
+
+
+def test_fix_flags_and_reasons_come_from_the_trainers_checks(tmp_path, run_script):
+    turns = [{"conversation": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]}
+             for i in range(10)]
+    report = json_output(run_script("validate_dataset.py", "--dataset", write_jsonl(tmp_path / "s.jsonl", turns),
+                                    "--json"))
+    assert report["methods"]["sft"]["fix"] == "--map conversations=conversation --convert sharegpt"
+    switch = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}] * 3 + \
+             [{"prompt": "q", "completion": "a"}] * 2
+    report = json_output(run_script("validate_dataset.py", "--dataset", write_jsonl(tmp_path / "w.jsonl", switch),
+                                    "--json"))
+    sft = report["methods"]["sft"]
+    assert sft["status"] == "incompatible" and sft["fix"] is None
+    assert sft["reasons"][0].startswith("2 of 5 rows have no 'messages'")

@@ -17,48 +17,53 @@ def choose_attention(requested: str | None, device: str, padding_free: bool, hal
     line and run.json. With padding-free packing on a CUDA GPU, fastest first: the flash-attn package, a prebuilt
     Hub kernel through the `kernels` package (it needs the Hub), PyTorch's varlen kernel. Other runs keep the
     default. A person's --attn_implementation always wins."""
-    import torch
     from huggingface_hub import constants
 
     if requested == VARLEN:
-        problem = varlen_problem(device, half_precision, config)
+        problem = flash_problem(device, half_precision) or varlen_problem(config)
         if problem:
             raise BadInput(f"--attn_implementation varlen cannot run here ({problem}); use sdpa.")
         register_varlen_attention()
     if requested:
         return requested, f"{requested} (given)"
-    if device != "cuda":
-        return None, "default (no GPU)"
-    if not padding_free:
-        return None, "default (no padding-free packing)"
-    capability = torch.cuda.get_device_capability()
-    if capability < (8, 0):
-        return None, f"default (GPU compute capability {capability[0]}.{capability[1]}; flash kernels need 8.0+)"
+    problem = flash_problem(device, half_precision) or (None if padding_free else "no padding-free packing")
+    if problem:
+        return None, f"default ({problem})"
     if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2", "flash_attention_2 (flash-attn installed)"
     if importlib.util.find_spec("kernels") is not None and not constants.HF_HUB_OFFLINE:
         return HUB_FLASH_KERNEL, f"{HUB_FLASH_KERNEL} (prebuilt Hub kernel, kernels installed)"
-    problem = varlen_problem(device, half_precision, config)
+    problem = varlen_problem(config)
     if problem:
         return None, f"default (varlen kernel unusable: {problem})"
     register_varlen_attention()
     return VARLEN, "varlen (torch varlen_attn over the packed rows; no flash-attn installed)"
 
 
-def varlen_problem(device: str, half_precision: bool, config) -> str | None:
-    """Why torch's varlen kernel cannot run this model here, or None. It is a flash kernel: CUDA, 16-bit compute,
-    full causal attention with no softcapping, sliding window or dropout."""
+def flash_problem(device: str, half_precision: bool) -> str | None:
+    """Why no flash kernel can run here, or None: they need a CUDA GPU of compute capability 8.0+, in bf16 or fp16."""
+    import torch
+
+    if device != "cuda":
+        return "no CUDA GPU"
+    capability = torch.cuda.get_device_capability()
+    if capability < (8, 0):
+        return f"GPU compute capability {capability[0]}.{capability[1]}; flash kernels need 8.0+"
+    if not half_precision:
+        return "fp32 compute; flash kernels need bf16 or fp16"
+    return None
+
+
+def varlen_problem(config) -> str | None:
+    """Why torch's varlen kernel cannot run this model, or None: it needs torch 2.10+ and full causal attention with
+    no softcapping, sliding window or dropout."""
     import torch
 
     text = config.get_text_config()
-    if device != "cuda":
-        return "it needs a CUDA GPU"
     try:
         from torch.nn.attention.varlen import varlen_attn  # noqa: F401
     except ImportError:
         return f"torch {torch.__version__} has no torch.nn.attention.varlen; it needs torch 2.10 or later"
-    if not half_precision:
-        return "it needs bf16 or fp16 compute"
     if getattr(text, "attn_logit_softcapping", None):
         return "the model softcaps attention logits"
     if any(kind != "full_attention" for kind in getattr(text, "layer_types", None) or []):

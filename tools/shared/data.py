@@ -128,7 +128,7 @@ def check_kind(dataset, column: str, kinds: tuple[str, ...], method: str):
     kind = column_kind(dataset, column)
     if kind in kinds:
         return
-    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)",
+    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)" if column == "messages" else "",
             "sharegpt turns": f" (ShareGPT from/value turns: train with --map conversations={column} --convert sharegpt)"}
     advice = hint.get(kind, "") if "turns" in kinds else " (store them as strings)" if kinds == ("text",) else ""
     raise BadInput(f"{method.upper()} needs {' or '.join(kinds)} in '{column}', but it holds {kind} values{advice}.")

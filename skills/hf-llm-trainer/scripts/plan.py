@@ -472,21 +472,25 @@ def dataset_tokens(request: Request) -> tuple[float, str | None]:
             "the validation has no token counts (run it with --model): assumed 512 tokens per row")
 
 
-def options_for(request: Request, shape: dict, catalogue: dict, tokens: float) -> list[dict]:
-    """Every flavor (or --flavor) on one node; when none fits, or --nodes asks, on several nodes of a multi-GPU
-    flavor."""
+def candidate_flavors(request: Request, catalogue: dict) -> dict:
+    """The GPU flavors to evaluate: all, or --flavor (a multi-GPU one with --nodes above 1)."""
     if request.flavor and request.flavor not in catalogue:
         raise BadInput(f"Unknown flavor {request.flavor!r}; choose one of {', '.join(sorted(catalogue))}.")
     flavors = {name: spec for name, spec in catalogue.items() if spec[1] > 0 and request.flavor in (None, name)}
+    if request.nodes and request.nodes > 1 and not any(spec[1] > 1 for spec in flavors.values()):
+        raise BadInput(f"--nodes {request.nodes} needs a multi-GPU flavor ({request.flavor} has one GPU); drop "
+                       "--flavor or pick one such as h200x8.")
+    return flavors
+
+
+def options_for(request: Request, shape: dict, flavors: dict, tokens: float) -> list[dict]:
+    """Every flavor on one node; when none fits, or --nodes asks, on several nodes of a multi-GPU flavor."""
     if request.nodes == 1 or request.nodes is None:
         single = [evaluate(name, spec, 1, shape, request, tokens) for name, spec in flavors.items()]
         if request.nodes == 1 or any(option["fits"] for option in single):
             return single
     multi_gpu = {name: spec for name, spec in flavors.items() if spec[1] > 1}
     if not multi_gpu:
-        if request.nodes:
-            raise BadInput(f"--nodes {request.nodes} needs a multi-GPU flavor ({request.flavor} has one GPU); drop "
-                           "--flavor or pick one such as h200x8.")
         return single
     node_counts = [request.nodes] if request.nodes else range(2, MAX_NODES + 1)
     return [evaluate(name, spec, nodes, shape, request, tokens) for name, spec in multi_gpu.items()
@@ -513,14 +517,14 @@ def training_args(chosen: dict, request: Request) -> list[str]:
     return flags
 
 
-def plan(request: Request, shape: dict, catalogue: dict, source: str, tokens: float, warnings: list[str]) -> dict:
+def plan(request: Request, shape: dict, flavors: dict, source: str, tokens: float, warnings: list[str]) -> dict:
     """The cheapest option that fits, for `tokens` per epoch, with its training flags, alternatives and the reasons
     of its defaults."""
     request = replace(request, peft=default_peft(shape["params"]) if request.peft == "auto" else request.peft)
     warnings = list(warnings)
     learning_rate, reason = ((request.learning_rate, "given") if request.learning_rate is not None
                              else default_learning_rate(request.method, request.peft))
-    options = options_for(request, shape, catalogue, tokens * request.epochs)
+    options = options_for(request, shape, flavors, tokens * request.epochs)
     fitting = sorted([o for o in options if o["fits"]], key=lambda o: (o["cost_usd"], o["time_hours"]))
     result = {"model": request.model, "method": request.method, "params": shape["params"], "peft": request.peft,
               "max_length": request.max_length, "dataset_tokens": tokens, "epochs": request.epochs,
@@ -651,9 +655,11 @@ def parse_request(argv: list[str] | None = None) -> Request:
 
 def main():
     request = parse_request()
-    tokens, warning = dataset_tokens(request)  # before loading anything: a wrong file fails fast
+    tokens, warning = dataset_tokens(request)  # before the model: a wrong file or flavor fails fast
+    catalogue, source = load_catalogue()
+    flavors = candidate_flavors(request, catalogue)
     shape = model_shape(request.model)
-    result = plan(request, shape, *load_catalogue(), tokens, [warning] if warning else [])
+    result = plan(request, shape, flavors, source, tokens, [warning] if warning else [])
     if request.json:
         print(json.dumps(result, indent=2))
     elif result["fits"]:

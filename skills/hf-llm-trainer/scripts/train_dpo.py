@@ -224,7 +224,7 @@ def check_kind(dataset, column: str, kinds: tuple[str, ...], method: str):
     kind = column_kind(dataset, column)
     if kind in kinds:
         return
-    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)",
+    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)" if column == "messages" else "",
             "sharegpt turns": f" (ShareGPT from/value turns: train with --map conversations={column} --convert sharegpt)"}
     advice = hint.get(kind, "") if "turns" in kinds else " (store them as strings)" if kinds == ("text",) else ""
     raise BadInput(f"{method.upper()} needs {' or '.join(kinds)} in '{column}', but it holds {kind} values{advice}.")
@@ -507,6 +507,7 @@ class Run:
     peft: str
     strategy: str
     learning_rate_reason: str
+    model_config: object = None
     resume_from: str | None = None
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
@@ -605,6 +606,10 @@ class ProgressCallback(TrainerCallback):
 def parse_run(parser, method: str, hw: dict) -> Run:
     """Parses the flags and takes every decision that does not need the data: PEFT, learning rate, strategy, dtype,
     output names, resume point. Relaunches the script under a multi-process launcher when it needs one."""
+    def refuse(message: str):  # argparse would print its usage block and exit; one sentence is enough
+        raise BadInput(f"{message}; see --help for the accepted flags.")
+
+    parser.error = refuse
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
@@ -623,13 +628,14 @@ def parse_run(parser, method: str, hw: dict) -> Run:
             raise BadInput(f"--{flag} must be at least 1.")
     if not 0 <= run_args.eval_ratio < 1:
         raise BadInput("--eval_ratio must be in [0, 1), e.g. 0.05.")
-    n_params = sum(p.numel() for p in meta_model(model_args.model_name_or_path, model_args.model_revision).parameters())
+    architecture = meta_model(model_args.model_name_or_path, model_args.model_revision)
+    n_params = sum(p.numel() for p in architecture.parameters())
     peft = resolve_peft(run_args, model_args, n_params, hw)
     reason = "given"
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
     run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
-              resolve_strategy(run_args, hw, n_params, peft), reason)
+              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     launcher = launch_command(run)

@@ -170,7 +170,7 @@ def check_kind(dataset, column: str, kinds: tuple[str, ...], method: str):
     kind = column_kind(dataset, column)
     if kind in kinds:
         return
-    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)",
+    hint = {"text": " (JSON stored as a string? write each row's turns as a list of objects)" if column == "messages" else "",
             "sharegpt turns": f" (ShareGPT from/value turns: train with --map conversations={column} --convert sharegpt)"}
     advice = hint.get(kind, "") if "turns" in kinds else " (store them as strings)" if kinds == ("text",) else ""
     raise BadInput(f"{method.upper()} needs {' or '.join(kinds)} in '{column}', but it holds {kind} values{advice}.")
@@ -562,7 +562,8 @@ def verdict(status: str, mapping=None, convert=None, reasons=None, warnings=None
         flags.append(f"--convert {convert}")
     if status == "ready" and (mapping or convert):
         status = "needs_mapping"
-    return {"status": status, "mapping": mapping, "convert": convert, "fix": " ".join(flags) or None,
+    fix = " ".join(flags) if flags and status != "incompatible" else None  # mapping/convert: what was tried
+    return {"status": status, "mapping": mapping, "convert": convert, "fix": fix,
             "reasons": reasons or [], "warnings": warnings or []}
 
 
@@ -748,7 +749,8 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict):
                                 method)
         except BadInput as error:
             if fixable:
-                methods[method] = verdict("incompatible", reasons=[str(error)], warnings=result["warnings"])
+                methods[method] = verdict("incompatible", result["mapping"], result["convert"], [str(error)],
+                                          result["warnings"])
             else:
                 result["reasons"].insert(0, str(error))
             continue

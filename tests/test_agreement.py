@@ -1,0 +1,51 @@
+"""The validator's verdict is a promise the trainer keeps: READY trains as is, NEEDS_MAPPING trains with exactly the
+printed fix, INCOMPATIBLE makes the trainer exit 2 with the same reason, and a file the validator cannot read the
+trainer cannot read either. Each case is one file of the agreement corpus and one method whose verdict matters."""
+
+import json
+import re
+
+import pytest
+from datasets_corpus import AGREEMENT
+
+CASES = [(name, method) for name, (_, expected) in sorted(AGREEMENT.items()) for method in expected]
+ONE_STEP = ["--max_steps", "1", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+            "--report_to", "none"]
+METHOD_FLAGS = {"sft": ["--max_length", "64"], "dpo": ["--max_length", "64"],
+                "grpo": ["--num_generations", "2", "--max_completion_length", "8"]}
+
+
+def same_words(text: str) -> str:
+    """Counts differ between the validator's sample and the trainer's whole split; the words must not."""
+    return re.sub(r"\d+", "N", text)
+
+
+@pytest.mark.parametrize("name,method", CASES)
+def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script, tiny_model, tiny_vlm):
+    make, expected = AGREEMENT[name]
+    data = make(tmp_path)
+    validation = run_script("validate_dataset.py", "--dataset", data, "--json")
+    if expected[method] == "error":
+        assert validation.returncode == 2 and "Traceback" not in validation.output, validation.output[-2000:]
+        flags = []
+    else:
+        assert validation.returncode == 0, validation.output[-2000:]
+        result = json.loads(validation.stdout)["methods"][method]
+        assert result["status"] == expected[method], result
+        mapping = ",".join(f"{new}={old}" for new, old in result["mapping"].items())
+        # NEEDS_MAPPING: the printed fix; INCOMPATIBLE: the mapping it tried, as an agent would
+        flags = result["fix"].split() if result["fix"] else (["--map", mapping] if mapping else []) + (
+            ["--convert", result["convert"]] if result["convert"] else [])
+    model = tiny_vlm if "vision-llava" in name else tiny_model
+    max_length = ["--max_length", "None"] if model == tiny_vlm else []
+    out = tmp_path / "out"
+    training = run_script(f"train_{method}.py", "--model_name_or_path", model, "--dataset_name", data, *flags,
+                          "--output_dir", out, *ONE_STEP, *METHOD_FLAGS[method], *max_length)
+    if expected[method] in ("ready", "needs_mapping"):
+        assert training.returncode == 0, training.output[-3000:]
+        assert json.loads((out / "run.json").read_text())["status"] == "completed"
+        return
+    assert training.returncode == 2, training.output[-3000:]
+    assert "Traceback" not in training.stderr and not (out / "model.safetensors").exists()
+    if expected[method] == "incompatible":
+        assert same_words(result["reasons"][0]) in same_words(training.stderr), (result["reasons"], training.stderr)
