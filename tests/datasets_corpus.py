@@ -197,17 +197,21 @@ def csv_case(column: str, answers):
 
 # name: (make(directory) -> path, {method: expected verdict}); "error": the validator exits 2 (the file cannot load)
 AGREEMENT = {
-    **{f"public-{name}": (file_case(".jsonl", rows), {m: s for m, s in status.items() if m in ("sft", "dpo", "grpo")})
-       for name, (rows, status, _) in CORPUS.items()},
+    **{f"public-{name}": (file_case(".jsonl", CORPUS[name][0]), {m: CORPUS[name][1][m] for m in methods})
+       for name, methods in [("ultrafeedback_binarized", ["sft", "dpo"]), ("hh-rlhf", ["dpo"]),
+                             ("distilabel-math-preference-dpo", ["dpo"]), ("gsm8k", ["sft", "grpo"]),
+                             ("alpaca", ["sft"]), ("sharegpt", ["sft"]), ("codeforces-cots", ["sft"]), ("kto", ["dpo"]),
+                             ("good-bad-responses", ["dpo"]), ("chat-columns-renamed", ["sft"]),
+                             ("last-turn-user", ["sft"]), ("no-usable-columns", ["grpo"])]},
     # the mistakes
     "csv-int-response": (csv_case("response", [(q, i + 1) for i, (q, _) in enumerate(turn_pairs)]),
-                         {"sft": "incompatible", "grpo": "ready"}),
+                         {"sft": "incompatible", "grpo": "needs_mapping"}),
     "schema-switch-messages-first": (file_case(".jsonl", [{"messages": turns(("user", q), ("assistant", a))}
                                                           for q, a in turn_pairs[:12]] + qa_rows(12)),
                                      {"sft": "incompatible"}),
     "schema-switch-prompt-first": (file_case(".jsonl", qa_rows(12) + [{"messages": turns(("user", q), ("assistant", a))}
                                                                        for q, a in turn_pairs[:12]]),
-                                   {"sft": "incompatible", "grpo": "incompatible"}),
+                                   {"sft": "incompatible"}),
     "schema-switch-after-sample": (file_case(".jsonl", qa_rows(1010) + [{"text": "late"}] * 5), {"sft": "incompatible"}),
     "sharegpt-in-conversation": (file_case(".jsonl", [{"conversation": [{"from": "human", "value": q},
                                                                         {"from": "gpt", "value": a}]}
@@ -249,7 +253,10 @@ AGREEMENT = {
                                                for i, (q, a) in enumerate(turn_pairs)]), {"dpo": "incompatible"}),
     "grpo-prompt-text": (file_case(".jsonl", [{"prompt": q, "solution": "1"} for q, _ in turn_pairs]),
                          {"grpo": "ready"}),
-    "grpo-question-only": (file_case(".jsonl", [{"question": q} for q, _ in turn_pairs]), {"grpo": "needs_mapping"}),
+    "grpo-no-reference-answer": (file_case(".jsonl", [{"question": q} for q, _ in turn_pairs]),
+                                 {"grpo": "incompatible"}),
+    "grpo-question-answer": (file_case(".jsonl", [{"question": f"{i} + 1?", "answer": str(i + 1)} for i in range(24)]),
+                             {"grpo": "needs_mapping"}),
     "parquet-prompt-completion": (file_case(".parquet", qa_rows(), write_with_datasets("parquet")), {"sft": "ready"}),
     "json-array-alpaca": (file_case(".json", [{"instruction": q, "input": "", "output": a} for q, a in turn_pairs],
                                     write_with_datasets("json")), {"sft": "needs_mapping"}),

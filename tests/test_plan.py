@@ -128,7 +128,7 @@ def test_timeout_covers_the_estimate_with_a_buffer(run_script):
 
 def test_validation_file_gives_the_tokens(tmp_path, run_script):
     validation = tmp_path / "validation.json"
-    validation.write_text(json.dumps({"rows": 1000, "tokens": {"total_estimate": 3_000_000}}))
+    validation.write_text(json.dumps({"rows": 1000, "methods": {}, "tokens": {"total_estimate": 3_000_000}}))
     result = plan(run_script, "--model", CONFIGS / "qwen3-0.6b", "--method", "sft", "--validation", validation)
     assert result["dataset_tokens"] == 3_000_000 and not result["warnings"] or "no bf16" in result["warnings"][0]
 

@@ -94,6 +94,7 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
 
 # ---------------------------------------------------------------- what TRL can train on
 
+DEFAULT_REWARD_COLUMNS = ("solution",)  # train_grpo.py's default rewards: number_match reads the reference answer
 CHECKED_ROWS = 1000  # content checks read the first rows: the validator's default sample, so both see the same rows
 
 
@@ -241,10 +242,11 @@ def unused_prompt(dataset) -> bool:
     return all(turns and turns[0].get("role") != "assistant" for turns in first_values(dataset, "chosen"))
 
 
-def check_training_rows(dataset, method: str):
+def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = ()):
     """The rows TRL trains on for `method`: columns it would misread dropped (a 'prompt' beside 'messages' makes
     SFT expect a 'completion'), the rest checked. Raises BadInput, with the reason validate_dataset.py prints as
-    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing."""
+    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing. `reward_columns`: the columns GRPO's
+    reward functions take as required arguments (DEFAULT_REWARD_COLUMNS for the default rewards)."""
     if len(dataset) == 0:
         raise BadInput("The dataset has no rows; check the split and --max_samples.")
     if method == "sft":
@@ -266,6 +268,11 @@ def check_training_rows(dataset, method: str):
             raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; "
                            "rename one with --map prompt=<column>, or --convert gsm8k for GSM8K-style question/answer data.")
         check_kind(dataset, "prompt", ("text", "turns"), "grpo")
-        check_no_nulls(dataset, ["prompt"])
+        missing = [column for column in reward_columns if column not in dataset.column_names]
+        if missing:
+            raise BadInput(f"The reward functions read columns {missing} that the dataset lacks (the default "
+                           "number_match compares completions with 'solution'); rename one with --map "
+                           "solution=<column>, or pass --reward_funcs with rewards that need none.")
+        check_no_nulls(dataset, ["prompt", *reward_columns])
     check_image_files(dataset)
     return dataset

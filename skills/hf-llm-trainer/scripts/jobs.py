@@ -1,6 +1,11 @@
 # /// script
-# requires-python = ">=3.10"
-# dependencies = ["huggingface_hub>=2.4", "httpx2"]
+# requires-python = ">=3.11"
+# dependencies = [
+#     "huggingface_hub>=2.4,<3",
+#     "httpx2>=2,<3",
+# ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Submit, watch and manage training jobs on Hugging Face Jobs (`hf`) or as local detached processes (`local`).
 
@@ -75,8 +80,12 @@ FAILURES = [
 ]
 
 
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+
 class BadInput(Exception):
-    """The person's to fix: exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
 
 
 class Failure(Exception):

@@ -1,6 +1,13 @@
 # /// script
-# requires-python = ">=3.10"
-# dependencies = ["transformers>=5.0", "huggingface_hub>=1.0", "torch"]
+# requires-python = ">=3.11"
+# dependencies = [
+#     "transformers>=5.23,<6",
+#     "huggingface_hub>=2.4,<3",
+#     "torch>=2.6,<3",
+#     "peft>=0.17,<1",
+# ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Plan a training run: the cheapest Hugging Face Jobs flavor that fits, with memory, time and cost estimates.
 

@@ -1,6 +1,12 @@
 # /// script
-# requires-python = ">=3.10"
-# dependencies = ["huggingface_hub>=2.4", "httpx2", "matplotlib"]
+# requires-python = ">=3.11"
+# dependencies = [
+#     "huggingface_hub>=2.4,<3",
+#     "httpx2>=2,<3",
+#     "matplotlib>=3.8,<4",
+# ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Keep the experiment report training_reports/<experiment>.md current: planned, running, failed and finished runs.
 

@@ -5,6 +5,7 @@
 #     "transformers>=5.23,<6",
 #     "peft>=0.17,<1",
 #     "datasets>=4,<6",
+#     "pyarrow>=15,<27",
 #     "accelerate>=1.10,<2",
 #     "huggingface_hub>=2.4,<3",
 #     "trackio>=0.4,<1",
@@ -192,6 +193,7 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
 
 # ---------------------------------------------------------------- what TRL can train on
 
+DEFAULT_REWARD_COLUMNS = ("solution",)  # train_grpo.py's default rewards: number_match reads the reference answer
 CHECKED_ROWS = 1000  # content checks read the first rows: the validator's default sample, so both see the same rows
 
 
@@ -339,10 +341,11 @@ def unused_prompt(dataset) -> bool:
     return all(turns and turns[0].get("role") != "assistant" for turns in first_values(dataset, "chosen"))
 
 
-def check_training_rows(dataset, method: str):
+def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = ()):
     """The rows TRL trains on for `method`: columns it would misread dropped (a 'prompt' beside 'messages' makes
     SFT expect a 'completion'), the rest checked. Raises BadInput, with the reason validate_dataset.py prints as
-    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing."""
+    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing. `reward_columns`: the columns GRPO's
+    reward functions take as required arguments (DEFAULT_REWARD_COLUMNS for the default rewards)."""
     if len(dataset) == 0:
         raise BadInput("The dataset has no rows; check the split and --max_samples.")
     if method == "sft":
@@ -364,7 +367,12 @@ def check_training_rows(dataset, method: str):
             raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; "
                            "rename one with --map prompt=<column>, or --convert gsm8k for GSM8K-style question/answer data.")
         check_kind(dataset, "prompt", ("text", "turns"), "grpo")
-        check_no_nulls(dataset, ["prompt"])
+        missing = [column for column in reward_columns if column not in dataset.column_names]
+        if missing:
+            raise BadInput(f"The reward functions read columns {missing} that the dataset lacks (the default "
+                           "number_match compares completions with 'solution'); rename one with --map "
+                           "solution=<column>, or pass --reward_funcs with rewards that need none.")
+        check_no_nulls(dataset, ["prompt", *reward_columns])
     check_image_files(dataset)
     return dataset
 
@@ -668,7 +676,8 @@ def hardware_defaults(hw: dict) -> dict:
     return {"bf16": hw["bf16"], "fp16": on_gpu and not hw["bf16"], "use_cpu": not on_gpu,
             "gradient_checkpointing": on_gpu,
             "use_liger_kernel": on_gpu and importlib.util.find_spec("liger_kernel") is not None,
-            "report_to": ["trackio"], "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
+            "report_to": ["trackio"], "trackio_static_space_id": False,  # no Space unless one is named
+            "logging_steps": 5, "save_steps": 100, "save_total_limit": 2,
             "hub_strategy": "checkpoint", "num_train_epochs": 1, "lr_scheduler_type": "cosine", "warmup_steps": 0.03,
             "per_device_train_batch_size": 4, "gradient_accumulation_steps": 4,
             "learning_rate": None, "dtype": None}  # None: decided after parsing, from the method and PEFT choice
@@ -685,7 +694,7 @@ def weights_dtype(training_args, peft: str) -> str:
 def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
     choice = "lora" if model_args.use_peft and run_args.peft == "auto" else run_args.peft
     if choice == "auto":
-        choice = "lora" if n_params > 3e9 else "none"
+        choice = default_peft(n_params)
     if choice not in ("none", "lora", "qlora"):
         raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
     if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):

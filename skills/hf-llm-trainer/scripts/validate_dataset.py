@@ -136,6 +136,7 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
 
 # ---------------------------------------------------------------- what TRL can train on
 
+DEFAULT_REWARD_COLUMNS = ("solution",)  # train_grpo.py's default rewards: number_match reads the reference answer
 CHECKED_ROWS = 1000  # content checks read the first rows: the validator's default sample, so both see the same rows
 
 
@@ -283,10 +284,11 @@ def unused_prompt(dataset) -> bool:
     return all(turns and turns[0].get("role") != "assistant" for turns in first_values(dataset, "chosen"))
 
 
-def check_training_rows(dataset, method: str):
+def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = ()):
     """The rows TRL trains on for `method`: columns it would misread dropped (a 'prompt' beside 'messages' makes
     SFT expect a 'completion'), the rest checked. Raises BadInput, with the reason validate_dataset.py prints as
-    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing."""
+    INCOMPATIBLE, for rows that would crash the trainer or teach it nothing. `reward_columns`: the columns GRPO's
+    reward functions take as required arguments (DEFAULT_REWARD_COLUMNS for the default rewards)."""
     if len(dataset) == 0:
         raise BadInput("The dataset has no rows; check the split and --max_samples.")
     if method == "sft":
@@ -308,7 +310,12 @@ def check_training_rows(dataset, method: str):
             raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; "
                            "rename one with --map prompt=<column>, or --convert gsm8k for GSM8K-style question/answer data.")
         check_kind(dataset, "prompt", ("text", "turns"), "grpo")
-        check_no_nulls(dataset, ["prompt"])
+        missing = [column for column in reward_columns if column not in dataset.column_names]
+        if missing:
+            raise BadInput(f"The reward functions read columns {missing} that the dataset lacks (the default "
+                           "number_match compares completions with 'solution'); rename one with --map "
+                           "solution=<column>, or pass --reward_funcs with rewards that need none.")
+        check_no_nulls(dataset, ["prompt", *reward_columns])
     check_image_files(dataset)
     return dataset
 
@@ -337,45 +344,37 @@ def parse_line(path: Path, number: int, line) -> dict:
     return row
 
 
-def shape(value) -> str:
-    """The JSON structure of a value, nested: rows of the same shape load into the same Arrow columns."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{key}:{shape(v)}" for key, v in sorted(value.items())) + "}"
-    if isinstance(value, list):
-        return "[" + "|".join(sorted({shape(v) for v in value})) + "]"
-    if isinstance(value, bool) or value is None:
-        return str(value).lower() if value is None else "bool"
-    return "number" if isinstance(value, (int, float)) else "text"
+JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
 
 
 def read_whole_jsonl(path: Path, limit: int | None) -> tuple[list[dict], int]:
     """Parses every line (a broken one anywhere is found) and keeps the first `limit` rows, plus the first rows of
-    each shape seen after them: a schema change at row 50,000 still reaches the checks. A top-level column holding
-    text in one row and a number in another cannot load at all, so it is bad input here as in the trainer."""
-    rows, shapes, kinds, extra, total = [], set(), {}, 0, 0
+    each other set of columns seen after them: a schema change at row 50,000 still reaches the checks. A column
+    holding text in one row and a number in another cannot load at all, so it is bad input here as in the trainer."""
+    rows, shapes, kinds, total = [], set(), {}, 0
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             row = parse_line(path, number, line)
             total += 1
-            row_shape = shape(row)
+            shape = tuple((key, type(value)) for key, value in row.items())
+            if shape in shapes:
+                if limit is None or len(rows) < limit:
+                    rows.append(row)
+                continue
             for key, value in row.items():
-                kind = shape(value)[0] if value is not None else None
-                first = kinds.setdefault(key, (kind, number))
-                if kind and first[0] is None:
-                    kinds[key] = first = (kind, number)
-                if kind and kind != first[0]:
-                    names = {"{": "an object", "[": "a list", "b": "a boolean", "n": "a number", "t": "text"}
-                    raise BadInput(f"{path}: '{key}' holds {names[first[0]]} on line {first[1]} but {names[kind]} on "
-                                   f"line {number}; every row needs the same type in a column.")
-            if limit is None or len(rows) < limit:
+                kind = JSON_KINDS.get(type(value))
+                first = kinds.get(key)
+                if first is None and kind:
+                    kinds[key] = (kind, number)
+                elif kind and kind != first[0]:
+                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
+                                   "every row needs the same type in a column.")
+            if limit is None or len(rows) < limit + SHAPES_KEPT:
                 rows.append(row)
-            elif row_shape not in shapes and extra < SHAPES_KEPT:
-                rows.append(row)
-                extra += 1
             if len(shapes) < 100_000:
-                shapes.add(row_shape)
+                shapes.add(shape)
     return rows, total
 
 
@@ -640,17 +639,19 @@ def analyse_grpo(rows, columns) -> dict:
     if {"question", "answer"} <= lowered and any("####" in str(r.get("answer", "")) for r in rows[:50]):
         return verdict("ready", convert="gsm8k", reasons=["GSM8K-style question/answer with '#### result'"],
                        warnings=["rewards: accuracy_reward compares completions with the 'solution' column"])
-    if "prompt" in columns:
-        extra = [c for c in columns if c != "prompt"]
-        return verdict("ready", warnings=[f"columns {extra} reach the reward functions as keyword arguments"] if extra else [])
-    prompt = find_column(columns, "prompt")
+    prompt = "prompt" if "prompt" in columns else find_column(columns, "prompt")
     if not prompt:
         messages = find_column(columns, "messages")
         if messages and turn_style(next((r[messages] for r in rows if r.get(messages)), None)) == "chat":
             return verdict("incompatible", reasons=["GRPO needs prompts only; this is a conversation dataset (use SFT, "
                                                     "or build a 'prompt' column of the turns before the answer)"])
         return verdict("incompatible", reasons=[f"no prompt column among {columns}"])
-    return verdict("ready", mapping={"prompt": prompt})
+    # the default rewards compare completions with a reference answer in 'solution'
+    solution = "solution" if "solution" in columns else find_column(columns, "completion", exclude={prompt})
+    mapping = {"prompt": prompt} | ({"solution": solution} if solution else {})
+    extra = [c for c in columns if c not in mapping.values()]
+    return verdict("ready", mapping=mapping,
+                   warnings=[f"columns {extra} reach the reward functions as keyword arguments"] if extra else [])
 
 
 def analyse_kto(rows, columns) -> dict:
@@ -746,7 +747,7 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict):
         try:
             mapping_spec = ",".join(f"{new}={old}" for new, old in result["mapping"].items()) if fixable else None
             check_training_rows(prepare_dataset(dataset, mapping_spec, result["convert"] if fixable else None, None),
-                                method)
+                                method, DEFAULT_REWARD_COLUMNS if method == "grpo" else ())
         except BadInput as error:
             if fixable:
                 methods[method] = verdict("incompatible", result["mapping"], result["convert"], [str(error)],
