@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import SAMPLE, SCRIPTS, json_output
+from conftest import SAMPLE, SCRIPTS
 from datasets_corpus import CORPUS, llava_dataset, rlaif_dataset, write_jsonl
 
 FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
@@ -65,24 +65,6 @@ def test_lora_max_samples_and_convert(tiny_model, tmp_path, run_script):
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     run = record(out)
     assert run["dataset"]["rows"] == 16 and run["dataset"]["convert"] == "sharegpt" and run["peft"] == "lora"
-
-
-@pytest.mark.parametrize("name,script", [(name, {"sft": "train_sft.py", "dpo": "train_dpo.py",
-                                                 "grpo": "train_grpo.py"}[method])
-                                         for name, (_, _, fixes) in sorted(CORPUS.items()) for method in fixes])
-def test_validator_fix_flags_train(name, script, tiny_model, tmp_path, run_script):
-    """Every needs_mapping verdict's flags, pasted into the trainer, give a working run."""
-    rows, _, _ = CORPUS[name]
-    data = write_jsonl(tmp_path / f"{name}.jsonl", rows)
-    method = script[6:-3]
-    report = json_output(run_script("validate_dataset.py", "--dataset", data, "--json"))
-    fix = report["methods"][method]["fix"].split()
-    extra = ["--num_generations", "4", "--max_completion_length", "8"] if method == "grpo" else ["--max_length", "192"]
-    result = run_script(script, "--model_name_or_path", tiny_model, "--dataset_name", data, *fix,
-                        "--output_dir", tmp_path / "out", "--max_steps", "1", "--per_device_train_batch_size", "4",
-                        "--gradient_accumulation_steps", "1", "--report_to", "none", *extra)
-    assert result.returncode == 0, result.output[-3000:]
-    assert record(tmp_path / "out")["status"] == "completed"
 
 
 def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):

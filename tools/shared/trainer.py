@@ -20,7 +20,7 @@ from recipes import default_learning_rate, default_peft, training_strategy
 from run_record import job_from_env, update_run_record, utcnow
 from transformers import TrainerCallback
 
-from data import load_rows, parse_map, prepare_dataset
+from data import check_training_rows, load_rows, parse_map, prepare_dataset
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -241,14 +241,13 @@ def resume_point(run: Run) -> str | None:
     return None
 
 
-def load_training_data(run: Run, check_columns):
-    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
+    """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
+    them, and the held-out rows."""
     dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
-    if len(dataset) == 0:
-        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
-    check_columns(dataset)
+    dataset = check_training_rows(dataset, run.method, reward_columns)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)

@@ -695,14 +695,13 @@ def resume_point(run: Run) -> str | None:
     return None
 
 
-def load_training_data(run: Run, check_columns):
-    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
+    """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
+    them, and the held-out rows."""
     dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
-    if len(dataset) == 0:
-        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
-    check_columns(dataset)
+    dataset = check_training_rows(dataset, run.method, reward_columns)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
@@ -860,18 +859,12 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
 # ---- end of shared block: trainer ----
 
 
-def check_columns(dataset):
-    if not {"chosen", "rejected"} <= set(dataset.column_names):
-        raise BadInput(f"DPO needs 'chosen' and 'rejected' columns (and optionally 'prompt') but the dataset has "
-                       f"{sorted(dataset.column_names)}; run validate_dataset.py on it for the --map flags.")
-
-
 def main():
     hw = hardware()
     parser = TrlParser((ScriptArguments, DPOConfig, ModelConfig, RunArguments))
     parser.set_defaults(**hardware_defaults(hw), max_length=1024)
     run = parse_run(parser, METHOD, hw)
-    dataset, eval_dataset = load_training_data(run, check_columns)
+    dataset, eval_dataset = load_training_data(run)
     print_resolved(run, dataset)
 
     trainer = DPOTrainer(

@@ -46,6 +46,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from inspect import signature
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -695,14 +696,13 @@ def resume_point(run: Run) -> str | None:
     return None
 
 
-def load_training_data(run: Run, check_columns):
-    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
+    """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
+    them, and the held-out rows."""
     dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
-    if len(dataset) == 0:
-        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
-    check_columns(dataset)
+    dataset = check_training_rows(dataset, run.method, reward_columns)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
@@ -867,12 +867,6 @@ class GRPORunArguments(RunArguments):
                 "number_match, answer_format, or path/to/file.py:function."})
 
 
-def check_columns(dataset):
-    if "prompt" not in dataset.column_names:
-        raise BadInput(f"GRPO needs a 'prompt' column but the dataset has {sorted(dataset.column_names)}; run "
-                       "validate_dataset.py on it for the --map/--convert flags (GSM8K-style data: --convert gsm8k).")
-
-
 def completion_text(completion) -> str:
     return completion[-1]["content"] if isinstance(completion, list) else completion
 
@@ -897,6 +891,14 @@ def answer_format(completions, **kwargs) -> list[float]:
     import re
 
     return [0.5 if re.search(r"(####\s*-?\d|\\boxed\{)", completion_text(c)) else 0.0 for c in completions]
+
+
+def reward_columns(functions) -> tuple[str, ...]:
+    """The dataset columns the rewards need: their parameters without a default, besides what TRL passes them."""
+    given = {"prompts", "completions", "completion_ids", "trainer_state"}
+    return tuple(sorted({name for function in functions for name, parameter in signature(function).parameters.items()
+                         if parameter.default is parameter.empty and name not in given
+                         and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}))
 
 
 def load_reward_funcs(spec: str) -> list:
@@ -934,7 +936,7 @@ def main():
         "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2})
     run = parse_run(parser, METHOD, hw)
     reward_funcs = load_reward_funcs(run.run_args.reward_funcs)
-    dataset, eval_dataset = load_training_data(run, check_columns)
+    dataset, eval_dataset = load_training_data(run, reward_columns(reward_funcs))
     print_resolved(run, dataset)
 
     trainer = GRPOTrainer(

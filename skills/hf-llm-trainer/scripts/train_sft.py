@@ -835,14 +835,13 @@ def resume_point(run: Run) -> str | None:
     return None
 
 
-def load_training_data(run: Run, check_columns):
-    """The training rows after --map/--convert/--max_samples, checked for the method, and the held-out rows."""
+def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
+    """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
+    them, and the held-out rows."""
     dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
-    if len(dataset) == 0:
-        raise BadInput("The dataset has no rows; check --dataset_train_split and --max_samples.")
-    check_columns(dataset)
+    dataset = check_training_rows(dataset, run.method, reward_columns)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
@@ -1000,18 +999,6 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
 # ---- end of shared block: trainer ----
 
 
-def check_columns(dataset):
-    columns = set(dataset.column_names)
-    if not ({"messages"} <= columns or {"text"} <= columns or {"prompt", "completion"} <= columns
-            or {"input_ids"} <= columns):  # input_ids: already tokenized, TRL trains on it as is
-        raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
-                       f"{sorted(columns)}; run validate_dataset.py on it for the --map/--convert flags.")
-    if "messages" in columns:
-        first = dataset[0]["messages"]
-        if not isinstance(first, list) or not first or not all(isinstance(m, dict) and "role" in m for m in first):
-            raise BadInput("The 'messages' column is not a list of {role, content} turns; run validate_dataset.py on it.")
-
-
 def load_tokenizer(run):
     name = adapter_base(run.model_args.model_name_or_path) or run.model_args.model_name_or_path
     try:
@@ -1074,7 +1061,7 @@ def main():
     parser.set_defaults(**hardware_defaults(hw), max_length=2048, packing=on_gpu, padding_free=on_gpu,
                         assistant_only_loss=None)  # None: decided from the data and the chat template
     run = parse_run(parser, METHOD, hw)
-    dataset, eval_dataset = load_training_data(run, check_columns)
+    dataset, eval_dataset = load_training_data(run)
     processor = load_tokenizer(run)
     run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
     choose_pad_token(run, processor)

@@ -22,7 +22,6 @@ import statistics
 import sys
 from pathlib import Path
 
-SHAREGPT_ROLES = {"human", "gpt", "system", "user", "assistant", "model", "bot", "tool", "function_call", "observation"}
 VARIANTS = {  # target column: the names real datasets use for it
     "messages": ["messages", "conversation", "conversations", "chat", "dialog", "dialogue"],
     "prompt": ["prompt", "instruction", "question", "query", "problem", "input"],
@@ -831,7 +830,7 @@ def print_report(report: dict):
           + ", ".join(f"{k} ({v})" for k, v in report["columns"].items()))
     labels = {"ready": "✓ READY", "needs_mapping": "~ NEEDS MAPPING", "incompatible": "✗ INCOMPATIBLE"}
     for method, result in report["methods"].items():
-        detail = "; ".join(result["reasons"]) or ""
+        detail = "; ".join(reason.rstrip(".") for reason in result["reasons"])
         if result["fix"]:
             detail = (detail + "; " if detail else "") + f"train with: {result['fix']}"
         print(f"{method.upper():7}{labels[result['status']]:18} {detail}")
