@@ -6,6 +6,8 @@ CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/hf-llm-trainer
 CLIENTS := $(CACHE)/clients
 CLAUDE_CODE_VERSION := 2.1.328
 GEMINI_CLI_VERSION := 0.61.0
+# Most tests wait on subprocesses (training, jobs, servers): more workers than cores keeps both cores busy.
+TEST_WORKERS ?= 4
 
 .PHONY: setup clients test demo lint agents shared clean
 
@@ -27,7 +29,7 @@ $(CLIENTS)/.installed-$(CLAUDE_CODE_VERSION)-$(GEMINI_CLI_VERSION):
 	touch $@
 
 test: setup clients
-	HFLT_CLIENTS=$(CLIENTS)/node_modules/.bin $(PY) -m pytest -q tests; rc=$$?; \
+	HFLT_CLIENTS=$(CLIENTS)/node_modules/.bin $(PY) -m pytest -q -n $(TEST_WORKERS) tests; rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 demo: setup

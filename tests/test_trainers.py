@@ -179,6 +179,16 @@ def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_pat
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k != "LOCAL_RANK"} | {"CUDA_VISIBLE_DEVICES": ""}
+    if script == "train_sft.py":  # a node of a jobs.py group: one launch across nodes, main node from the group
+        group = {"HFLT_NUM_NODES": "2", "HFLT_NODE_RANK": "1", "HF_NETWORK_GROUP_PREFIX": "grp-"}
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in group.items():
+                patch.setenv(key, value)
+            node = planned_run(trainer, 70e9, "none")
+            node.hardware["nodes"] = 2
+            across = " ".join(trainer.launch_command(node))
+        assert "fsdp2.yaml" in across and "--num_processes 4 --num_machines 2" in across
+        assert "--machine_rank 1 --main_process_ip grp-main --main_process_port 29500" in across
     result = subprocess.run(fsdp + [str(probe)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = [json.loads(path.read_text()) for path in tmp_path.glob("seen-*.json")]

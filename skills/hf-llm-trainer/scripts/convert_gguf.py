@@ -28,6 +28,7 @@ Each file gets an Ollama Modelfile beside it. Exports are recorded in the model'
 """
 
 import argparse
+import fcntl
 import json
 import os
 import shlex
@@ -96,8 +97,17 @@ def log(message: str):
 
 
 def llama_cpp() -> Path:
-    """The vendored llama.cpp source with its tools built; cached after the first call."""
+    """The vendored llama.cpp source with its tools built; cached after the first call. Conversions running side
+    by side wait for one build rather than racing in the same build directory."""
     source, build = CACHE / "src", CACHE / "build"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        fetch_and_build(source, build)
+    return CACHE
+
+
+def fetch_and_build(source: Path, build: Path):
     if not (source / "convert_hf_to_gguf.py").exists():
         log(f"Fetching llama.cpp from the llama-cpp-python {LLAMA_CPP_PYTHON} source distribution (one time)...")
         # pip is a dependency above: uv-made environments (uv run, HF Jobs) have none, and it honours index settings
@@ -122,7 +132,6 @@ def llama_cpp() -> Path:
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run([cmake, "--build", str(build), "-j", str(os.cpu_count() or 2), "--target", *TOOLS], check=True,
                        stdout=subprocess.DEVNULL)
-    return CACHE
 
 
 # ---------------------------------------------------------------- model preparation
