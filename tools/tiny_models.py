@@ -8,7 +8,8 @@ same tokenizer: Qwen2-VL's processor needs torchvision, which has no CPU build b
 The Qwen3 model has the real Qwen tokenizer, rebuilt offline: Qwen's BPE ranks ship in the `dashscope` wheel on PyPI,
 transformers' TikTokenConverter turns them into vocab and merges, Qwen2Tokenizer adds Qwen's own pre-tokenizer, and
 Qwen3's 26 added tokens get their real ids (151643-151668), so llama.cpp recognises the `qwen2` pre-tokenizer. The
-chat template is TRL's copy of Qwen3's. The 151,936-row tied embedding dominates its size (about 80 MB in bf16).
+chat template is TRL's copy of Qwen3's. The 151,936-row tied embedding dominates its size (155 MB): fp32, because
+bf16 matmuls on a CPU without bf16 units are orders of magnitude slower and the fixture must train on CPU.
 """
 
 import argparse
@@ -180,10 +181,10 @@ def _build_qwen3(out: Path):
         vocab_size=QWEN3_VOCAB_SIZE, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
         rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=endoftext,
-        eos_token_id=im_end, dtype="bfloat16",
+        eos_token_id=im_end,
     )
     torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen3ForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=endoftext, eos_token_id=[im_end, endoftext],
                                                pad_token_id=endoftext)
     model.save_pretrained(str(out))

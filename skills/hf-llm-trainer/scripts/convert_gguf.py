@@ -1,18 +1,21 @@
 # /// script
-# requires-python = ">=3.10"
+# requires-python = ">=3.11"
 # dependencies = [
-#     "transformers>=5.0",
-#     "peft>=0.17",
-#     "torch",
-#     "huggingface_hub>=1.0",
-#     "numpy",
-#     "sentencepiece",
-#     "protobuf",
-#     "safetensors",
-#     "gguf>=0.17",
-#     "cmake>=3.24",
-#     "pip",
+#     "transformers>=5.23,<6",
+#     "peft>=0.17,<1",
+#     "torch>=2.6,<3",
+#     "huggingface_hub>=2.4,<3",
+#     "numpy>=1.26,<3",
+#     "sentencepiece>=0.2,<1",
+#     "protobuf>=5,<8",
+#     "safetensors>=0.5,<1",
+#     "gguf>=0.17,<1",
+#     "cmake>=3.24,<5",
+#     "pip>=24,<27",
+#     "jinja2>=3.1,<4",
 # ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Merge, convert, quantize, verify and publish GGUF files for llama.cpp, Ollama and LM Studio.
 
@@ -81,8 +84,114 @@ CHATML_OLLAMA = """{{- if .Messages }}
 {{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
 
 
+# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+
 class BadInput(Exception):
-    pass
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+
+# ---- end of shared block: errors ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_from_env() -> dict:
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
+    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    job_id = os.environ.get("JOB_ID")
+    url = os.environ.get("HFLT_JOB_URL")
+    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
+    return {"id": job_id, "url": url}
+
+
+def read_run_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+
+
+def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
+    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
+    never sees half a file, and what evaluations and exports appended is kept."""
+    target = Path(directory) / "run.json"
+    record = read_run_record(target) | fields
+    for key, entries in (append or {}).items():
+        record[key] = record.get(key, []) + entries
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(partial, target)
+    return record
+
+# ---- end of shared block: run_record ----
+
+# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+# ---- end of shared block: models ----
 
 
 class Failed(Exception):
@@ -155,8 +264,7 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
             raise BadInput(f"{path} has no config.json or adapter_config.json; pass a model or a LoRA adapter directory.")
         return path
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
     try:
@@ -168,9 +276,7 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
                        "directory or a Hub id of the base model.")
     log(f"Merging the LoRA adapter {model} into {base} (fp32, then saved in the base's dtype)...")
     merged_dir = workdir / "merged"
-    base_model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base_model, path).merge_and_unload()
-    merged.save_pretrained(merged_dir)
+    merge_adapter(str(path), torch.float32, base=str(base_path)).save_pretrained(merged_dir)
     tokenizer_source = path if (path / "tokenizer_config.json").exists() else base_path
     AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(merged_dir)
     for name in ("tokenizer.model", "chat_template.jinja"):  # the converter reads the SentencePiece model directly
@@ -413,15 +519,11 @@ def upload_patterns(files: list[dict]) -> list[str]:
 
 
 def record_exports(model: str, entries: list[dict], repo: str | None):
-    run = Path(model) / "run.json"
-    if not run.exists():
+    if not (Path(model) / "run.json").exists():
         return
-    data = json.loads(run.read_text())
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    data.setdefault("exports", []).extend({**entry, "repo": repo, "date": stamp} for entry in entries)
-    tmp = run.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, run)
+    stamp, job = utcnow(), job_from_env()
+    update_run_record(model, {}, append={"exports": [{**entry, "repo": repo, "date": stamp, "job": job}
+                                                     for entry in entries]})
 
 
 def check_arguments(args) -> list[str]:

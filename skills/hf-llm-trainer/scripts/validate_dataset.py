@@ -1,6 +1,15 @@
 # /// script
-# requires-python = ">=3.10"
-# dependencies = ["datasets>=4.0", "pyarrow>=15", "huggingface_hub>=1.0", "transformers>=5.0", "jinja2", "pillow"]
+# requires-python = ">=3.11"
+# dependencies = [
+#     "datasets>=4,<6",
+#     "pyarrow>=15,<27",
+#     "huggingface_hub>=2.4,<3",
+#     "transformers>=5.23,<6",
+#     "jinja2>=3.1,<4",
+#     "pillow>=10,<13",
+# ]
+# [tool.uv]
+# exclude-newer = "2026-11-23T00:00:00Z"
 # ///
 """Check a dataset for SFT, DPO, GRPO, KTO and reward training before any GPU is paid for.
 
