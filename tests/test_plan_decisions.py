@@ -53,8 +53,8 @@ def test_validation_must_be_a_validation_report(tmp_path, run_script):
     other.write_text(json.dumps({"flavor": "t4-small", "time_hours": 0.3}))
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"rows": 0, "methods": {}, "tokens": None}))
-    for path, says in ((as_list, "is not a validate_dataset.py --json file (it has no rows and methods)"),
-                       (other, "is not a validate_dataset.py --json file (it has no rows and methods)"),
+    for path, says in ((as_list, "is not a validate_dataset.py --json file (it has no rows)"),
+                       (other, "is not a validate_dataset.py --json file (it has no rows)"),
                        (tmp_path / "absent.json", "is not a validate_dataset.py --json file"),
                        (empty, "counts 0 rows: there is nothing to train on")):
         assert says in refused(run_script("plan.py", "--model", QWEN, "--method", "sft", "--validation", path))

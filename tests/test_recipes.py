@@ -54,7 +54,7 @@ def test_a_short_sft_run_learns_to_stop(tiny_model, tmp_path, run_script):
     out = tmp_path / "sft"
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", out, "--max_steps", "200", "--learning_rate", "3e-3", "--max_samples", "260",
-                        *FAST, "--logging_steps", "20")
+                        *FAST, "--logging_steps", "20", timeout=1500)
     assert result.returncode == 0, result.output[-3000:]
     assert "loss_masking=assistant tokens" in result.stdout
     assert json.loads((out / "run.json").read_text())["loss_masking"] == "assistant tokens"

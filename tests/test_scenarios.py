@@ -44,7 +44,7 @@ def test_quick_test_run_on_100_examples_then_how_is_it_doing(run_script, env, ti
                                        "--max_length", "128", "--logging_steps", "2", "--report_to", "none"))
     assert run_script("jobs.py", "wait", submitted["id"]).returncode == 0
     answer = run_script("jobs.py", "status", submitted["id"]).stdout
-    assert f"Job {submitted['id']} is completed" in answer and re.search(r"Step (\d+)/\1 · loss", answer)
+    assert f"Job {submitted['id']} completed in" in answer and re.search(r"Step (\d+)/\1 · loss", answer)
     run = json.loads((out / "run.json").read_text())
     assert run["dataset"]["rows"] == 100 and run["status"] == "completed"
 

@@ -466,12 +466,15 @@ def dataset_tokens(request: Request) -> tuple[float, str | None]:
         report = json.loads(Path(request.validation).read_text())
     except (OSError, ValueError) as error:
         raise BadInput(f"{not_a_report} ({error}); write one with `validate_dataset.py --dataset ... --json`.")
-    if not isinstance(report, dict) or "rows" not in report or "methods" not in report:
-        raise BadInput(f"{not_a_report} (it has no rows and methods); write one with "
+    if not isinstance(report, dict) or "rows" not in report:
+        raise BadInput(f"{not_a_report} (it has no rows); write one with "
                        "`validate_dataset.py --dataset ... --model ... --json`.")
     tokens = (report.get("tokens") or {}).get("total_estimate")
     if tokens:
         return float(tokens), None
+    if report["rows"] is None:  # a streamed Hub split whose size its builder does not record
+        return float(DEFAULT_DATASET_TOKENS), (f"the validation does not know the row count: assumed "
+                                               f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --dataset_tokens")
     if not isinstance(report["rows"], int) or report["rows"] < 1:
         raise BadInput(f"--validation {request.validation} counts {report['rows']} rows: there is nothing to train "
                        "on; check the dataset and its split.")
