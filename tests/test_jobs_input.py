@@ -127,7 +127,7 @@ def test_submit_to_hf_without_token_says_so(jobs, tmp_path, state):
 
 
 def test_token_never_reaches_args_state_or_outputs(jobs, tmp_path, state, hub, env):
-    marker = "hf_markerTOKENabcdefghijklmnopqrstuvwxyz0123"
+    marker = "hf_" + "marker" * 6  # built at run time: no token-shaped literal in the repository
     for backend in ("hf", "local"):
         for flags in (["--hub_token", marker], [f"--hub_token={marker}"], ["--hub-token", "x"]):
             refused = jobs("submit", "--backend", backend, "--flavor", "t4-small", "--", SCRIPTS / "train_sft.py",
