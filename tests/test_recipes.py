@@ -87,6 +87,19 @@ def test_a_template_that_masks_the_end_of_turn_is_refused(tiny_model, tmp_path, 
     assert not (out / "run.json").exists()
 
 
+def test_rows_cut_by_max_length_warn_instead_of_blaming_the_template(tiny_model, tmp_path, run_script):
+    out = tmp_path / "sft"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", out, "--max_steps", "1", *FAST, "--max_length", "64")
+    assert result.returncode == 0, result.output[-2000:]
+    assert "longer than --max_length 64" in result.stderr and "never in the loss" not in result.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "completed"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+                        "--output_dir", tmp_path / "none", "--max_steps", "1", *FAST, "--max_length", "16")
+    assert result.returncode == 2 and "No row has an answer token within --max_length 16" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "none").exists()
+
+
 def test_lora_learns_faster_at_its_default_rate(tiny_model, tmp_path, run_script):
     losses = {}
     for name, extra in (("default", []), ("full_rate", ["--learning_rate", "2e-5"])):

@@ -1042,14 +1042,27 @@ def choose_pad_token(run, processor):
 
 
 def check_end_of_turn_trained(trainer, rows: int = 8):
-    """On a few real rows, collated as training will see them: the end-of-turn token must be in the labels."""
+    """On a few real rows, collated as training will see them: the end-of-turn token must be in the labels.
+
+    Rows cut at max_length lose their end of turn to truncation, not to the template: they are left out of the check,
+    and when every row sampled is cut, the person is told to raise --max_length instead."""
     tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
     generation_stops = getattr(trainer.model.generation_config, "eos_token_id", None)
     stops = {tokenizer.eos_token_id, *(generation_stops if isinstance(generation_stops, list) else [generation_stops])}
-    count = min(rows, len(trainer.train_dataset))
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(count)])
+    args = trainer.args
+    if len(trainer.train_dataset) == 0:
+        raise BadInput(f"No row has an answer token within --max_length {args.max_length} (each prompt fills it), so "
+                       "there is nothing to learn; raise --max_length.")
+    sample = [trainer.train_dataset[i] for i in range(min(rows, len(trainer.train_dataset)))]
+    whole = sample if args.packing else [row for row in sample if len(row["input_ids"]) < args.max_length]
+    if not whole:
+        print(f"warning: the first {len(sample)} rows are all longer than --max_length {args.max_length}, so their "
+              "answers are cut before the end-of-turn token and the model learns less about stopping; raise "
+              "--max_length if the GPU has room.", file=sys.stderr)
+        return
+    batch = trainer.data_collator(whole)
     if not stops & set(batch["input_ids"][batch["labels"] != -100].tolist()):
-        raise BadInput(f"The end-of-turn token {tokenizer.eos_token!r} is never in the loss on the first {count} "
+        raise BadInput(f"The end-of-turn token {tokenizer.eos_token!r} is never in the loss on {len(whole)} whole "
                        "rows, so the model would not learn to stop; fix the chat template's {% generation %} span or "
                        "pass --assistant_only_loss false.")
 
@@ -1082,7 +1095,13 @@ def main():
         callbacks=[ProgressCallback()],
     )
     if "input_ids" not in dataset.column_names:
-        check_end_of_turn_trained(trainer)
+        try:
+            check_end_of_turn_trained(trainer)
+        except BadInput:
+            output = Path(run.training_args.output_dir)
+            if output.is_dir() and not any(output.iterdir()):
+                output.rmdir()  # the Trainer made it; a refused run leaves nothing behind
+            raise
     train_and_save(run, trainer, dataset, eval_dataset)
 
 
