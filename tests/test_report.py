@@ -90,6 +90,21 @@ def test_planned_run_becomes_the_run_golden_shape_and_hand_notes(tmp_path, run_s
     assert "Best fine-tuned run `dpo-a10g` (0.351) beats the base model (0.306) on HumanEval." in updated
 
 
+def test_base_model_evaluation_recorded_with_the_run_is_the_baseline(tmp_path, run_script):
+    sft = fixture_run(tmp_path, "sft-a10g", "sft", 0.342)
+    record = json.loads((sft / "run.json").read_text())
+    record["evaluations"].append({"benchmark": "humaneval", "metric": "pass@1", "score": 0.306, "n": 164,
+                                  "model": "Qwen/Qwen3-0.6B", "date": "2025-12-09T12:00:00Z"})
+    (sft / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "reports"
+    assert run_script("report.py", "--experiment", "qwen3-code", "--runs", sft, "--out", out).returncode == 0
+    text = (out / "qwen3-code.md").read_text()
+    assert "| `base-humaneval` - `2025-12-09 12:00 UTC` - `Completed` | HumanEval pass@1 | 0.306 |" in text
+    assert "| `sft-a10g` - `2025-12-09 16:00 UTC` - `Completed` | HumanEval pass@1 | 0.342 |" in text
+    assert "Best fine-tuned run `sft-a10g` (0.342) beats the base model (0.306) on HumanEval." in text
+    assert "0.306 on 164 problems, 2025-12-09 12:00 UTC (base model `Qwen/Qwen3-0.6B`)" in section(text, "sft-a10g")
+
+
 def test_local_jobs_of_an_experiment_running_failed_and_cancelled(tiny_model, tmp_path, run_script, env):
     env["HFLT_LOCAL_PYTHON"] = sys.executable
     out, reports = tmp_path / "sft-tiny", tmp_path / "reports"

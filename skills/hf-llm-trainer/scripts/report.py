@@ -432,16 +432,25 @@ def run_section(entry: dict, record: dict | None, job: dict | None, status: str,
     lines.append("## Evaluation")
     evaluations = (record or {}).get("evaluations") or []
     lines += [f"- {benchmark_title(e)}: {score(e):.3f}" + (f" on {e['n']} problems" if e.get("n") else "")
-              + f", {moment(e.get('date'))}" for e in evaluations]
+              + f", {moment(e.get('date'))}" + (f" (base model `{e['model']}`)" if of_base(e, record) else "")
+              for e in evaluations]
     if status not in NOT_EVALUATED:
-        done = {e["benchmark"] for e in evaluations}
+        done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
         lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks if b not in done]
     return "\n".join(lines + (["-"] if lines[-1] == "## Evaluation" else []))
+
+
+def of_base(evaluation: dict, record: dict | None) -> bool:
+    """An evaluation recorded with a run but made of its base model (eval_humaneval.py --model BASE --run RUN)."""
+    return bool(record and evaluation.get("model") and evaluation["model"] == record.get("base_model")
+                and not evaluation.get("revision") and not evaluation.get("subfolder"))
 
 
 def evaluations_table(runs: list[tuple[dict, dict | None, str]], base_evals: list[dict], base_model: str | None,
                       benchmarks: list[str]) -> str:
     rows, scores = [], {}  # scores: benchmark -> (base scores, [(run, score)])
+    base_evals = base_evals + [e for _, record, _ in runs for e in (record or {}).get("evaluations") or []
+                               if of_base(e, record)]
     for benchmark in benchmarks:
         done = [e for e in base_evals if e["benchmark"] == benchmark]
         for evaluation in done:
@@ -452,7 +461,7 @@ def evaluations_table(runs: list[tuple[dict, dict | None, str]], base_evals: lis
             rows.append((f"`base-{benchmark}` - `-` - `TBD`", benchmark, base_model))
     for entry, record, status in runs:
         model = (record or {}).get("hub_repo") or (record or {}).get("output_dir")
-        evaluations = (record or {}).get("evaluations") or []
+        evaluations = [e for e in (record or {}).get("evaluations") or [] if not of_base(e, record)]
         for evaluation in evaluations:
             evaluated = evaluation.get("model") or model
             evaluated += f"@{evaluation['revision']}" if evaluation.get("revision") else ""
