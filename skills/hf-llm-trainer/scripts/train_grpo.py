@@ -856,6 +856,12 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
               f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
         if args.push_to_hub:
             print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torch's gloo process group can deadlock in its destructor at interpreter exit (its worker thread waits for
+        # the GIL that the joining main thread holds). Everything is saved, pushed and flushed: leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 # ---- end of shared block: trainer ----
 

@@ -995,6 +995,12 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
               f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
         if args.push_to_hub:
             print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # torch's gloo process group can deadlock in its destructor at interpreter exit (its worker thread waits for
+        # the GIL that the joining main thread holds). Everything is saved, pushed and flushed: leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 # ---- end of shared block: trainer ----
 
@@ -1054,7 +1060,8 @@ def check_end_of_turn_trained(trainer, rows: int = 8):
         raise BadInput(f"No row has an answer token within --max_length {args.max_length} (each prompt fills it), so "
                        "there is nothing to learn; raise --max_length.")
     sample = [trainer.train_dataset[i] for i in range(min(rows, len(trainer.train_dataset)))]
-    whole = sample if args.packing else [row for row in sample if len(row["input_ids"]) < args.max_length]
+    cut = [args.max_length and not args.packing and len(row.get("input_ids", [])) >= args.max_length for row in sample]
+    whole = [row for row, was_cut in zip(sample, cut) if not was_cut]  # vision rows are tokenized by the collator
     if not whole:
         print(f"warning: the first {len(sample)} rows are all longer than --max_length {args.max_length}, so their "
               "answers are cut before the end-of-turn token and the model learns less about stopping; raise "
