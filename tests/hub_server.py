@@ -774,6 +774,12 @@ class LoopbackHub:
         self.state.add_files("model", name, {path.relative_to(directory).as_posix(): path.read_bytes()
                                              for path in sorted(directory.rglob("*")) if path.is_file()})
 
+    def expire_job(self, job_id: str):
+        """The job's time runs out now: the runner stops it as it does at its `timeoutSeconds`. Lets a test time a
+        job out at a chosen point (after its first checkpoint push) instead of at a wall-clock deadline that a slow
+        machine may reach before the job has done anything."""
+        self.state.runner.stop(self.state.jobs[job_id], "timeout")
+
     def seed_dataset(self, name: str, file: str | Path):
         """`file` becomes dataset repo `name` (loads with load_dataset(name, split="train"))."""
         self.state.add_files("dataset", name, {Path(file).name: Path(file).read_bytes()})

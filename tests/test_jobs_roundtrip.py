@@ -77,9 +77,18 @@ def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner
     assert run["job"]["url"] in text and "HumanEval" in text and "tester/tiny-base" in text
     assert "Best fine-tuned run `rt-sft`" in text and "the base model" in text
 
-    slow = submit(run_script, "--timeout", "50s", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",
+    slow = submit(run_script, "--timeout", "2h", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",
                   "tester/tiny-base", "--dataset_name", "tester/code-sft", "--output_dir", "rt-long", "--max_steps",
                   "5000", "--save_steps", "3", "--push_to_hub", "--hub_model_id", "tester/rt-long", *TRAIN)
+    assert hub.state.jobs[slow["id"]]["timeoutSeconds"] == 7200
+    deadline = time.time() + 600
+    while "last-checkpoint/trainer_state.json" not in hub.state.repos.get(("model", "tester/rt-long"),
+                                                                          {"files": {}})["files"]:
+        assert time.time() < deadline, "no checkpoint pushed in 10 minutes"
+        time.sleep(1)
+    progress = json_output(run_script("jobs.py", "status", slow["id"], "--json"))
+    assert progress["stage"] == "RUNNING" and progress["step"] >= 3 and progress["total_steps"] == 5000, progress
+    hub.expire_job(slow["id"])  # its 2h run out now, after a checkpoint push, on a slow machine as on a fast one
     waited, status = wait(run_script, slow["id"])
     assert status["stage"] == "TIMEOUT", status
     assert "--resume_from_hub" in json.dumps(status["diagnosis"])
