@@ -49,3 +49,34 @@ def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script, tiny_
     assert "Traceback" not in training.stderr and not (out / "model.safetensors").exists()
     if expected[method] == "incompatible":
         assert same_words(result["reasons"][0]) in same_words(training.stderr), (result["reasons"], training.stderr)
+
+
+@pytest.mark.parametrize("method,data", [("sft", "sft_code.jsonl"), ("dpo", "dpo_code.jsonl")])
+def test_a_model_without_chat_template_is_refused_as_the_validator_says(method, data, tmp_path, run_script,
+                                                                      tiny_model):
+    """Verdicts that depend on the model (validate_dataset.py --model): a base model without a chat template cannot
+    render conversations; SFT trains once a template is given."""
+    import shutil
+
+    from conftest import SAMPLE
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    (base / "chat_template.jinja").rename(tmp_path / "template.jinja")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    validation = json.loads(run_script("validate_dataset.py", "--dataset", SAMPLE / data, "--model", base,
+                                       "--json").stdout)["methods"][method]
+    assert validation["status"] == "incompatible" and "has no chat template" in validation["reasons"][0]
+    out = tmp_path / "out"
+    training = run_script(f"train_{method}.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
+                          "--output_dir", out, *ONE_STEP, *METHOD_FLAGS[method])
+    assert training.returncode == 2 and validation["reasons"][0] in training.stderr, training.output[-2000:]
+    assert "Traceback" not in training.stderr and not out.exists()
+    if method == "sft":
+        fixed = run_script("train_sft.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
+                           "--chat_template_path", tmp_path / "template.jinja", "--output_dir", out, *ONE_STEP,
+                           *METHOD_FLAGS[method])
+        assert fixed.returncode == 0, fixed.output[-3000:]
+        assert json.loads((out / "run.json").read_text())["loss_masking"] == "assistant tokens"

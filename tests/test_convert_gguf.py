@@ -3,8 +3,9 @@
 The Llama fixture is converted after a short SFT run on the sample code chats (learning rate 2e-3): trained, it
 answers in the chat format and ends its turn with <|im_end|>, so the llama-server chat turn checks a real stop at the
 end-of-turn token (a random model runs to the length limit) and the golden-prompt check compares confident greedy
-tokens. The Qwen3 fixture is converted untrained: its 151,936-row vocabulary makes CPU training take minutes, and
-what it must prove is the real Qwen tokenizer's path (qwen2 pre-tokenizer, Qwen3 template, Modelfile, golden prompt).
+tokens. The Qwen3 fixture (real Qwen tokenizer and template) is trained by train_sft.py for a few steps, masked on
+the assistant's tokens through TRL's Qwen3 training template, then converted: too few steps to learn to stop, what it
+proves is the real Qwen path (qwen2 pre-tokenizer, Qwen3 template, Modelfile, golden prompt, a chat answer).
 """
 
 import json
@@ -47,9 +48,11 @@ def llama(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen3(tiny_qwen3, tmp_path_factory):
-    """The tiny Qwen3 (real Qwen tokenizer and template) converted to F16 and Q8_0."""
+    """The tiny Qwen3 (real Qwen tokenizer and template), trained a few steps, converted to F16 and Q8_0."""
     work = tmp_path_factory.mktemp("qwen3")
-    return convert(tiny_qwen3, work / "out", "F16,Q8_0"), tiny_qwen3, work / "out"
+    model = chat_model(tiny_qwen3, work / "model", steps=4)
+    assert json.loads((model / "run.json").read_text())["loss_masking"] == "assistant tokens"
+    return convert(model, work / "out", "F16,Q8_0"), model, work / "out"
 
 
 def test_files_carry_the_right_metadata_and_match_the_hf_model(llama):
@@ -169,7 +172,7 @@ def test_unreachable_hub_keeps_the_files_and_prints_the_upload_that_finishes(tin
 @pytest.mark.parametrize("case,needle", [("quant", "Unknown quantization Q9_X"), ("adapter", "cannot be reached"),
                                          ("architecture", "does not support"), ("missing", "neither a local"),
                                          ("repo", "is not a Hub repo id"), ("token", "needs a Hugging Face token"),
-                                         ("outdir", "is a file")])
+                                         ("outdir", "is a file"), ("weights", "has a config but no weights")])
 def test_bad_inputs_exit_2_and_leave_nothing_behind(case, needle, tiny_model, tmp_path, run_script):
     model = tmp_path / "model"
     args = ["--quant", "Q4_K_M"]
@@ -182,6 +185,9 @@ def test_bad_inputs_exit_2_and_leave_nothing_behind(case, needle, tiny_model, tm
         model.mkdir()
         (model / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/nowhere/base",
                                                                "peft_type": "LORA"}))
+    elif case == "weights":
+        model.mkdir()
+        shutil.copy(Path(tiny_model) / "config.json", model)
     elif case == "architecture":
         shutil.copytree(tiny_model, model)
         config = json.loads((model / "config.json").read_text())

@@ -121,6 +121,13 @@ def test_eval_bad_input(tmp_path, run_script, hub):
     nothing = run_script("eval_humaneval.py", *flags, "--run", "qwen3-cf-sft", cwd=tmp_path)
     assert nothing.returncode == 2 and "neither a run directory" in nothing.stderr
     assert not (tmp_path / "qwen3-cf-sft").exists()
+    (tmp_path / "listed").mkdir()
+    listed = run_directory(tmp_path / "listed", "[1, 2]")
+    result = run_script("eval_humaneval.py", *flags, "--run", listed)
+    assert result.returncode == 2 and "is not a run record" in result.stderr and "Traceback" not in result.output
+    for samples in (tmp_path / "no" / "dir" / "s.jsonl", tmp_path):
+        result = run_script("eval_humaneval.py", *flags, "--save_samples", samples)
+        assert result.returncode == 2 and "--save_samples" in result.stderr and "Traceback" not in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "has no run.json" in run_script("eval_humaneval.py", *flags, "--run", empty).stderr

@@ -13,6 +13,7 @@ import pytest
 from conftest import json_output
 
 MARKER = "hf_marker_token_must_not_leak"
+WORLD_WRITABLE = [folder for folder in ("/tmp", "/var/tmp", "/dev/shm") if os.access(folder, os.W_OK)]
 ADD = {"entry_point": "add", "prompt": "def add(a, b):\n", "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n"}
 
 
@@ -40,6 +41,8 @@ def escape_attempts(outside: Path, port: int, token_file: Path, sleeper: str) ->
         "huge allocation": "x = bytearray(8 * 1024 ** 3); return a + b",
         "huge file": "open('big', 'wb').write(b'x' * 200 * 1024 ** 2); return a + b",
         "infinite loop": "while True:\n        pass",
+        **{f"world-writable {folder}": f"open({folder + '/' + sleeper!r}, 'w').write('escaped'); return a + b"
+           for folder in WORLD_WRITABLE},
     }
 
 
@@ -86,6 +89,7 @@ def run_escapes(tmp_path: Path, run_script, env: dict, *flags, extra_env: dict |
     assert outcomes["infinite loop"]["result"] == "timed out"
     assert sorted(os.listdir(outside)) == ["keep.txt"] and (outside / "keep.txt").read_text() == "still here"
     assert received == b""
+    assert not [folder for folder in WORLD_WRITABLE if os.path.exists(f"{folder}/{sleeper}")]
     assert processes_with(sleeper) == []
     assert MARKER not in result.stdout + result.stderr + (tmp_path / "samples.jsonl").read_text()
     return json_output(result)
@@ -95,7 +99,7 @@ def test_escape_attempts_are_contained_by_namespaces(tmp_path, run_script, env):
     """The strongest level, which this machine allows: user, mount, pid and network namespaces plus seccomp."""
     result = run_escapes(tmp_path, run_script, env)
     assert result["isolation"] == "namespaces"
-    assert result["results"] == {"passed": 1, "failed": 13, "timed out": 1}
+    assert result["results"] == {"passed": 1, "failed": 13 + len(WORLD_WRITABLE), "timed out": 1}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the seccomp level drops to an unprivileged uid, which needs root")

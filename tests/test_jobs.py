@@ -145,7 +145,7 @@ def test_hf_submit_sends_flavor_timeout_secret_script_and_labels(jobs, hub, tmp_
                                                   "--gradient_accumulation_steps", "8"]}))
     result = jobs("submit", "--plan", plan, "--experiment", "qwen3-code", "--", SCRIPTS / "train_sft.py",
                   "--model_name_or_path", "Qwen/Qwen3-0.6B", "--dataset_name", "open-r1/codeforces-cots",
-                  "--push_to_hub", "--hub_model_id", "tester/qwen3-cf", "--per_device_train_batch_size", "4")
+                  "--push_to_hub", "--hub_model_id", "tester/qwen3-cf", "--per_device_train_batch_size=4")
     assert result.returncode == 0, result.output
     assert "Job submitted." in result.stdout and "Estimated time ~72 min, estimated cost ~$1.80." in result.stdout
     assert f"Trackio: {hub.endpoint}/spaces/tester/trackio" in result.stdout
@@ -156,7 +156,8 @@ def test_hf_submit_sends_flavor_timeout_secret_script_and_labels(jobs, hub, tmp_
     assert spec["labels"]["experiment"] == "qwen3-code" and spec["labels"]["tool"] == "hf-llm-trainer"
     command = spec["command"]
     assert command[:3] == ["uv", "run", "/data/train_sft.py"]
-    assert command[command.index("--per_device_train_batch_size") + 1] == "4", "the person's flag wins over the plan"
+    assert "--per_device_train_batch_size=4" in command and "--per_device_train_batch_size" not in command, \
+        "the person's flag, written --flag=value, wins over the plan's"
     assert command[command.index("--gradient_accumulation_steps") + 1] == "8"
     shipped = hub.state.buckets["tester/jobs-artifacts"]
     assert any(path.endswith("/train_sft.py") for path in shipped) and hub.state.xorbs, "the script went to the bucket"

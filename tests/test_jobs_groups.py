@@ -137,8 +137,8 @@ def test_hf_group_requests_status_logs_and_cancel(jobs, hub, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"flavor": "a10g-large", "timeout": "1h", "time_hours": 0.5, "cost_usd": 0.75,
                                 "price_per_hour": 1.5}))
-    submitted = jobs("submit", "--plan", plan, "--nodes", "2", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",
-                     "m", "--dataset_name", "d", "--push_to_hub", "--hub_model_id", "tester/m")
+    submitted = jobs("submit", "--plan", plan, "--nodes", "2", "--name", "sft-pair", "--", SCRIPTS / "train_sft.py",
+                     "--model_name_or_path", "m", "--dataset_name", "d", "--push_to_hub", "--hub_model_id", "tester/m")
     assert submitted.returncode == 0, submitted.output
     assert "Job group submitted: 2 nodes." in submitted.stdout
     assert "estimated cost ~$1.50 (2 x a10g-large)." in submitted.stdout
@@ -148,8 +148,12 @@ def test_hf_group_requests_status_logs_and_cancel(jobs, hub, tmp_path):
     assert specs[0]["network"]["aliases"] == ["main"] and not specs[1]["network"].get("aliases")
     for rank, spec in enumerate(specs):
         assert spec["environment"] == {"HFLT_FLAVOR": "a10g-large", "HFLT_JOB_NAMESPACE": "tester",
-                                       "HFLT_NUM_NODES": "2", "HFLT_NODE_RANK": str(rank), "HFLT_MAIN_PORT": "29500"}
+                                       "HFLT_NUM_NODES": "2", "HFLT_NODE_RANK": str(rank), "HFLT_MAIN_PORT": "29500",
+                                       "HFLT_JOB_GROUP": group}
         assert spec["labels"]["group"] == group and spec["labels"]["node"] == str(rank)
+        assert spec["labels"]["name"] == "sft-pair" and spec["labels"]["timeout_s"] == "3600"
+        assert spec["timeoutSeconds"] == 3600 and spec["command"] == specs[0]["command"]
+        assert spec["arguments"] == specs[0]["arguments"], "every node runs the same command; its rank is in its env"
         assert spec["secrets"] == {"HF_TOKEN": TOKEN}
     ids = [next(j["id"] for j in hub.state.jobs.values() if j["labels"]["node"] == str(rank)) for rank in (0, 1)]
     first, second = (hub.state.jobs[job_id] for job_id in ids)
@@ -161,6 +165,7 @@ def test_hf_group_requests_status_logs_and_cancel(jobs, hub, tmp_path):
     second["status"] = {"stage": "RUNNING", "message": None}
     info = json_output(jobs("status", group, "--json"))
     assert info["stage"] == "RUNNING" and info["step"] == 7 and [m["id"] for m in info["members"]] == ids
+    assert info["name"] == "sft-pair" and info["timeout_s"] == 3600
     second["status"] = {"stage": "ERROR", "message": "Job failed with exit code: 1"}
     info = json_output(jobs("status", group, "--json"))
     assert info["stage"] == "ERROR" and info["diagnosis"]["node"] == 1 and info["diagnosis"]["kind"] == "out_of_memory"
@@ -169,7 +174,7 @@ def test_hf_group_requests_status_logs_and_cancel(jobs, hub, tmp_path):
     assert merged[0].startswith("[node 0] [progress]") and "[node 1] node one says hello" in merged
     assert jobs("logs", group, "--node", "1").stdout.startswith("node one says hello")
     listed = [job for job in json_output(jobs("list", "--json")) if job["backend"] == "hf"]
-    assert [(job["id"], job["nodes"], job["stage"]) for job in listed] == [(group, 2, "ERROR")]
+    assert [(job["id"], job["name"], job["nodes"], job["stage"]) for job in listed] == [(group, "sft-pair", 2, "ERROR")]
     second["status"] = {"stage": "RUNNING", "message": None}
     assert "was cancelled" in jobs("cancel", group).stdout
     assert first["status"]["stage"] == second["status"]["stage"] == "CANCELED"

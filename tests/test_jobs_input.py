@@ -90,6 +90,8 @@ def test_list_survives_offline_hub_and_a_corrupt_job(jobs, tmp_path, state):
     stages = {job["id"]: job["stage"] for job in json_output(jobs("list", "--json"))}
     assert stages == {ids[0]: "UNREADABLE", ids[1]: "COMPLETED"}
     one_sentence(jobs("status", ids[0]), 1, "cannot be read", ids[0])
+    for tail in ("0", "-2"):
+        one_sentence(jobs("logs", ids[1], "--tail", tail), 2, f"--tail {tail} is not a number of lines")
 
 
 def test_submit_refuses_bad_flags_before_anything_is_made(jobs, tmp_path, state, hub, env):

@@ -25,16 +25,17 @@ def refused(result) -> str:
 
 
 @pytest.mark.parametrize("flags,says", [
-    (["--epochs", "0"], "--epochs 0 must be above 0"),
-    (["--epochs", "-2"], "--epochs -2 must be above 0"),
-    (["--epochs", "nan"], "--epochs nan must be above 0"),
+    (["--epochs", "0"], "--epochs 0 must be a finite number above 0"),
+    (["--epochs", "-2"], "--epochs -2 must be a finite number above 0"),
+    (["--epochs", "nan"], "--epochs nan must be a finite number above 0"),
+    (["--epochs", "inf"], "--epochs inf must be a finite number above 0"),
     (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0 is too small"),
     (["--per_device_train_batch_size", "-4"], "--per_device_train_batch_size -4 is too small"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps 0 is too small"),
     (["--max_length", "-1"], "--max_length -1 is too small"),
-    (["--dataset_tokens", "-5000000"], "--dataset_tokens -5e+06 must be above 0"),
-    (["--dataset_tokens", "0"], "--dataset_tokens 0 must be above 0"),
-    (["--learning_rate", "0"], "--learning_rate 0 must be above 0"),
+    (["--dataset_tokens", "-5000000"], "--dataset_tokens -5e+06 must be a finite number above 0"),
+    (["--dataset_tokens", "0"], "--dataset_tokens 0 must be a finite number above 0"),
+    (["--learning_rate", "0"], "--learning_rate 0 must be a finite number above 0"),
     (["--nodes", "0"], "--nodes 0 is too small"),
     (["--epochs", "many"], "invalid float value: 'many'"),
     (["--method", "ppo"], "argument --method: invalid choice: 'ppo'"),

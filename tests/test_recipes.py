@@ -72,7 +72,8 @@ def test_a_short_sft_run_learns_to_stop(tiny_model, tmp_path, run_script):
     assert stopped >= 6, f"only {stopped} of {len(held_out)} held-out answers ended with the end-of-turn token"
 
 
-def test_a_template_that_masks_the_end_of_turn_is_refused(tiny_model, tmp_path, run_script):
+@pytest.mark.parametrize("packing", ["false", "true"])  # packed rows (the GPU default) are checked too
+def test_a_template_that_masks_the_end_of_turn_is_refused(packing, tiny_model, tmp_path, run_script):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     masked = tokenizer.chat_template.replace("{{ content + '<|im_end|>' }}{% endgeneration %}",
                                              "{{ content }}{% endgeneration %}{{ '<|im_end|>' }}")
@@ -81,21 +82,24 @@ def test_a_template_that_masks_the_end_of_turn_is_refused(tiny_model, tmp_path, 
     template.write_text(masked)
     out = tmp_path / "sft"
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
-                        "--output_dir", out, "--max_steps", "1", "--chat_template_path", template, *FAST)
+                        "--output_dir", out, "--max_steps", "1", "--chat_template_path", template, *FAST,
+                        "--packing", packing)
     assert result.returncode == 2, result.output[-2000:]
     assert "never in the loss" in result.stderr and "Traceback" not in result.output
     assert not (out / "run.json").exists()
 
 
-def test_rows_cut_by_max_length_warn_instead_of_blaming_the_template(tiny_model, tmp_path, run_script):
+@pytest.mark.parametrize("packing", ["false", "true"])  # best-fit packing puts the cut, longest rows first
+def test_rows_cut_by_max_length_warn_instead_of_blaming_the_template(packing, tiny_model, tmp_path, run_script):
     out = tmp_path / "sft"
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
-                        "--output_dir", out, "--max_steps", "1", *FAST, "--max_length", "64")
+                        "--output_dir", out, "--max_steps", "1", *FAST, "--max_length", "64", "--packing", packing)
     assert result.returncode == 0, result.output[-2000:]
     assert "longer than --max_length 64" in result.stderr and "never in the loss" not in result.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "completed"
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
-                        "--output_dir", tmp_path / "none", "--max_steps", "1", *FAST, "--max_length", "16")
+                        "--output_dir", tmp_path / "none", "--max_steps", "1", *FAST, "--max_length", "16",
+                        "--packing", packing)
     assert result.returncode == 2 and "No row has an answer token within --max_length 16" in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "none").exists()
 
@@ -113,3 +117,18 @@ def test_lora_learns_faster_at_its_default_rate(tiny_model, tmp_path, run_script
         if name == "default":
             assert run["config"]["learning_rate"] == 2e-4 and "10x" in run["learning_rate_reason"]
     assert sum(losses["default"][-3:]) < sum(losses["full_rate"][-3:]), losses
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_qwen3"])
+def test_padding_is_never_the_end_of_a_sequence_or_a_turn(fixture, request):
+    train_sft = load_script("train_sft.py")
+    tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
+    tokenizer.pad_token = tokenizer.eos_token  # as Qwen base models and many fine-tunes ship
+    run = SimpleNamespace(training_args=SimpleNamespace(pad_token=None))
+    train_sft.choose_pad_token(run, tokenizer)
+    pad = run.training_args.pad_token
+    specials = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+    assert pad in specials and pad != tokenizer.eos_token and pad not in tokenizer.chat_template, pad
+    tokenizer.chat_template += "".join(specials)  # every special token now written by the template: none can pad
+    with pytest.raises(train_sft.BadInput, match="--pad_token"):
+        train_sft.choose_pad_token(SimpleNamespace(training_args=SimpleNamespace(pad_token=None)), tokenizer)

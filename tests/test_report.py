@@ -17,6 +17,7 @@ def fixture_run(tmp_path: Path, name: str, method: str, with_eval: float | None)
     history = [{"step": s, "loss": 3.0 - s * 0.02, "learning_rate": 1e-5} for s in range(1, 81)] + \
               [{"step": 40, "eval_loss": 2.2}, {"step": 80, "eval_loss": 1.9}]
     record = {"schema": 1, "method": method, "base_model": "Qwen/Qwen3-0.6B", "status": "completed", "peft": "none",
+              "loss_masking": "assistant tokens",
               "dataset": {"name": "open-r1/codeforces-cots", "split": "train", "rows": 1000, "eval_ratio": 0.05,
                           "mapping": {}, "convert": None},
               "config": {"num_train_epochs": 1, "max_steps": 80, "per_device_train_batch_size": 1,
@@ -184,6 +185,22 @@ def test_hub_job_and_repo_of_an_experiment(tmp_path, run_script, hub, env):
     text = (reports / "hub.md").read_text()
     assert "` - `Timed out`" in text and "What went wrong: the job ran past its timeout." in text
     assert "| Eval and save | every 40 steps, hub_strategy=every_save, keep 2 |" in text and text.count("# `sft") == 1
+    assert "| Hardware / timeout | a10g-small" in text and " / 2h |" in section(text, "sft-hub"), "the submitted timeout"
+    # resumed into the same repo by a second job: its record replaces the first one's there; both runs stay
+    resumed = json_output(run_script("jobs.py", "submit", "--flavor", "a10g-small", "--timeout", "3h",
+                                     "--experiment", "hub", "--name", "sft-hub-resumed", "--json", "--",
+                                     SCRIPTS / "train_sft.py", "--model_name_or_path", "Qwen/Qwen3-0.6B",
+                                     "--dataset_name", "open-r1/codeforces-cots", "--push_to_hub",
+                                     "--hub_model_id", "alice/sft-hub", "--resume_from_hub"))
+    hub.state.jobs[resumed["id"]]["status"] = {"stage": "COMPLETED", "message": None}
+    hub.state.job_logs[resumed["id"]] += [hub.state.job_logs[submitted["id"]][0]]
+    record |= {"status": "completed", "job": {"id": resumed["id"], "url": resumed["url"]}}
+    hub.state.add_files("model", "alice/sft-hub", {"run.json": json.dumps(record).encode()})
+    summary = json_output(run_script("report.py", "--experiment", "hub", "--out", reports, "--json"))
+    assert sorted((run["name"], run["status"], run["job"]) for run in summary["runs"]) == [
+        ("sft-hub", "Timed out", submitted["id"]), ("sft-hub-resumed", "Completed", resumed["id"])]
+    text = (reports / "hub.md").read_text()
+    assert " / 3h |" in section(text, "sft-hub-resumed") and "| Eval and save |" in section(text, "sft-hub-resumed")
     # a Hub repo given by name, and one without a run.json
     assert run_script("report.py", "--experiment", "repo", "--runs", "alice/sft-hub", "--out", reports).returncode == 0
     assert "# `sft-hub`" in (reports / "repo.md").read_text()
@@ -216,3 +233,8 @@ def test_bad_input_leaves_the_report_untouched(tmp_path, run_script):
         assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert expected in result.stderr and "Traceback" not in result.output
         assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    a_file = tmp_path / "notes.md"
+    a_file.write_text("mine")
+    result = run_script("report.py", "--experiment", "exp", "--runs", sft, "--out", a_file)
+    assert result.returncode == 2 and "--out" in result.stderr and "is a file" in result.stderr
+    assert a_file.read_text() == "mine" and "Traceback" not in result.output

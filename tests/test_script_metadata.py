@@ -53,9 +53,15 @@ def test_headers_are_bounded_and_pinned_in_time():
     assert len(dates) == 1 and None not in dates, f"exclude-newer differs between scripts: {dates}"
 
 
+# What the scripts' behaviour rests on: a job must run the versions the suite ran (requirements-dev.lock).
+TESTED_STACK = {"torch", "transformers", "trl", "peft", "accelerate", "datasets", "huggingface-hub", "trackio",
+                "lighteval", "pyarrow"}
+
+
 def test_every_header_resolves_for_every_python_it_allows(tmp_path):
     """uv's universal resolution (`uv lock --script`) across every Python version the header admits, from the
-    package index, as `uv run` and HF Jobs will resolve it."""
+    package index, as `uv run` and HF Jobs will resolve it; the ML stack it resolves is the one the suite tests
+    (torch's CPU build here, its CUDA build of the same version in a job)."""
     import shutil
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
@@ -74,3 +80,11 @@ def test_every_header_resolves_for_every_python_it_allows(tmp_path):
         results = list(pool.map(lock, sorted(SCRIPTS.glob("*.py"))))
     failures = {name: result.stderr[-1500:] for name, result in results if result.returncode != 0}
     assert not failures, failures
+    lines = (Path(__file__).parent.parent / "requirements-dev.lock").read_text().splitlines()
+    tested = {name.lower().replace("_", "-"): version.split("+")[0]
+              for name, _, version in (line.partition("==") for line in lines if "==" in line)}
+    for path in sorted(SCRIPTS.glob("*.py")):
+        resolved = tomllib.loads((tmp_path / f"{path.name}.lock").read_text())["package"]
+        untested = [f"{p['name']} {p['version']} (tested: {tested[p['name']]})" for p in resolved
+                    if p["name"] in TESTED_STACK and p["version"] != tested[p["name"]]]
+        assert not untested, f"{path.name} resolves {untested}: move exclude-newer or the dev lock, together"

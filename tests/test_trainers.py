@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import SAMPLE, SCRIPTS
@@ -124,6 +126,7 @@ def test_refused_push_keeps_the_model_and_says_how_to_push(tiny_model, tmp_path,
     assert result.returncode == 1
     assert "hf upload tester/refused" in result.output and (out / "model.safetensors").exists()
     assert record(out)["status"] == "completed"
+    assert "## Training record (hf-llm-trainer)" in (out / "README.md").read_text(), "the push by hand carries it"
 
 
 def test_resume_from_hub_continues_the_pushed_checkpoint(tiny_model, tmp_path, run_script, hub):
@@ -263,13 +266,17 @@ def test_vlm_dpo(tiny_vlm, tmp_path, run_script):
     assert any("rewards/margins" in e for e in run["log_history"])
 
 
-def bad_models(root):
+def bad_models(root, base=None):
     empty = root / "empty-model"
     empty.mkdir()
     orphan = root / "orphan-adapter"
     orphan.mkdir()
     (orphan / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    return empty, orphan
+    adapter = root / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(base)}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")  # a header is all the check reads: it is missing
+    return empty, orphan, adapter
 
 
 SFT_DATA = str(SAMPLE / "sft_code.jsonl")
@@ -290,24 +297,70 @@ SFT_DATA = str(SAMPLE / "sft_code.jsonl")
     (["--dataset_name", SFT_DATA, "--max_steps", "many"], "see --help"),
     (["--dataset_name", SFT_DATA, "--model_name_or_path", "EMPTY"], "has no config.json or adapter_config.json"),
     (["--dataset_name", SFT_DATA, "--model_name_or_path", "ORPHAN"], "does not name its base model"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "ADAPTER", "--peft", "qlora"], "cannot start from the LoRA"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "ADAPTER"], "is not a readable safetensors file"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "CONFIG_ONLY"], "has a config but no weights"),
+    (["--dataset_name", SFT_DATA, "--model_name_or_path", "BROKEN_ADAPTER"], "is not a valid adapter config"),
     (["--dataset_name", SFT_DATA, "--output_dir", "FILE"], "is a file; pass a directory"),
     (["--dataset_name", SFT_DATA, "--attn_implementation", "varlen"], "--attn_implementation varlen cannot run here"),
+    (["--dataset_name", SFT_DATA, "--learning_rate", "-1"], "--learning_rate must be a positive number"),
+    (["--dataset_name", SFT_DATA, "--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be a"),
+    (["--dataset_name", SFT_DATA, "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be a"),
+    (["--dataset_name", SFT_DATA, "--max_length", "-5"], "--max_length must be a positive number"),
+    (["--dataset_name", SFT_DATA, "--num_train_epochs", "-1"], "--num_train_epochs must be positive"),
+    (["--dataset_name", SFT_DATA, "--dataset_train_split", "trian"], "has one split, 'train'"),
+    (["--dataset_name", "EMPTY_DATA"], "is empty"),
+    (["--dataset_name", SFT_DATA, "--config", "MISSING_YAML"], "--config file could not be read"),
+    (["--dataset_name", SFT_DATA, "--config", "BROKEN_YAML"], "--config file could not be read"),
+    (["--dataset_name", SFT_DATA, "--push_to_hub", "--hub_model_id", "u/x"], "--push_to_hub needs a Hugging Face"),
+    (["--dataset_name", SFT_DATA, "--hub_tokne", "hf_abcdefghijklmnop"], "hf_***"),
 ])
 def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path, run_script):
-    empty, orphan = bad_models(tmp_path)
+    empty, orphan, adapter = bad_models(tmp_path, base=tiny_model)
     out = tmp_path / "existing-run"
     out.mkdir()
     (out / "notes.txt").write_text("kept")
     a_file = tmp_path / "a-file.txt"
     a_file.write_text("not a directory")
-    args = [{"EMPTY": empty, "ORPHAN": orphan, "FILE": a_file}.get(arg, arg) for arg in args]
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "broken.yaml").write_text("learning_rate: [1e-4\n")
+    config_only, broken_adapter = tmp_path / "config-only", tmp_path / "broken-adapter"
+    config_only.mkdir()
+    shutil.copy(Path(tiny_model) / "config.json", config_only)
+    broken_adapter.mkdir()
+    (broken_adapter / "adapter_config.json").write_text('{"peft_type": ')
+    places = {"EMPTY": empty, "ORPHAN": orphan, "ADAPTER": adapter, "FILE": a_file, "EMPTY_DATA": tmp_path / "empty.jsonl",
+              "MISSING_YAML": tmp_path / "nope.yaml", "BROKEN_YAML": tmp_path / "broken.yaml",
+              "CONFIG_ONLY": config_only, "BROKEN_ADAPTER": broken_adapter}
+    args = [places.get(arg, arg) for arg in args]
     if "--output_dir" not in args:
         args += ["--output_dir", out]
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, *args)
     assert result.returncode == 2, result.output[-2000:]
-    assert needle in result.stderr and "Traceback" not in result.output
+    assert needle in result.stderr and "Traceback" not in result.output and "hf_abcdefghijklmnop" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and a_file.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("script,data", [("train_dpo.py", "dpo_code.jsonl"), ("train_grpo.py", "grpo_math.jsonl")])
+@pytest.mark.parametrize("args,needle", [
+    (["--learning_rate", "-1"], "--learning_rate must be a positive number"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be a positive number"),
+    (["--beta", "-1"], "--beta must be at least 0"),
+    (["--push_to_hub", "--hub_model_id", "u/x"], "--push_to_hub needs a Hugging Face token"),
+    (["--dataset_name", "EMPTY_DATA"], "is empty"),
+])
+def test_dpo_and_grpo_bad_input_exits_2_with_one_sentence(script, data, args, needle, tiny_model, tmp_path,
+                                                          run_script):
+    (tmp_path / "empty.jsonl").write_text("")
+    args = [tmp_path / "empty.jsonl" if arg == "EMPTY_DATA" else arg for arg in args]
+    out = tmp_path / "out"
+    result = run_script(script, "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / data,
+                        "--convert" if "grpo" in script else "--max_length", "gsm8k" if "grpo" in script else "64",
+                        *args, "--output_dir", out)
+    assert result.returncode == 2 and needle in result.stderr, result.output[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()
 
 
 def test_unknown_flag_exits_2(tiny_model, run_script):

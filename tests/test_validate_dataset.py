@@ -91,6 +91,8 @@ def test_local_formats(fmt, tmp_path, run_script):
     ("late_type_change", "'completion' holds text on line 1 but a number on line 1051"),
     ("missing", "does not exist"), ("empty", "is empty"), ("invalid_json", "line 2 is not valid JSON"),
     ("unsupported", "unsupported format"), ("unknown_split", "no split 'test'"), ("hub_offline", "could not be reached"),
+    ("corrupt_parquet", "could not be read as parquet"), ("split_of_a_file", "is one file: one split, 'train'"),
+    ("flag_typo", "unrecognized arguments: --max-length"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(case, needle, tmp_path, run_script):
     args = []
@@ -120,6 +122,12 @@ def test_bad_input_is_one_sentence_and_exit_2(case, needle, tmp_path, run_script
         target = tmp_path / "dd"
         DatasetDict({"train": Dataset.from_list([{"text": "a"}])}).save_to_disk(target)
         args = ["--split", "test"]
+    elif case == "corrupt_parquet":
+        target = tmp_path / "data.parquet"
+        target.write_bytes(b"not parquet at all")
+    elif case in ("split_of_a_file", "flag_typo"):
+        target = write_jsonl(tmp_path / "ok.jsonl", rows)
+        args = ["--split", "trian"] if case == "split_of_a_file" else ["--max-length", "5"]
     else:
         target = "some-org/some-dataset"
     result = run_script("validate_dataset.py", "--dataset", target, *args)

@@ -13,14 +13,20 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 
 def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
+    import datasets
     from datasets import load_dataset, load_from_disk
     from datasets.exceptions import DatasetGenerationError
 
+    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
     path = Path(name)
     try:
         if path.is_file():
             if path.suffix not in FILE_BUILDERS:
                 raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
+            if path.stat().st_size == 0:
+                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
+            if split not in (None, "train"):
+                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
             return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
@@ -37,6 +43,9 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
         raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
+    except OSError as error:  # a file that cannot be opened as what its name says
+        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+                       "file.")
     except ValueError as error:
         if "split" in str(error).lower():
             raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
@@ -276,3 +285,16 @@ def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = 
         check_no_nulls(dataset, ["prompt", *reward_columns])
     check_image_files(dataset)
     return dataset
+
+
+def check_chat_template(dataset, method: str, model: str, has_template: bool):
+    """Conversational rows ({"role", "content"} turns) are rendered with the model's chat template; a base model
+    may have none, and TRL would fail on the first row."""
+    row = dataset[0]
+    turns = any(isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]
+                for value in row.values())
+    if turns and not has_template:
+        fix = ("pass --chat_template_path with a template for it (a .jinja file, or a model id whose template fits)"
+               if method == "sft" else "start from a model that has one (an instruct model, or an SFT run of this "
+               "one trained with --chat_template_path)")
+        raise BadInput(f"{model} has no chat template, which conversational rows need for {method.upper()}; {fix}.")

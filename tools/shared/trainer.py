@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errors import BadInput
-from models import adapter_base, merge_adapter, meta_model
+from models import adapter_base, check_weights, merge_adapter, meta_model
 from recipes import default_learning_rate, default_peft, training_strategy
 from run_record import job_from_env, update_run_record, utcnow
 from transformers import TrainerCallback
 
-from data import check_training_rows, load_rows, parse_map, prepare_dataset
+from data import check_chat_template, check_training_rows, load_rows, parse_map, prepare_dataset
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -103,6 +103,9 @@ def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
         choice = default_peft(n_params)
     if choice not in ("none", "lora", "qlora"):
         raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
+    if choice == "qlora" and adapter_base(model_args.model_name_or_path, model_args.model_revision):
+        raise BadInput(f"--peft qlora cannot start from the LoRA adapter {model_args.model_name_or_path}: it is merged "
+                       "into its base in 16 bit first; use --peft lora, or QLoRA from the base model.")
     if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
         raise BadInput("--peft qlora needs a CUDA GPU with bitsandbytes installed; use --peft lora here, or run on a "
                        "GPU flavor.")
@@ -165,10 +168,16 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         raise BadInput(f"{message}; see --help for the accepted flags.")
 
     parser.error = refuse
+    import yaml
+
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
         raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+    except (OSError, yaml.YAMLError) as error:
+        raise BadInput(f"The --config file could not be read ({str(error).splitlines()[0]}); pass a YAML file of "
+                       "flag: value lines.")
+    check_numbers(training_args)
     if not script_args.dataset_name:
         raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
     if not model_args.model_name_or_path:
@@ -186,6 +195,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     architecture = meta_model(model_args.model_name_or_path, model_args.model_revision)
     n_params = sum(p.numel() for p in architecture.parameters())
     peft = resolve_peft(run_args, model_args, n_params, hw)
+    check_weights(model_args.model_name_or_path)
     reason = "given"
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
@@ -193,6 +203,8 @@ def parse_run(parser, method: str, hw: dict) -> Run:
               resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
+    if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
+        check_push_access(training_args)
     launcher = launch_command(run)
     if launcher:
         print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
@@ -201,6 +213,41 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
     run.resume_from = resume_point(run)
     return run
+
+
+POSITIVE_FLAGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                  "max_prompt_length", "max_completion_length", "num_generations", "save_steps", "logging_steps",
+                  "eval_steps")
+
+
+def check_numbers(training_args):
+    """Numbers the Trainer would take and fail on, or silently misuse, after the GPU is paid for."""
+    for flag in POSITIVE_FLAGS:
+        value = getattr(training_args, flag, None)
+        if value is not None and not 0 < value < float("inf"):
+            raise BadInput(f"--{flag} must be a positive number, got {value}.")
+    if getattr(training_args, "beta", 0) < 0:
+        raise BadInput(f"--beta must be at least 0, got {training_args.beta}.")
+    if training_args.max_steps <= 0 and not 0 < training_args.num_train_epochs < float("inf"):
+        raise BadInput(f"--num_train_epochs must be positive, got {training_args.num_train_epochs} (or pass "
+                       "--max_steps).")
+
+
+def check_push_access(args):
+    """A run that pushes must be able to before it trains: a token, and a Hub that answers."""
+    from huggingface_hub import HfApi, get_token
+
+    if not args.push_to_hub:
+        return
+    if not get_token():
+        raise BadInput("--push_to_hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth "
+                       "login` (on HF Jobs, jobs.py passes it as a secret).")
+    try:
+        HfApi().whoami()
+    except Exception as error:  # noqa: BLE001 - offline, unreachable, refused: the same sentence and fix
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+        raise BadInput(f"--push_to_hub cannot reach the Hub with this token ({reason}); check HF_TOKEN and the "
+                       "network (HF_HUB_OFFLINE unset), or train without --push_to_hub.")
 
 
 def name_outputs(run: Run):
@@ -248,6 +295,9 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
+    if "input_ids" not in dataset.column_names:
+        template = getattr(run.training_args, "chat_template_path", None) or chat_template(run.model_args)
+        check_chat_template(dataset, run.method, run.model_args.model_name_or_path, template is not None)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
@@ -255,6 +305,29 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
         run.training_args.eval_strategy = "steps"
         run.training_args.eval_steps = run.training_args.eval_steps or run.training_args.save_steps
     return split["train"], split["test"]
+
+
+def load_tokenizer(model_args):
+    """The model's own processor (an adapter saved by a trainer carries it, with its template and pad token), else
+    the adapter's base model's."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    path = model_args.model_name_or_path
+    base = adapter_base(path, model_args.model_revision)
+    for name, revision in [(path, model_args.model_revision)] + ([(base, None)] if base else []):
+        for auto in (AutoProcessor, AutoTokenizer):
+            try:
+                processor = auto.from_pretrained(name, revision=revision)
+            except (OSError, ValueError, KeyError):
+                continue
+            return processor if hasattr(processor, "image_processor") else AutoTokenizer.from_pretrained(
+                name, revision=revision)
+    raise BadInput(f"No tokenizer found in {path} or its base model; save the tokenizer beside the weights.")
+
+
+def chat_template(model_args) -> str | None:
+    processor = load_tokenizer(model_args)
+    return processor.chat_template or getattr(getattr(processor, "tokenizer", None), "chat_template", None)
 
 
 def load_model(run: Run):
@@ -330,6 +403,8 @@ def final_metrics(history: list[dict]) -> dict:
         final["eval_loss"] = evals[-1]["eval_loss"]
     if rewards:
         final["reward"] = rewards[-1]
+    if history and "train_loss" in history[-1]:  # the Trainer's mean over the run, there when no step logged a loss
+        final["train_loss"] = history[-1]["train_loss"]
     return {"final": final, "first_loss": losses[0]["loss"] if losses else None,
             "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}}
 
@@ -346,6 +421,13 @@ def card_sections(record: dict) -> str:
             f"| Parameter | Value |\n|---|---|\n{rows}\n\n| Final metric | Value |\n|---|---|\n{metrics}\n")
 
 
+def add_training_record(output_dir: str, record: dict) -> Path:
+    readme = Path(output_dir) / "README.md"
+    if readme.exists() and "## Training record (hf-llm-trainer)" not in readme.read_text():
+        readme.write_text(readme.read_text() + card_sections(record))
+    return readme
+
+
 def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
@@ -360,9 +442,13 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
               flush=True)
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
-    except torch.OutOfMemoryError:
-        print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
-              "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
+    except BaseException as error:  # the record says the run ended, and how
+        if trainer.is_world_process_zero():
+            update_run_record(args.output_dir, {"status": "failed", "finished_at": utcnow(),
+                                                "error": f"{error.__class__.__name__}: {error}"[:500]})
+        if isinstance(error, torch.OutOfMemoryError):
+            print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
+                  "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
         raise
     record |= {"status": "completed", "finished_at": utcnow(), "log_history": trainer.state.log_history,
                "steps": {"done": trainer.state.global_step, "total": trainer.state.max_steps},
@@ -383,22 +469,23 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
             trainer.save_model(args.output_dir)
             trainer.create_model_card(**card)
         if trainer.is_world_process_zero():
-            readme = Path(args.output_dir) / "README.md"
-            readme.write_text(readme.read_text() + card_sections(record))
+            readme = add_training_record(args.output_dir, record)
             if args.push_to_hub:
                 HfApi().upload_file(path_or_fileobj=readme, path_in_repo="README.md", repo_id=args.hub_model_id,
                                     commit_message="Training record in the model card")
     except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
         if not args.push_to_hub:
             raise
+        add_training_record(args.output_dir, record)  # the push by hand carries it too
         print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
               f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
         sys.exit(1)
     finally:
         trainer.end()  # finish the trackers, destroy the process group
     if trainer.is_world_process_zero():
-        print(f"Training completed: {record['steps']['done']} steps, final loss "
-              f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
+        final = record["metrics"]["final"]
+        loss = f"final loss {final['loss']}" if "loss" in final else f"mean loss {final.get('train_loss')}"
+        print(f"Training completed: {record['steps']['done']} steps, {loss}. Saved to {args.output_dir}.", flush=True)
         if args.push_to_hub:
             print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

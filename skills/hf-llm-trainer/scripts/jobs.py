@@ -5,7 +5,7 @@
 #     "httpx2>=2,<3",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Submit, watch and manage training jobs on Hugging Face Jobs (`hf`) or as local detached processes (`local`).
 
@@ -83,9 +83,21 @@ FAILURES = [
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 
 class Failure(Exception):
@@ -623,19 +635,19 @@ def hf_submit(script: str, args: list[str], packages: list[str], name: str, flav
 
     api, group = hf_api(), f"group-{uuid.uuid4().hex[:12]}"
     env = {"HFLT_FLAVOR": flavor, "HFLT_JOB_NAMESPACE": namespace}
+    labels = labels | {"timeout_s": str(timeout)}  # a job's info does not carry it
     jobs = []
     try:
         with hub_errors("submit the job"), contextlib.redirect_stdout(io.StringIO()):  # it prints where scripts go
             for rank in range(nodes):
                 multi = {"network_group": group, "network_aliases": ["main"] if rank == 0 else None,
                          "env": env | {"HFLT_NUM_NODES": str(nodes), "HFLT_NODE_RANK": str(rank),
-                                       "HFLT_MAIN_PORT": str(MAIN_PORT)},
-                         "labels": labels | {"group": group, "node": str(rank)},
-                         "name": f"{name}-node{rank}"} if nodes > 1 else {"env": env, "labels": labels, "name": name}
+                                       "HFLT_MAIN_PORT": str(MAIN_PORT), "HFLT_JOB_GROUP": group},
+                         "labels": labels | {"group": group, "node": str(rank)}} if nodes > 1 else {"env": env, "labels": labels}
                 try:
                     jobs.append(api.run_uv_job(script, script_args=args, dependencies=packages or None, flavor=flavor,
                                                timeout=timeout, secrets={"HF_TOKEN": token}, namespace=namespace,
-                                               **multi))
+                                               name=name, **multi))  # the name is a label: one for the group
                 except HfHubHTTPError as error:
                     raise refusal(error, flavor, suggestions) or error
     except (BadInput, Failure):
@@ -689,7 +701,11 @@ def hf_status(job_id: str) -> dict:
     labels = {k: v for k, v in (lead.labels or {}).items() if k not in ("group", "node")}
     return summarize(job_id, members, backend="hf", url=lead.url, flavor=lead.flavor, labels=labels,
                      message=lead.status.message, created_at=iso(lead.created_at), script=labels.get("script"),
-                     **extra)
+                     name=labels.get("name"), timeout_s=label_seconds(labels), **extra)
+
+
+def label_seconds(labels: dict) -> int | None:
+    return int(labels["timeout_s"]) if labels.get("timeout_s", "").isdigit() else None
 
 
 def hf_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
@@ -737,7 +753,7 @@ def hf_list(labels: dict, with_outputs: bool) -> list[dict]:
             entry = {"id": key, "backend": "hf", "name": shown.get("name"), "script": shown.get("script"),
                      "stage": min((hf_stage(job) for job in members), key=STAGE_ORDER.index), "url": lead.url,
                      "flavor": lead.flavor, "nodes": len(members), "labels": shown, "created_at": iso(lead.created_at),
-                     "output_dir": None, "hub_repo": None}
+                     "timeout_s": label_seconds(shown), "output_dir": None, "hub_repo": None}
             if with_outputs:
                 progress = progress_from_log(hf_log(api, lead.id))
                 entry |= {"output_dir": progress["output_dir"], "hub_repo": progress["hub_repo"]}
@@ -784,7 +800,7 @@ def cmd_submit(args, script_and_args: list[str]):
         raise BadInput(f"Script {script} does not exist; pass the path of a bundled script such as scripts/train_sft.py.")
     refuse_tokens_in_args(script_args)
     plan = load_plan(args.plan)
-    present = set(script_args)
+    present = {arg.split("=", 1)[0] for arg in script_args}  # --flag value and --flag=value alike
     extra = plan.get("training_args", [])
     for flag, value in zip(extra[::2], extra[1::2]):
         if flag not in present:
@@ -914,11 +930,6 @@ def cmd_wait(args):
         sys.exit(1)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, like every other bad input
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-
 def build_parser():
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -968,6 +979,8 @@ def main():
         return cmd_list(args)
     local = check_id(args.id) == "local"
     if args.command == "logs":
+        if args.tail is not None and args.tail < 1:
+            raise BadInput(f"--tail {args.tail} is not a number of lines; use 1 or more, or drop it for the whole log.")
         return local_logs(args.id, args.follow, args.tail, args.node) if local else \
             hf_logs(args.id, args.follow, args.tail, args.node)
     if args.command == "cancel":

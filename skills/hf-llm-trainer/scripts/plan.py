@@ -3,11 +3,11 @@
 # dependencies = [
 #     "transformers>=5.23,<6",
 #     "huggingface_hub>=2.4,<3",
-#     "torch>=2.6,<3",
+#     "torch>=2.6,<2.14",
 #     "peft>=0.17,<1",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Plan a training run: the cheapest Hugging Face Jobs flavor that fits, with memory, time and cost estimates.
 
@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -35,9 +36,21 @@ from pathlib import Path
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 # ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
 
 def adapter_base(name: str, revision: str | None = None) -> str | None:
@@ -60,11 +73,35 @@ def adapter_base(name: str, revision: str | None = None) -> str | None:
             config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
         except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
             return None
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
     if not base:
         raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
                        "first or pass the base model.")
     return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
 
 
 def meta_model(name: str, revision: str | None = None):
@@ -605,11 +642,6 @@ def card(result: dict, request: Request) -> str:
     return "\n".join(lines)
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, like every other bad input
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub model id, local directory (config.json is enough) or "
@@ -656,8 +688,8 @@ def parse_request(argv: list[str] | None = None) -> Request:
             raise BadInput(f"--{flag} {value} is too small; use at least {minimum}.")
     for flag in ("epochs", "dataset_tokens", "learning_rate"):
         value = getattr(request, flag)
-        if value is not None and not value > 0:  # also refuses nan
-            raise BadInput(f"--{flag} {value:g} must be above 0.")
+        if value is not None and not 0 < value < float("inf"):  # also refuses nan
+            raise BadInput(f"--{flag} {value:g} must be a finite number above 0.")
     if request.vllm and request.method != "grpo":
         raise BadInput("--vllm only applies to --method grpo (vLLM generates GRPO's completions); drop it.")
     return request

@@ -6,7 +6,7 @@
 #     "matplotlib>=3.8,<4",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Keep the experiment report training_reports/<experiment>.md current: planned, running, failed and finished runs.
 
@@ -39,9 +39,21 @@ from urllib.parse import urlencode
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 # ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
 
@@ -50,21 +62,25 @@ def utcnow() -> str:
 
 
 def job_from_env() -> dict:
-    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
-    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
+    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
     job_id = os.environ.get("JOB_ID")
     url = os.environ.get("HFLT_JOB_URL")
     if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
         url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
-    return {"id": job_id, "url": url}
+    group = os.environ.get("HFLT_JOB_GROUP")
+    return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
 def read_run_record(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        record = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+    if not isinstance(record, dict):
+        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
+    return record
 
 
 def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
@@ -198,9 +214,16 @@ def job_name(job: dict) -> str:
             or job["id"])
 
 
+def record_jobs(record: dict) -> set:
+    """The ids a run record answers to: its job's, and its group's for a multi-node job (none: a run by hand)."""
+    job = record.get("job") or {}
+    return {value for value in (job.get("id"), job.get("group")) if value}
+
+
 def job_source(job: dict) -> str | None:
-    """Where a job's run.json is read: its output dir when it is on this machine, else the repo it pushes to."""
-    if job.get("output_dir") and Path(job["output_dir"]).is_dir():
+    """Where a job's run.json is read: the repo it pushes to for an HF job (its output dir was in the job's
+    container), a local job's output dir when it is still on this machine."""
+    if job.get("backend") != "hf" and job.get("output_dir") and Path(job["output_dir"]).is_dir():
         return job["output_dir"]
     return job.get("hub_repo")
 
@@ -263,6 +286,8 @@ def run_status(record: dict | None, job: dict | None) -> str:
         return "Completed"
     if job:
         return STAGES.get(job["stage"], job["stage"].title())
+    if record and record.get("status") == "failed":  # a run by hand whose training raised
+        return "Failed"
     return "In progress" if record else "Planned"
 
 
@@ -336,8 +361,11 @@ def record_rows(record: dict) -> list[tuple[str, str]]:
              ("Eval and save", eval_and_save(config)),
              ("Precision / gradient checkpointing / packing",
               f"{'bf16' if config.get('bf16') else 'fp16' if config.get('fp16') else 'fp32'} / "
-              f"{flag(config.get('gradient_checkpointing'))} / {flag(config.get('packing'))}"),
-             ("Hub repo", f"`{record['hub_repo']}`" if record.get("hub_repo") else f"local: `{record.get('output_dir')}`")]
+              f"{flag(config.get('gradient_checkpointing'))} / {flag(config.get('packing'))}")]
+    if record.get("loss_masking"):
+        rows.append(("Loss on", record["loss_masking"]))
+    rows.append(("Hub repo", f"`{record['hub_repo']}`" if record.get("hub_repo")
+                 else f"local: `{record.get('output_dir')}`"))
     return rows
 
 
@@ -536,11 +564,6 @@ def write_atomically(path: Path, text: str):
 # ---------------------------------------------------------------- main
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, like every other bad input
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-
 def main():
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, help="report name: training_reports/<experiment>.md")
@@ -558,6 +581,8 @@ def main():
     if args.name and not re.fullmatch(NAME, args.name):
         raise BadInput(f"--name {args.name!r} must be a plain name (letters, digits, '.', '_', '-').")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; pass the reports directory (default training_reports).")
     report, state_path = out / f"{args.experiment}.md", out / args.experiment / "runs.json"
 
     # Read everything first: a bad input stops here, before anything is written.
@@ -588,16 +613,19 @@ def main():
     jobs_by_id = {}
     for job in jobs:
         entry = find(runs, job=job["id"])
-        if entry is None:
-            planned = find(runs, name=job_name(job))
-            entry = planned if planned and not planned.get("job") else find(runs, source=job_source(job))
+        if entry is None:  # the run planned under its name, else the one whose record it wrote; no job claims it
+            unclaimed = [e for e in runs if not e.get("job")]
+            entry = find(unclaimed, name=job_name(job)) or find(unclaimed, source=job_source(job))
         entry = entry or new_entry(runs, job_name(job))
         entry |= {"job": job["id"], "source": entry.get("source") or job_source(job)}
         jobs_by_id[job["id"]] = job
     base_evals += [evaluation for evaluation in new_evals if evaluation not in base_evals]
     for entry in runs:
         if entry["name"] not in records and entry.get("source"):
-            records[entry["name"]] = load_record(entry["source"], required=False)
+            record = load_record(entry["source"], required=False)
+            if record and entry.get("job") and record_jobs(record) and entry["job"] not in record_jobs(record):
+                record = None  # the repo now holds a later run's record (a run resumed into the same repo, say)
+            records[entry["name"]] = record
 
     sections = []
     for entry in runs:

@@ -9,14 +9,14 @@
 #     "accelerate>=1.10,<2",
 #     "huggingface_hub>=2.4,<3",
 #     "trackio>=0.4,<1",
-#     "torch>=2.6,<3",
+#     "torch>=2.6,<2.14",
 #     "pyyaml>=6,<7",
 #     "bitsandbytes>=0.45,<1; sys_platform == 'linux'",
 #     "liger-kernel>=0.6,<1; sys_platform == 'linux'",
 #     "math-verify>=0.5,<1",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Group relative policy optimisation (GRPO) with verifiable rewards, with TRL, locally and on Hugging Face Jobs.
 
@@ -39,6 +39,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,11 @@ METHOD = "grpo"
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
 
@@ -69,21 +74,25 @@ def utcnow() -> str:
 
 
 def job_from_env() -> dict:
-    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link); the local
-    backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
+    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
     job_id = os.environ.get("JOB_ID")
     url = os.environ.get("HFLT_JOB_URL")
     if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
         url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
-    return {"id": job_id, "url": url}
+    group = os.environ.get("HFLT_JOB_GROUP")
+    return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
 def read_run_record(path: Path) -> dict:
     try:
-        return json.loads(path.read_text()) if path.exists() else {}
+        record = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+    if not isinstance(record, dict):
+        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
+    return record
 
 
 def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
@@ -111,14 +120,20 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 
 def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
+    import datasets
     from datasets import load_dataset, load_from_disk
     from datasets.exceptions import DatasetGenerationError
 
+    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
     path = Path(name)
     try:
         if path.is_file():
             if path.suffix not in FILE_BUILDERS:
                 raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
+            if path.stat().st_size == 0:
+                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
+            if split not in (None, "train"):
+                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
             return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
@@ -135,6 +150,9 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
         raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
+    except OSError as error:  # a file that cannot be opened as what its name says
+        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+                       "file.")
     except ValueError as error:
         if "split" in str(error).lower():
             raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
@@ -375,6 +393,19 @@ def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = 
     check_image_files(dataset)
     return dataset
 
+
+def check_chat_template(dataset, method: str, model: str, has_template: bool):
+    """Conversational rows ({"role", "content"} turns) are rendered with the model's chat template; a base model
+    may have none, and TRL would fail on the first row."""
+    row = dataset[0]
+    turns = any(isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]
+                for value in row.values())
+    if turns and not has_template:
+        fix = ("pass --chat_template_path with a template for it (a .jinja file, or a model id whose template fits)"
+               if method == "sft" else "start from a model that has one (an instruct model, or an SFT run of this "
+               "one trained with --chat_template_path)")
+        raise BadInput(f"{model} has no chat template, which conversational rows need for {method.upper()}; {fix}.")
+
 # ---- end of shared block: data ----
 
 # ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
@@ -399,11 +430,35 @@ def adapter_base(name: str, revision: str | None = None) -> str | None:
             config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
         except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
             return None
-    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
     if not base:
         raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
                        "first or pass the base model.")
     return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
 
 
 def meta_model(name: str, revision: str | None = None):
@@ -558,6 +613,9 @@ def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
         choice = default_peft(n_params)
     if choice not in ("none", "lora", "qlora"):
         raise BadInput(f"--peft {choice!r} is unknown; use auto, none, lora or qlora.")
+    if choice == "qlora" and adapter_base(model_args.model_name_or_path, model_args.model_revision):
+        raise BadInput(f"--peft qlora cannot start from the LoRA adapter {model_args.model_name_or_path}: it is merged "
+                       "into its base in 16 bit first; use --peft lora, or QLoRA from the base model.")
     if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
         raise BadInput("--peft qlora needs a CUDA GPU with bitsandbytes installed; use --peft lora here, or run on a "
                        "GPU flavor.")
@@ -620,10 +678,16 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         raise BadInput(f"{message}; see --help for the accepted flags.")
 
     parser.error = refuse
+    import yaml
+
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
         raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+    except (OSError, yaml.YAMLError) as error:
+        raise BadInput(f"The --config file could not be read ({str(error).splitlines()[0]}); pass a YAML file of "
+                       "flag: value lines.")
+    check_numbers(training_args)
     if not script_args.dataset_name:
         raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
     if not model_args.model_name_or_path:
@@ -641,6 +705,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     architecture = meta_model(model_args.model_name_or_path, model_args.model_revision)
     n_params = sum(p.numel() for p in architecture.parameters())
     peft = resolve_peft(run_args, model_args, n_params, hw)
+    check_weights(model_args.model_name_or_path)
     reason = "given"
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
@@ -648,6 +713,8 @@ def parse_run(parser, method: str, hw: dict) -> Run:
               resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
+    if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
+        check_push_access(training_args)
     launcher = launch_command(run)
     if launcher:
         print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
@@ -656,6 +723,41 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
     run.resume_from = resume_point(run)
     return run
+
+
+POSITIVE_FLAGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                  "max_prompt_length", "max_completion_length", "num_generations", "save_steps", "logging_steps",
+                  "eval_steps")
+
+
+def check_numbers(training_args):
+    """Numbers the Trainer would take and fail on, or silently misuse, after the GPU is paid for."""
+    for flag in POSITIVE_FLAGS:
+        value = getattr(training_args, flag, None)
+        if value is not None and not 0 < value < float("inf"):
+            raise BadInput(f"--{flag} must be a positive number, got {value}.")
+    if getattr(training_args, "beta", 0) < 0:
+        raise BadInput(f"--beta must be at least 0, got {training_args.beta}.")
+    if training_args.max_steps <= 0 and not 0 < training_args.num_train_epochs < float("inf"):
+        raise BadInput(f"--num_train_epochs must be positive, got {training_args.num_train_epochs} (or pass "
+                       "--max_steps).")
+
+
+def check_push_access(args):
+    """A run that pushes must be able to before it trains: a token, and a Hub that answers."""
+    from huggingface_hub import HfApi, get_token
+
+    if not args.push_to_hub:
+        return
+    if not get_token():
+        raise BadInput("--push_to_hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth "
+                       "login` (on HF Jobs, jobs.py passes it as a secret).")
+    try:
+        HfApi().whoami()
+    except Exception as error:  # noqa: BLE001 - offline, unreachable, refused: the same sentence and fix
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+        raise BadInput(f"--push_to_hub cannot reach the Hub with this token ({reason}); check HF_TOKEN and the "
+                       "network (HF_HUB_OFFLINE unset), or train without --push_to_hub.")
 
 
 def name_outputs(run: Run):
@@ -703,6 +805,9 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
+    if "input_ids" not in dataset.column_names:
+        template = getattr(run.training_args, "chat_template_path", None) or chat_template(run.model_args)
+        check_chat_template(dataset, run.method, run.model_args.model_name_or_path, template is not None)
     if run.run_args.eval_ratio == 0:
         return dataset, None
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
@@ -710,6 +815,29 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
         run.training_args.eval_strategy = "steps"
         run.training_args.eval_steps = run.training_args.eval_steps or run.training_args.save_steps
     return split["train"], split["test"]
+
+
+def load_tokenizer(model_args):
+    """The model's own processor (an adapter saved by a trainer carries it, with its template and pad token), else
+    the adapter's base model's."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    path = model_args.model_name_or_path
+    base = adapter_base(path, model_args.model_revision)
+    for name, revision in [(path, model_args.model_revision)] + ([(base, None)] if base else []):
+        for auto in (AutoProcessor, AutoTokenizer):
+            try:
+                processor = auto.from_pretrained(name, revision=revision)
+            except (OSError, ValueError, KeyError):
+                continue
+            return processor if hasattr(processor, "image_processor") else AutoTokenizer.from_pretrained(
+                name, revision=revision)
+    raise BadInput(f"No tokenizer found in {path} or its base model; save the tokenizer beside the weights.")
+
+
+def chat_template(model_args) -> str | None:
+    processor = load_tokenizer(model_args)
+    return processor.chat_template or getattr(getattr(processor, "tokenizer", None), "chat_template", None)
 
 
 def load_model(run: Run):
@@ -785,6 +913,8 @@ def final_metrics(history: list[dict]) -> dict:
         final["eval_loss"] = evals[-1]["eval_loss"]
     if rewards:
         final["reward"] = rewards[-1]
+    if history and "train_loss" in history[-1]:  # the Trainer's mean over the run, there when no step logged a loss
+        final["train_loss"] = history[-1]["train_loss"]
     return {"final": final, "first_loss": losses[0]["loss"] if losses else None,
             "best": {"eval_loss": min(e["eval_loss"] for e in evals)} if evals else {}}
 
@@ -801,6 +931,13 @@ def card_sections(record: dict) -> str:
             f"| Parameter | Value |\n|---|---|\n{rows}\n\n| Final metric | Value |\n|---|---|\n{metrics}\n")
 
 
+def add_training_record(output_dir: str, record: dict) -> Path:
+    readme = Path(output_dir) / "README.md"
+    if readme.exists() and "## Training record (hf-llm-trainer)" not in readme.read_text():
+        readme.write_text(readme.read_text() + card_sections(record))
+    return readme
+
+
 def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
@@ -815,9 +952,13 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
               flush=True)
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
-    except torch.OutOfMemoryError:
-        print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
-              "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
+    except BaseException as error:  # the record says the run ended, and how
+        if trainer.is_world_process_zero():
+            update_run_record(args.output_dir, {"status": "failed", "finished_at": utcnow(),
+                                                "error": f"{error.__class__.__name__}: {error}"[:500]})
+        if isinstance(error, torch.OutOfMemoryError):
+            print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
+                  "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
         raise
     record |= {"status": "completed", "finished_at": utcnow(), "log_history": trainer.state.log_history,
                "steps": {"done": trainer.state.global_step, "total": trainer.state.max_steps},
@@ -838,22 +979,23 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
             trainer.save_model(args.output_dir)
             trainer.create_model_card(**card)
         if trainer.is_world_process_zero():
-            readme = Path(args.output_dir) / "README.md"
-            readme.write_text(readme.read_text() + card_sections(record))
+            readme = add_training_record(args.output_dir, record)
             if args.push_to_hub:
                 HfApi().upload_file(path_or_fileobj=readme, path_in_repo="README.md", repo_id=args.hub_model_id,
                                     commit_message="Training record in the model card")
     except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
         if not args.push_to_hub:
             raise
+        add_training_record(args.output_dir, record)  # the push by hand carries it too
         print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
               f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
         sys.exit(1)
     finally:
         trainer.end()  # finish the trackers, destroy the process group
     if trainer.is_world_process_zero():
-        print(f"Training completed: {record['steps']['done']} steps, final loss "
-              f"{record['metrics']['final'].get('loss')}. Saved to {args.output_dir}.", flush=True)
+        final = record["metrics"]["final"]
+        loss = f"final loss {final['loss']}" if "loss" in final else f"mean loss {final.get('train_loss')}"
+        print(f"Training completed: {record['steps']['done']} steps, {loss}. Saved to {args.output_dir}.", flush=True)
         if args.push_to_hub:
             print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -9,7 +9,7 @@
 #     "pillow>=10,<13",
 # ]
 # [tool.uv]
-# exclude-newer = "2026-11-23T00:00:00Z"
+# exclude-newer = "2026-11-21T00:00:00Z"
 # ///
 """Check a dataset for SFT, DPO, GRPO, KTO and reward training before any GPU is paid for.
 
@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -49,9 +50,21 @@ SHAPES_KEPT = 100  # rows of a new shape found after the sample, kept so that th
 # ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
 
 class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2."""
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
 # ---- end of shared block: errors ----
+
+# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 # ---- shared block: data (tools/shared/data.py; `make shared` copies it here, edit it there) ----
 
@@ -63,14 +76,20 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "
 
 
 def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
+    import datasets
     from datasets import load_dataset, load_from_disk
     from datasets.exceptions import DatasetGenerationError
 
+    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
     path = Path(name)
     try:
         if path.is_file():
             if path.suffix not in FILE_BUILDERS:
                 raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
+            if path.stat().st_size == 0:
+                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
+            if split not in (None, "train"):
+                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
             return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
         if path.is_dir() and (path / "dataset_info.json").exists():
             return load_from_disk(str(path))
@@ -87,6 +106,9 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
         raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
+    except OSError as error:  # a file that cannot be opened as what its name says
+        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+                       "file.")
     except ValueError as error:
         if "split" in str(error).lower():
             raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
@@ -327,6 +349,19 @@ def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = 
     check_image_files(dataset)
     return dataset
 
+
+def check_chat_template(dataset, method: str, model: str, has_template: bool):
+    """Conversational rows ({"role", "content"} turns) are rendered with the model's chat template; a base model
+    may have none, and TRL would fail on the first row."""
+    row = dataset[0]
+    turns = any(isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]
+                for value in row.values())
+    if turns and not has_template:
+        fix = ("pass --chat_template_path with a template for it (a .jinja file, or a model id whose template fits)"
+               if method == "sft" else "start from a model that has one (an instruct model, or an SFT run of this "
+               "one trained with --chat_template_path)")
+        raise BadInput(f"{model} has no chat template, which conversational rows need for {method.upper()}; {fix}.")
+
 # ---- end of shared block: data ----
 
 
@@ -393,7 +428,10 @@ def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | No
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        parquet = pq.ParquetFile(path)
+        try:
+            parquet = pq.ParquetFile(path)
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise BadInput(f"{path} could not be read as parquet ({str(error).splitlines()[0][:200]}); fix the file.")
         rows = parquet.metadata.num_rows
         batches = parquet.iter_batches(batch_size=min(limit or rows, 65536) or 1)
         table_rows = []
@@ -476,6 +514,8 @@ def read_sample(args) -> tuple[list[dict], int | None]:
     path = Path(args.dataset)
     limit = None if args.full else args.sample
     if path.is_file():
+        if args.split != "train" or args.config:
+            raise BadInput(f"{path} is one file: one split, 'train', and no configuration; drop --split/--config.")
         return read_local_file(path, limit)
     if path.is_dir():
         return read_local_dir(path, args.split, limit)
@@ -745,17 +785,21 @@ def as_dataset(rows: list[dict]):
                        "same structure in a column.")
 
 
-def confirm_with_trainer_checks(rows: list[dict], methods: dict):
+def confirm_with_trainer_checks(rows: list[dict], methods: dict, model: str | None):
     """Applies each verdict's fix flags and the trainer's own row checks (the shared data block) to the rows: a
-    verdict that would fail in the trainer becomes INCOMPATIBLE with the trainer's reason, word for word."""
+    verdict that would fail in the trainer becomes INCOMPATIBLE with the trainer's reason, word for word. With
+    --model, the chat template the rows need is checked too."""
     dataset = as_dataset(rows)
+    has_template = tokenizer_of(model).chat_template is not None if model else True
     for method in TRAINED:
         result = methods[method]
         fixable = result["status"] != "incompatible"
         try:
             mapping_spec = ",".join(f"{new}={old}" for new, old in result["mapping"].items()) if fixable else None
-            check_training_rows(prepare_dataset(dataset, mapping_spec, result["convert"] if fixable else None, None),
-                                method, DEFAULT_REWARD_COLUMNS if method == "grpo" else ())
+            prepared = check_training_rows(prepare_dataset(dataset, mapping_spec, result["convert"] if fixable else None,
+                                                           None), method,
+                                           DEFAULT_REWARD_COLUMNS if method == "grpo" else ())
+            check_chat_template(prepared, method, model, has_template)
         except BadInput as error:
             if fixable:
                 methods[method] = verdict("incompatible", result["mapping"], result["convert"], [str(error)],
@@ -770,14 +814,18 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict):
 # ---------------------------------------------------------------- tokens
 
 
-def token_stats(rows, methods, args) -> dict:
+def tokenizer_of(model: str):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
-    except OSError as error:
-        raise BadInput(f"Tokenizer of {args.model!r} could not be loaded ({error.__class__.__name__}); pass a Hub id "
+        return AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"Tokenizer of {model!r} could not be loaded ({error.__class__.__name__}); pass a Hub id "
                        "(online) or a local model directory.")
+
+
+def token_stats(rows, methods, args) -> dict:
+    tokenizer = tokenizer_of(args.model)
     sft, dpo = methods["sft"], methods["dpo"]
     lengths = []
     for row in rows:
@@ -855,7 +903,7 @@ def print_report(report: dict):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="Hub dataset id, local file (jsonl, json, csv, parquet, "
                                                          "arrow) or directory")
     parser.add_argument("--config", default=None, help="dataset configuration (subset) name")
@@ -886,7 +934,7 @@ def main():
     kind = modality(rows, types)
     if kind == "vision":
         check_vision(rows, methods)
-    confirm_with_trainer_checks(rows, methods)
+    confirm_with_trainer_checks(rows, methods, args.model)
     report = {"dataset": args.dataset, "split": args.split, "rows": total, "rows_checked": len(rows),
               "columns": types, "format": data_format, "modality": kind, "warnings": warnings, "methods": methods,
               "tokens": token_stats(rows, methods, args) if args.model else None}
