@@ -55,3 +55,14 @@ def test_command_uses_real_scripts_and_flags(doc, line):
     flags = [t.split("=")[0] for t in rest if t.startswith("--")]
     bad = [f for f in flags if f not in accepted_flags(script, subcommand)]
     assert not bad, f"{doc}: {script} {subcommand or ''} does not accept {bad}"
+
+
+def test_every_flag_of_our_parsers_has_help():
+    """`--help` documents every flag (the trainers' TRL flags come with TRL's own help)."""
+    import ast
+
+    missing = [f"{path.name}:{node.lineno} {ast.unparse(node.args[0]) if node.args else ''}"
+               for path in sorted(SCRIPTS.glob("*.py")) for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"
+               and not any(keyword.arg == "help" for keyword in node.keywords)]
+    assert not missing, missing

@@ -118,8 +118,9 @@ def test_eval_bad_input(tmp_path, run_script, hub):
     assert (corrupt / "run.json").read_text() == "{not json" and not (tmp_path / "s.jsonl").exists()
     hub.state.add_files("model", "alice/broken", {"run.json": b"{not json"})
     assert "not valid JSON" in run_script("eval_humaneval.py", *flags, "--run", "alice/broken").stderr
-    nothing = run_script("eval_humaneval.py", *flags, "--run", "qwen3-cf-sft", cwd=tmp_path)
-    assert nothing.returncode == 2 and "neither a run directory" in nothing.stderr
+    for missing in ("qwen3-cf-sft", "./outputs/qwen3-cf-sft"):
+        nothing = run_script("eval_humaneval.py", *flags, "--run", missing, cwd=tmp_path)
+        assert nothing.returncode == 2 and "neither a run directory" in nothing.stderr, nothing.output[-2000:]
     assert not (tmp_path / "qwen3-cf-sft").exists()
     (tmp_path / "listed").mkdir()
     listed = run_directory(tmp_path / "listed", "[1, 2]")
@@ -144,3 +145,15 @@ def test_eval_bad_input(tmp_path, run_script, hub):
     for message, args in cases.items():
         result = run_script("eval_humaneval.py", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.output
+
+
+def test_a_direct_run_answers_without_the_libraries_noise(tiny_model, tmp_path, run_script, env):
+    """Progress bars and library warnings (tqdm, transformers, datasets, lighteval) stay out of what the agent
+    relays: outside a job, stderr carries our [eval] lines only."""
+    env.pop("TQDM_DISABLE")
+    result = run_script("eval_humaneval.py", "--model", tiny_model, "--limit", "1", "--max_new_tokens", "8")
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.stdout.startswith("HumanEval ") and len(result.stdout.strip().splitlines()) == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(line.startswith("[eval] ") for line in lines), result.stderr[-2000:]
+    assert "\r" not in result.stderr and "\x1b" not in result.stderr

@@ -218,7 +218,7 @@ def test_local_job_identity_trackio_store_and_experiment_listing(jobs, tmp_path,
     assert hub.requests("POST", "/api/jobs/tester")[0]["json"]["environment"]["HFLT_JOB_NAMESPACE"] == "tester"
     hub.state.job_logs[hf["id"]].append('[run] {"method": "sft", "output_dir": "m-sft", "hub_repo": "tester/m", '
                                         '"trackio": {"project": "p", "run": "r", "space": "tester/trackio"}}')
-    assert f"Trackio: {hub.endpoint}/spaces/tester/trackio" in jobs("status", hf["id"]).stdout
+    assert f"Trackio: {hub.endpoint}/spaces/tester/trackio?project=p&runs=r" in jobs("status", hf["id"]).stdout
     listed = {job["id"]: job for job in json_output(jobs("list", "--experiment", "exp1", "--json"))}
     assert set(listed) == {submitted["id"], hf["id"]}
     local = listed[submitted["id"]]

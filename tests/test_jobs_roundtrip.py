@@ -76,6 +76,7 @@ def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner
     text = (cwd / "training_reports" / f"{EXPERIMENT}.md").read_text()
     assert run["job"]["url"] in text and "HumanEval" in text and "tester/tiny-base" in text
     assert "Best fine-tuned run `rt-sft`" in text and "the base model" in text
+    assert all(entry["job"] in text for entry in entries), "each evaluation row links its job"
 
     slow = submit(run_script, "--timeout", "2h", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",
                   "tester/tiny-base", "--dataset_name", "tester/code-sft", "--output_dir", "rt-long", "--max_steps",
@@ -121,3 +122,13 @@ def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner
     assert status["stage"] == "COMPLETED", waited.output[-3000:]
     pushed_files = hub.state.repos[("model", "tester/rt-sft-GGUF")]["files"]
     assert any(name.endswith("Q8_0.gguf") for name in pushed_files) and "README.md" in pushed_files
+    assert gguf["id"] in pushed_files["README.md"].decode(), "the GGUF card links the job that made it"
+    exports = json.loads(hub.state.repos[("model", "tester/rt-sft")]["files"]["run.json"])["exports"]
+    assert [(e["quant"], e["repo"], e["job"]["id"]) for e in exports] == [("Q8_0", "tester/rt-sft-GGUF", gguf["id"])]
+
+    # the experiment's jobs alone (their labels) give every training run with its own status
+    summary = json_output(run_script("report.py", "--experiment", EXPERIMENT, "--out", cwd / "training_reports",
+                                     "--json"))
+    statuses = {entry["job"]: entry["status"] for entry in summary["runs"]}
+    assert statuses == {job["id"]: "Completed", slow["id"]: "Timed out", resumed["id"]: "Completed",
+                        cancelled["id"]: "Cancelled"}, summary["runs"]

@@ -20,7 +20,7 @@ def test_two_local_nodes_train_one_model(tiny_model, tmp_path, run_script):
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "completed" and run["steps"]["done"] == 12
     assert run["hardware"]["nodes"] == 2 and run["hardware"]["world_size"] == 2
-    assert run["hardware"]["processes_per_node"] == 1
+    assert run["hardware"]["processes_per_node"] == 1 and run["hardware"]["strategy"] == "ddp"
     losses = [entry["loss"] for entry in run["log_history"] if "loss" in entry]
     assert losses[-1] < losses[0], losses
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-6"]

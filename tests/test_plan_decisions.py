@@ -11,6 +11,7 @@ from test_plan import CONFIGS, flag_value, plan
 sys.path.insert(0, str(ROOT / "tools" / "shared"))
 sys.path.insert(0, str(SCRIPTS))
 import plan as planner  # noqa: E402
+import train_sft as trainer  # noqa: E402 - the trainer core (one shared block in the three trainers)
 from recipes import training_strategy  # noqa: E402 - the one source the trainers' --strategy auto calls
 
 QWEN = CONFIGS / "qwen3-0.6b"
@@ -121,6 +122,20 @@ EXPECTED_STRATEGIES = {"qwen3-0.6b": {"ddp"}, "qwen3-1.7b": {"ddp", "fsdp"}, "qw
                        "llama-3.1-70b": {"ddp", "fsdp"}}
 
 
+def launch_of(result: dict) -> dict:
+    """The launch the trainer builds on the plan's flavor with the plan's flags: the accelerate config, processes
+    and machines it starts."""
+    run_args = trainer.RunArguments(strategy=flag_value(result["training_args"], "--strategy"))
+    hardware = {"device": "cuda", "gpu": result["gpu"], "gpus": result["gpus_per_node"], "bf16": True,
+                "memory_gb": result["gpu_memory_gb"], "nodes": result["nodes"]}
+    strategy = trainer.resolve_strategy(run_args, hardware, result["params"], result["peft"])
+    command = trainer.launch_command(trainer.Run(result["method"], None, None, None, run_args, hardware,
+                                                 result["params"], result["peft"], strategy, "given"))
+    return {"config": command[command.index("--config_file") + 1].rsplit("/", 1)[-1],
+            "processes": int(command[command.index("--num_processes") + 1]),
+            "machines": int(command[command.index("--num_machines") + 1])}
+
+
 @pytest.mark.parametrize("config", ["qwen3-0.6b", "qwen3-1.7b", "qwen3-8b", "llama-3.1-70b"])
 def test_plan_strategy_is_what_the_trainer_launches(config):
     """Every method x PEFT x multi-GPU flavor of the snapshot (108 plans a model, too many for a subprocess each):
@@ -141,6 +156,9 @@ def test_plan_strategy_is_what_the_trainer_launches(config):
                 assert result["gpus"] == result["nodes"] * result["gpus_per_node"] > 1
                 assert flag_value(result["training_args"], "--strategy") == result["strategy"]
                 assert flag_value(result["training_args"], "--peft") == peft
+                launched = launch_of(result)
+                assert launched["config"] == {"fsdp": "fsdp2.yaml", "ddp": "multi_gpu.yaml"}[result["strategy"]]
+                assert launched["processes"] == result["gpus"] and launched["machines"] == result["nodes"]
                 recipe = training_strategy(result["params"], peft, result["gpus"], result["gpu_memory_gb"])
                 if result["strategy"] != recipe:
                     assert (recipe, result["strategy"]) == ("ddp", "fsdp")

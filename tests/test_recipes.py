@@ -132,3 +132,23 @@ def test_padding_is_never_the_end_of_a_sequence_or_a_turn(fixture, request):
     tokenizer.chat_template += "".join(specials)  # every special token now written by the template: none can pad
     with pytest.raises(train_sft.BadInput, match="--pad_token"):
         train_sft.choose_pad_token(SimpleNamespace(training_args=SimpleNamespace(pad_token=None)), tokenizer)
+
+
+def test_loss_masking_follows_the_data_the_template_and_the_flag(tiny_model, tmp_path):
+    train_sft = load_script("train_sft.py")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+
+    def masking(rows, **flags):
+        args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, **{"assistant_only_loss": None,
+                                                                                      **flags})
+        return train_sft.choose_loss_masking(SimpleNamespace(training_args=args), Dataset.from_list(rows), tokenizer)
+
+    chats = [conversation("It is 5.")]
+    assert masking(chats) == "assistant tokens"
+    assert masking(chats, assistant_only_loss=False) == "whole sequence (--assistant_only_loss false)"
+    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}]) == "completion tokens"
+    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}], completion_only_loss=False).startswith(
+        "whole sequence")
+    assert masking([{"text": "Add 2 and 3: 5"}]) == "whole sequence (not conversational data)"
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    assert masking(chats).startswith("whole sequence (the chat template has no {% generation %} markers")

@@ -192,6 +192,7 @@ def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_pat
             across = " ".join(trainer.launch_command(node))
         assert "fsdp2.yaml" in across and "--num_processes 4 --num_machines 2" in across
         assert "--machine_rank 1 --main_process_ip grp-main --main_process_port 29500" in across
+        assert "--rdzv_conf timeout=1800" in across, "members that start minutes apart still meet"
     result = subprocess.run(fsdp + [str(probe)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = [json.loads(path.read_text()) for path in tmp_path.glob("seen-*.json")]
@@ -199,6 +200,25 @@ def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_pat
     assert all(p["FSDP_VERSION"] == "2" and p["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
                and p["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT" and p["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"
                for p in seen), seen
+
+
+def test_qlora_under_fsdp_stores_its_4bit_weights_in_the_compute_dtype(tiny_model, tmp_path, monkeypatch):
+    """FSDP shards tensors of one dtype: a QLoRA base sharded across GPUs keeps its 4-bit weights in bf16 storage.
+    Built on two GPUs the run is told it has, without the launch (its flags are checked above)."""
+    sys.path.insert(0, str(SCRIPTS))
+    trainer = __import__("train_sft")
+    find_spec = trainer.importlib.util.find_spec
+    monkeypatch.setattr(trainer.importlib.util, "find_spec",
+                        lambda name, *rest: object() if name == "bitsandbytes" else find_spec(name, *rest))
+    monkeypatch.setattr(trainer, "launch_command", lambda run: None)
+    monkeypatch.setattr(sys, "argv", ["train_sft.py", "--model_name_or_path", str(tiny_model), "--dataset_name",
+                                      "data.jsonl", "--peft", "qlora", "--strategy", "fsdp", "--output_dir",
+                                      str(tmp_path / "out"), "--bf16", "false"])  # this CPU has no bf16 GPU
+    hardware = {"device": "cuda", "gpu": "NVIDIA L4", "gpus": 2, "memory_gb": 24.0, "bf16": True, "nodes": 1}
+    parser = trainer.TrlParser((trainer.ScriptArguments, trainer.SFTConfig, trainer.ModelConfig, trainer.RunArguments))
+    run = trainer.parse_run(parser, "sft", hardware)
+    assert run.strategy == "fsdp" and run.peft == "qlora" and run.model_args.load_in_4bit
+    assert run.model_args.bnb_4bit_quant_storage == "bfloat16"
 
 
 def test_sft_then_dpo_on_the_adapter(tiny_model, tmp_path, run_script):

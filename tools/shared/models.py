@@ -88,3 +88,21 @@ def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | 
     except OSError as error:
         raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
                        f"({error.__class__.__name__}); pass a reachable base model.")
+
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out

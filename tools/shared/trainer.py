@@ -119,12 +119,15 @@ def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
 def resolve_strategy(run_args, hw: dict, n_params: int, peft: str) -> str:
     if run_args.strategy not in ("auto", "ddp", "fsdp"):
         raise BadInput(f"--strategy {run_args.strategy!r} is unknown; use auto, ddp or fsdp.")
-    gpus = (run_args.num_processes or hw["gpus"]) * hw["nodes"]
+    gpus = (run_args.num_processes or max(hw["gpus"], 1)) * hw["nodes"]  # processes: one a device, CPU too
     if gpus <= 1:
         return "single"
     if run_args.strategy != "auto":
         return run_args.strategy
     return training_strategy(n_params, peft, gpus, hw["memory_gb"] or 0.0) if hw["device"] == "cuda" else "ddp"
+
+
+RENDEZVOUS_TIMEOUT_S = 1800
 
 
 def launch_command(run: Run) -> list[str] | None:
@@ -136,18 +139,23 @@ def launch_command(run: Run) -> list[str] | None:
         return None
     rank, port = os.environ.get("HFLT_NODE_RANK", "0"), os.environ.get("HFLT_MAIN_PORT", "29500")
     address = os.environ.get("HFLT_MAIN_ADDRESS") or os.environ.get("HF_NETWORK_GROUP_PREFIX", "") + "main"
+    # Members of a group start when their machines do, minutes apart: each waits this long for all to join
+    # (torch's static rendezvous; the others retry connecting to the main node until it listens).
+    rendezvous = f"timeout={RENDEZVOUS_TIMEOUT_S}"
     if hw["device"] == "cpu":  # accelerate has no multi-process CPU launch with FSDP; plain torch.distributed
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
         if nodes > 1:
-            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port]
+            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port,
+                        "--rdzv_conf", rendezvous]
         return command
     config = "fsdp2.yaml" if run.strategy == "fsdp" else "multi_gpu.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(importlib.resources.files("trl") / "accelerate_configs" / config),
                "--num_processes", str(processes * nodes), "--num_machines", str(nodes),
                "--mixed_precision", "bf16" if hw["bf16"] else "fp16"]
-    if nodes > 1:  # static rendezvous: the other nodes retry connecting to the main one until it listens
-        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port]
+    if nodes > 1:
+        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port,
+                    "--rdzv_conf", rendezvous]
     return command
 
 

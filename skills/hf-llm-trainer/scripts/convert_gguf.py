@@ -145,6 +145,53 @@ def update_run_record(directory, fields: dict, append: dict | None = None) -> di
     os.replace(partial, target)
     return record
 
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
+                       "repo the training pushed to.")
+    except EntryNotFoundError:
+        return {}, head
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+    if not isinstance(record, dict):
+        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+    return record, head
+
+
+def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
+    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
+    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+    import sys
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record[key] = record.get(key, []) + entries
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=message, parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+                  file=sys.stderr, flush=True)
+
 # ---- end of shared block: run_record ----
 
 # ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
@@ -232,6 +279,24 @@ def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | 
         raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
                        f"({error.__class__.__name__}); pass a reachable base model.")
 
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
+
 # ---- end of shared block: models ----
 
 
@@ -309,9 +374,6 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
             raise BadInput(f"{path / 'config.json'} is not valid JSON; restore it from the training output.")
         check_weights(str(path))
         return path
-    import torch
-    from transformers import AutoTokenizer
-
     base = base or adapter_base(str(path))
     try:
         base_path = resolve_model(base, None, workdir) if base else None
@@ -322,15 +384,7 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
                        "directory or a Hub id of the base model.")
     check_weights(str(path))
     log(f"Merging the LoRA adapter {model} into {base} (fp32, then saved in the base's dtype)...")
-    merged_dir = workdir / "merged"
-    merge_adapter(str(path), torch.float32, base=str(base_path)).save_pretrained(merged_dir)
-    tokenizer_source = path if (path / "tokenizer_config.json").exists() else base_path
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(merged_dir)
-    for name in ("tokenizer.model", "chat_template.jinja"):  # the converter reads the SentencePiece model directly
-        for candidate in (path / name, base_path / name):
-            if candidate.exists() and not (merged_dir / name).exists():
-                shutil.copy(candidate, merged_dir / name)
-    return merged_dir
+    return save_merged(str(path), str(base_path), workdir / "merged")
 
 
 def convert(llama: Path, model_dir: Path, outfile: Path):
@@ -521,17 +575,21 @@ def check_in_server(llama: Path, gguf: Path, golden: dict, chat: bool) -> dict:
 def model_card(repo: str, source: str, files: list[dict]) -> str:
     rows = "\n".join(f"| `{f['file']}` | {f['quant']} | {f['size_mb']:.1f} MB | `{f['modelfile']}` |" for f in files)
     default = next((f for f in files if f["quant"] == "Q4_K_M"), files[-1])
+    on_hub = not Path(source).exists()  # a local directory is no valid base_model
+    origin = f"[{source}](https://huggingface.co/{source})" if on_hub else f"the local model `{Path(source).name}`"
+    job = job_from_env()
+    made_by = f" Made by job [{job['id']}]({job['url']})." if job.get("url") else ""
+    base_model = f"base_model: {source}\n" if on_hub else ""
     return f"""---
-base_model: {source}
-tags:
+{base_model}tags:
 - gguf
 - llama.cpp
 - hf-llm-trainer
 ---
 # {repo.split('/')[-1]}
 
-GGUF files of [{source}](https://huggingface.co/{source}), converted and quantized with llama.cpp and verified
-(f16 logits and greedy chat answer match the original; every file answers a chat turn in llama-server).
+GGUF files of {origin}, converted and quantized with llama.cpp and verified
+(f16 logits and greedy chat answer match the original; every file answers a chat turn in llama-server).{made_by}
 
 | File | Quantization | Size | Ollama Modelfile |
 |---|---|---|---|
@@ -566,11 +624,19 @@ def upload_patterns(files: list[dict]) -> list[str]:
 
 
 def record_exports(model: str, entries: list[dict], repo: str | None):
-    if not (Path(model) / "run.json").exists():
-        return
+    """The exports join the run's record: a local run directory's run.json, or the run.json of the Hub repo the
+    training pushed to (a model trained elsewhere has none: nothing is recorded)."""
     stamp, job = utcnow(), job_from_env()
-    update_run_record(model, {}, append={"exports": [{**entry, "repo": repo, "date": stamp, "job": job}
-                                                     for entry in entries]})
+    exports = [{**entry, "repo": repo, "date": stamp, "job": job} for entry in entries]
+    if (Path(model) / "run.json").exists():
+        update_run_record(model, {}, append={"exports": exports})
+        return
+    try:
+        if not Path(model).exists() and hub_run_record(model)[0]:
+            append_to_hub_run_record(model, "exports", exports, f"GGUF {', '.join(e['quant'] for e in exports)} "
+                                     f"exported to {repo or 'a local directory'}")
+    except Exception as error:  # noqa: BLE001 - the files are made and verified: the record is a side note
+        log(f"warning: the exports were not recorded in {model}'s run.json ({error}).")
 
 
 def check_arguments(args) -> list[str]:

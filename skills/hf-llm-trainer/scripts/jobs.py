@@ -39,6 +39,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "TIMEOUT", "DELETED"}
 STAGE_ORDER = ["ERROR", "TIMEOUT", "CANCELED", "DELETED", "SCHEDULING", "RUNNING", "COMPLETED"]  # worst first
@@ -275,8 +276,9 @@ def describe(info: dict) -> str:
     if info.get("url"):
         lines.append(f"Logs: {info['url']}")
     trackio = info["trackio"] or {}
-    if trackio.get("space"):
-        lines.append(f"Trackio: {hub_endpoint()}/spaces/{trackio['space']}")
+    if trackio.get("space"):  # the dashboard opened on the run (trackio's query parameters)
+        query = urlencode({"project": trackio.get("project"), "runs": trackio.get("run")})
+        lines.append(f"Trackio: {hub_endpoint()}/spaces/{trackio['space']}?{query}")
     elif trackio and info.get("trackio_dir"):
         lines.append(f"Trackio: project {trackio.get('project')}, run {trackio.get('run')} in the local store "
                      f"{info['trackio_dir']} (trackio show --project {trackio.get('project')})")
@@ -946,21 +948,21 @@ def build_parser():
     submit.add_argument("--with", dest="with_packages", action="append", default=[], metavar="PACKAGE",
                         help="extra package for the job's environment, e.g. 'vllm>=0.22,<=0.31' (repeatable)")
     submit.add_argument("--dry-run", dest="dry_run", action="store_true", help="show what would be submitted")
-    submit.add_argument("--json", action="store_true")
+    submit.add_argument("--json", action="store_true", help="print one JSON document (id, url, flavor, cost, ...)")
     for name, text in (("status", "progress, and on failure what went wrong"), ("wait", "wait until it ends"),
                        ("cancel", "stop the job (every process, every node)")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("id")
-        sub.add_argument("--json", action="store_true")
+        sub.add_argument("id", help="job id (local-... or an HF job / group id)")
+        sub.add_argument("--json", action="store_true", help="print one JSON document")
     logs = commands.add_parser("logs", help="print the job's logs (every node, prefixed, unless --node)")
-    logs.add_argument("id")
-    logs.add_argument("--follow", action="store_true")
-    logs.add_argument("--tail", type=int, default=None)
+    logs.add_argument("id", help="job id (local-... or an HF job / group id)")
+    logs.add_argument("--follow", action="store_true", help="stream new lines until the job ends")
+    logs.add_argument("--tail", type=int, default=None, help="only the last N lines")
     logs.add_argument("--node", type=int, default=None, help="only this node of a multi-node job (0 is the main one)")
     listing = commands.add_parser("list", help="local jobs and, with a token, HF Jobs")
-    listing.add_argument("--backend", choices=["hf", "local"], default=None)
+    listing.add_argument("--backend", choices=["hf", "local"], default=None, help="only this backend's jobs")
     listing.add_argument("--experiment", help="only the jobs of this experiment (with their output dir and repo)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print one JSON list of the jobs")
     return parser
 
 

@@ -3,6 +3,7 @@
 # dependencies = [
 #     "transformers>=5.23,<6",
 #     "huggingface_hub>=2.4,<3",
+#     "safetensors>=0.5,<1",
 #     "torch>=2.6,<2.14",
 #     "peft>=0.17,<1",
 # ]
@@ -135,6 +136,24 @@ def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | 
     except OSError as error:
         raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
                        f"({error.__class__.__name__}); pass a reachable base model.")
+
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
 
 # ---- end of shared block: models ----
 # ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
@@ -646,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub model id, local directory (config.json is enough) or "
                                                        "LoRA adapter (planned as its base)")
-    parser.add_argument("--method", required=True, choices=["sft", "dpo", "grpo"])
+    parser.add_argument("--method", required=True, choices=["sft", "dpo", "grpo"], help="training method")
     parser.add_argument("--peft", default="auto", choices=["auto", "none", "lora", "qlora"],
                         help="auto: LoRA above 3B parameters, else full fine-tuning")
     parser.add_argument("--lora_r", type=int, default=16, help="LoRA rank (all linear layers are targeted)")
@@ -659,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="plan without gradient checkpointing (the trainers enable it on GPU)")
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="default: the trainers' default for the method and PEFT (LoRA/QLoRA: 10x the full rate)")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the dataset")
     parser.add_argument("--dataset_tokens", type=float, default=None, help="training tokens in one epoch")
     parser.add_argument("--validation", default=None, help="a validate_dataset.py --json output (gives the tokens)")
     parser.add_argument("--dataset", default=None, help="dataset name, for the card")

@@ -96,6 +96,53 @@ def update_run_record(directory, fields: dict, append: dict | None = None) -> di
     os.replace(partial, target)
     return record
 
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
+                       "repo the training pushed to.")
+    except EntryNotFoundError:
+        return {}, head
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+    if not isinstance(record, dict):
+        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+    return record, head
+
+
+def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
+    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
+    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+    import sys
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record[key] = record.get(key, []) + entries
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=message, parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+                  file=sys.stderr, flush=True)
+
 # ---- end of shared block: run_record ----
 
 BEGIN, END = "<!-- hflt:begin {} -->", "<!-- hflt:end {} -->"

@@ -8,6 +8,7 @@
 #     "pyarrow>=15,<27",
 #     "accelerate>=1.10,<2",
 #     "huggingface_hub>=2.4,<3",
+#     "safetensors>=0.5,<1",
 #     "trackio>=0.4,<1",
 #     "torch>=2.6,<2.14",
 #     "pyyaml>=6,<7",
@@ -107,6 +108,53 @@ def update_run_record(directory, fields: dict, append: dict | None = None) -> di
     partial.write_text(json.dumps(record, indent=2, default=str))
     os.replace(partial, target)
     return record
+
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
+                       "repo the training pushed to.")
+    except EntryNotFoundError:
+        return {}, head
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+    if not isinstance(record, dict):
+        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+    return record, head
+
+
+def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
+    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
+    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+    import sys
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record[key] = record.get(key, []) + entries
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=message, parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+                  file=sys.stderr, flush=True)
 
 # ---- end of shared block: run_record ----
 
@@ -493,6 +541,24 @@ def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | 
         raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
                        f"({error.__class__.__name__}); pass a reachable base model.")
 
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
+
 # ---- end of shared block: models ----
 
 # ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
@@ -629,12 +695,15 @@ def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
 def resolve_strategy(run_args, hw: dict, n_params: int, peft: str) -> str:
     if run_args.strategy not in ("auto", "ddp", "fsdp"):
         raise BadInput(f"--strategy {run_args.strategy!r} is unknown; use auto, ddp or fsdp.")
-    gpus = (run_args.num_processes or hw["gpus"]) * hw["nodes"]
+    gpus = (run_args.num_processes or max(hw["gpus"], 1)) * hw["nodes"]  # processes: one a device, CPU too
     if gpus <= 1:
         return "single"
     if run_args.strategy != "auto":
         return run_args.strategy
     return training_strategy(n_params, peft, gpus, hw["memory_gb"] or 0.0) if hw["device"] == "cuda" else "ddp"
+
+
+RENDEZVOUS_TIMEOUT_S = 1800
 
 
 def launch_command(run: Run) -> list[str] | None:
@@ -646,18 +715,23 @@ def launch_command(run: Run) -> list[str] | None:
         return None
     rank, port = os.environ.get("HFLT_NODE_RANK", "0"), os.environ.get("HFLT_MAIN_PORT", "29500")
     address = os.environ.get("HFLT_MAIN_ADDRESS") or os.environ.get("HF_NETWORK_GROUP_PREFIX", "") + "main"
+    # Members of a group start when their machines do, minutes apart: each waits this long for all to join
+    # (torch's static rendezvous; the others retry connecting to the main node until it listens).
+    rendezvous = f"timeout={RENDEZVOUS_TIMEOUT_S}"
     if hw["device"] == "cpu":  # accelerate has no multi-process CPU launch with FSDP; plain torch.distributed
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
         if nodes > 1:
-            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port]
+            command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port,
+                        "--rdzv_conf", rendezvous]
         return command
     config = "fsdp2.yaml" if run.strategy == "fsdp" else "multi_gpu.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(importlib.resources.files("trl") / "accelerate_configs" / config),
                "--num_processes", str(processes * nodes), "--num_machines", str(nodes),
                "--mixed_precision", "bf16" if hw["bf16"] else "fp16"]
-    if nodes > 1:  # static rendezvous: the other nodes retry connecting to the main one until it listens
-        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port]
+    if nodes > 1:
+        command += ["--machine_rank", rank, "--main_process_ip", address, "--main_process_port", port,
+                    "--rdzv_conf", rendezvous]
     return command
 
 

@@ -907,7 +907,7 @@ def build_parser():
     parser.add_argument("--dataset", required=True, help="Hub dataset id, local file (jsonl, json, csv, parquet, "
                                                          "arrow) or directory")
     parser.add_argument("--config", default=None, help="dataset configuration (subset) name")
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--split", default="train", help="split of a Hub dataset or a saved DatasetDict")
     parser.add_argument("--model", default=None, help="measure token lengths with this model's tokenizer")
     parser.add_argument("--max_length", type=int, default=2048, help="the training --max_length to check against")
     size = parser.add_mutually_exclusive_group()
