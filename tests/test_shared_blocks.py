@@ -3,6 +3,7 @@ tools/sync_shared.py. These tests fail when a copy drifts, when shared logic is 
 when a copied block uses a name its script does not import."""
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -56,16 +57,17 @@ def test_trainer_main_reads_in_one_sitting(script):
 
 
 def test_trainer_code_stays_under_1100_lines():
-    """The code a person maintains for the trainers: each trainer's own lines (outside the copied blocks) and the
-    blocks only the trainers use. Blocks the validator, plan.py, eval and GGUF scripts share are counted once where
-    they live and not here."""
+    """The code a person maintains for the trainers: each trainer's own lines (outside the copied blocks, with the
+    blank lines a removed block leaves counted as the two PEP 8 puts between definitions) and the blocks only the
+    trainers use. Blocks the validator, plan.py, eval and GGUF scripts share are counted where they live, not here."""
     users = {}
     for script in SCRIPTS.glob("*.py"):
         for name in sync_shared.blocks_in(script.read_text()):
             users.setdefault(name, set()).add(script.name)
     trainer_only = [name for name, scripts in users.items() if scripts <= set(TRAINERS)]
     assert "trainer" in trainer_only
-    own = sum(len(sync_shared.BLOCK.sub("", (SCRIPTS / script).read_text()).splitlines()) for script in TRAINERS)
+    own = sum(len(re.sub(r"\n{4,}", "\n\n\n", sync_shared.BLOCK.sub("", (SCRIPTS / script).read_text())).splitlines())
+              for script in TRAINERS)
     shared = sum(len((ROOT / "tools" / "shared" / f"{name}.py").read_text().splitlines()) for name in trainer_only)
     assert own + shared < 1100, f"trainers {own} + their blocks {sorted(trainer_only)} {shared} lines"
 

@@ -3,7 +3,7 @@ validator prints are the flags the trainer applies."""
 
 from pathlib import Path
 
-from errors import BadInput
+from errors import BadInput, first_line
 
 CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
 ROLES = ("system", "user", "assistant", "tool")
@@ -36,7 +36,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except BadInput:
         raise
     except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = str(error.__cause__ or error).strip().splitlines()[0][:300]
+        cause = first_line(error.__cause__ or error)[:300]
         raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
                        "line).")
     except ConnectionError as error:
@@ -44,7 +44,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
     except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
                        "file.")
     except ValueError as error:
         if "split" in str(error).lower():

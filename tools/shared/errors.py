@@ -9,3 +9,8 @@ class BadInput(Exception):
 
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -44,10 +44,19 @@ def check_weights(name: str):
     path = Path(name)
     if not path.is_dir():
         return
-    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
     if not weights:
         raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
                        "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
     for file in weights:
         if file.suffix == ".safetensors":
             try:

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errors import BadInput
+from errors import BadInput, first_line
 from models import adapter_base, check_weights, merge_adapter, meta_model
 from recipes import default_learning_rate, default_peft, training_strategy
 from run_record import job_from_env, update_run_record, utcnow
@@ -62,6 +62,7 @@ class Run:
     strategy: str
     learning_rate_reason: str
     model_config: object = None
+    processor: object = None  # the tokenizer, or the processor of a vision model
     resume_from: str | None = None
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
@@ -181,9 +182,9 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
-        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+        raise BadInput(f"{first_line(error)}; see --help for the accepted flags.")
     except (OSError, yaml.YAMLError) as error:
-        raise BadInput(f"The --config file could not be read ({str(error).splitlines()[0]}); pass a YAML file of "
+        raise BadInput(f"The --config file could not be read ({first_line(error)}); pass a YAML file of "
                        "flag: value lines.")
     check_numbers(training_args)
     if not script_args.dataset_name:
@@ -253,7 +254,7 @@ def check_push_access(args):
     try:
         HfApi().whoami()
     except Exception as error:  # noqa: BLE001 - offline, unreachable, refused: the same sentence and fix
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+        reason = first_line(error)[:200]
         raise BadInput(f"--push_to_hub cannot reach the Hub with this token ({reason}); check HF_TOKEN and the "
                        "network (HF_HUB_OFFLINE unset), or train without --push_to_hub.")
 
@@ -303,8 +304,10 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
+    run.processor = load_tokenizer(run.model_args)
     if "input_ids" not in dataset.column_names:
-        template = getattr(run.training_args, "chat_template_path", None) or chat_template(run.model_args)
+        template = (getattr(run.training_args, "chat_template_path", None) or run.processor.chat_template
+                    or getattr(getattr(run.processor, "tokenizer", None), "chat_template", None))
         check_chat_template(dataset, run.method, run.model_args.model_name_or_path, template is not None)
     if run.run_args.eval_ratio == 0:
         return dataset, None
@@ -332,10 +335,6 @@ def load_tokenizer(model_args):
                 name, revision=revision)
     raise BadInput(f"No tokenizer found in {path} or its base model; save the tokenizer beside the weights.")
 
-
-def chat_template(model_args) -> str | None:
-    processor = load_tokenizer(model_args)
-    return processor.chat_template or getattr(getattr(processor, "tokenizer", None), "chat_template", None)
 
 
 def load_model(run: Run):
@@ -385,6 +384,7 @@ def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
         "hub_repo": args.hub_model_id if args.push_to_hub else None,
         "output_dir": str(Path(args.output_dir).resolve()), "started_at": utcnow(), "resumed_from": run.resume_from,
         "steps": {"done": 0, "total": None}, "metrics": {"final": {}, "best": {}},
+        "finished_at": None, "error": None,  # a resumed run clears what a failed attempt left
     }
 
 
@@ -484,7 +484,8 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
         if not args.push_to_hub:
             raise
-        add_training_record(args.output_dir, record)  # the push by hand carries it too
+        if trainer.is_world_process_zero():
+            add_training_record(args.output_dir, record)  # the push by hand carries it too
         print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
               f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
         sys.exit(1)

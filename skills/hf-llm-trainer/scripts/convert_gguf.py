@@ -94,6 +94,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
@@ -234,10 +239,19 @@ def check_weights(name: str):
     path = Path(name)
     if not path.is_dir():
         return
-    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
     if not weights:
         raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
                        "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
     for file in weights:
         if file.suffix == ".safetensors":
             try:
@@ -360,8 +374,8 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
     path = Path(model)
     if not path.is_dir():
         try:
-            path = Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja",
-                                                                  "*.txt", "*.py"]))
+            path = Path(snapshot_download(model, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model",
+                                                                  "*.jinja", "*.txt", "*.py"]))
         except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
             raise BadInput(f"Model {model!r} is neither a local directory nor a reachable Hub repo ({error.__class__.__name__}).")
     adapter = path / "adapter_config.json"
@@ -374,6 +388,7 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
             raise BadInput(f"{path / 'config.json'} is not valid JSON; restore it from the training output.")
         check_weights(str(path))
         return path
+    check_weights(str(path))  # before its base is fetched
     base = base or adapter_base(str(path))
     try:
         base_path = resolve_model(base, None, workdir) if base else None
@@ -382,7 +397,6 @@ def resolve_model(model: str, base: str | None, workdir: Path) -> Path:
     if base_path is None:
         raise BadInput(f"{model} is a LoRA adapter and its base {base!r} cannot be reached; pass --base with a local "
                        "directory or a Hub id of the base model.")
-    check_weights(str(path))
     log(f"Merging the LoRA adapter {model} into {base} (fp32, then saved in the base's dtype)...")
     return save_merged(str(path), str(base_path), workdir / "merged")
 

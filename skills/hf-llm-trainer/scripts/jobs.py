@@ -90,6 +90,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
@@ -597,7 +602,7 @@ def hub_errors(what: str, job_id: str | None = None):
         raise BadInput(f"No HF job {job_id} in your namespace; `jobs.py list` shows your jobs.") from None
     except HfHubHTTPError as error:
         code = error.response.status_code
-        reason = (error.server_message or str(error)).strip().splitlines()[0].rstrip(".")
+        reason = first_line(error.server_message or error).rstrip(".")
         if code == 401:
             raise BadInput(f"The Hub rejected the token ({reason}); run `hf auth login` or set a valid HF_TOKEN.") \
                 from None
@@ -617,7 +622,7 @@ def hf_hardware() -> dict[str, float] | None:
 def refusal(error, flavor: str, suggestions: list[str]) -> BadInput | None:
     """HF Jobs refusing a submission for a reason the person fixes: credit, flavor, token scope."""
     code = error.response.status_code
-    reason = (error.server_message or str(error)).strip().splitlines()[0].rstrip(".")
+    reason = first_line(error.server_message or error).rstrip(".")
     if code == 402:
         return BadInput(f"HF Jobs refused the job for lack of credit (Jobs run on a positive credit balance); add "
                         f"credits at {BILLING_URL}, or run it on this machine with --backend local.")

@@ -43,6 +43,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
@@ -92,10 +97,19 @@ def check_weights(name: str):
     path = Path(name)
     if not path.is_dir():
         return
-    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
     if not weights:
         raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
                        "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
     for file in weights:
         if file.suffix == ".safetensors":
             try:

@@ -45,6 +45,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
@@ -670,7 +675,9 @@ def main():
     for entry in runs:
         if entry["name"] not in records and entry.get("source"):
             record = load_record(entry["source"], required=False)
-            if record and entry.get("job") and record_jobs(record) and entry["job"] not in record_jobs(record):
+            job = jobs_by_id.get(entry.get("job")) or {}
+            answers = {entry.get("job"), *(member["id"] for member in job.get("members", []))}
+            if record and entry.get("job") and record_jobs(record) and not record_jobs(record) & answers:
                 record = None  # the repo now holds a later run's record (a run resumed into the same repo, say)
             records[entry["name"]] = record
 

@@ -67,6 +67,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
@@ -192,7 +197,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except BadInput:
         raise
     except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = str(error.__cause__ or error).strip().splitlines()[0][:300]
+        cause = first_line(error.__cause__ or error)[:300]
         raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
                        "line).")
     except ConnectionError as error:
@@ -200,7 +205,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
     except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
                        "file.")
     except ValueError as error:
         if "split" in str(error).lower():
@@ -497,10 +502,19 @@ def check_weights(name: str):
     path = Path(name)
     if not path.is_dir():
         return
-    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
     if not weights:
         raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
                        "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
     for file in weights:
         if file.suffix == ".safetensors":
             try:
@@ -777,6 +791,7 @@ class Run:
     strategy: str
     learning_rate_reason: str
     model_config: object = None
+    processor: object = None  # the tokenizer, or the processor of a vision model
     resume_from: str | None = None
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
@@ -896,9 +911,9 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     try:
         script_args, training_args, model_args, run_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
-        raise BadInput(f"{str(error).splitlines()[0]}; see --help for the accepted flags.")
+        raise BadInput(f"{first_line(error)}; see --help for the accepted flags.")
     except (OSError, yaml.YAMLError) as error:
-        raise BadInput(f"The --config file could not be read ({str(error).splitlines()[0]}); pass a YAML file of "
+        raise BadInput(f"The --config file could not be read ({first_line(error)}); pass a YAML file of "
                        "flag: value lines.")
     check_numbers(training_args)
     if not script_args.dataset_name:
@@ -968,7 +983,7 @@ def check_push_access(args):
     try:
         HfApi().whoami()
     except Exception as error:  # noqa: BLE001 - offline, unreachable, refused: the same sentence and fix
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+        reason = first_line(error)[:200]
         raise BadInput(f"--push_to_hub cannot reach the Hub with this token ({reason}); check HF_TOKEN and the "
                        "network (HF_HUB_OFFLINE unset), or train without --push_to_hub.")
 
@@ -1018,8 +1033,10 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
                         run.script_args.dataset_train_split)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
+    run.processor = load_tokenizer(run.model_args)
     if "input_ids" not in dataset.column_names:
-        template = getattr(run.training_args, "chat_template_path", None) or chat_template(run.model_args)
+        template = (getattr(run.training_args, "chat_template_path", None) or run.processor.chat_template
+                    or getattr(getattr(run.processor, "tokenizer", None), "chat_template", None))
         check_chat_template(dataset, run.method, run.model_args.model_name_or_path, template is not None)
     if run.run_args.eval_ratio == 0:
         return dataset, None
@@ -1047,10 +1064,6 @@ def load_tokenizer(model_args):
                 name, revision=revision)
     raise BadInput(f"No tokenizer found in {path} or its base model; save the tokenizer beside the weights.")
 
-
-def chat_template(model_args) -> str | None:
-    processor = load_tokenizer(model_args)
-    return processor.chat_template or getattr(getattr(processor, "tokenizer", None), "chat_template", None)
 
 
 def load_model(run: Run):
@@ -1100,6 +1113,7 @@ def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
         "hub_repo": args.hub_model_id if args.push_to_hub else None,
         "output_dir": str(Path(args.output_dir).resolve()), "started_at": utcnow(), "resumed_from": run.resume_from,
         "steps": {"done": 0, "total": None}, "metrics": {"final": {}, "best": {}},
+        "finished_at": None, "error": None,  # a resumed run clears what a failed attempt left
     }
 
 
@@ -1199,7 +1213,8 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     except Exception as error:  # noqa: BLE001 - the model is saved; say how to finish the push by hand
         if not args.push_to_hub:
             raise
-        add_training_record(args.output_dir, record)  # the push by hand carries it too
+        if trainer.is_world_process_zero():
+            add_training_record(args.output_dir, record)  # the push by hand carries it too
         print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
               f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
         sys.exit(1)
@@ -1231,19 +1246,31 @@ def choose_loss_masking(run, dataset, processor) -> str:
         return "whole sequence (not conversational data)"
     if args.assistant_only_loss is False:
         return "whole sequence (--assistant_only_loss false)"
-    if args.chat_template_path:  # the trainer swaps it in: a .jinja file, or the template of a tokenizer
-        path = Path(args.chat_template_path)
-        maskable = has_generation_markers(path.read_text() if path.is_file() else
-                                          AutoTokenizer.from_pretrained(args.chat_template_path).chat_template or "")
-    else:
-        try:
-            maskable = (has_generation_markers(tokenizer.chat_template or "")
-                        or get_training_chat_template(tokenizer) is not None)
-        except ValueError:  # TRL ships no training template for this family
-            maskable = False
+    try:
+        maskable = (has_generation_markers(tokenizer.chat_template or "")
+                    or get_training_chat_template(tokenizer) is not None)
+    except ValueError:  # TRL ships no training template for this family
+        maskable = False
     args.assistant_only_loss = maskable
     return ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} markers "
             "and TRL has no training template for it)")
+
+
+def swap_in_chat_template(run, processor):
+    """--chat_template_path replaces the model's template when the trainer starts (TRL reads a .jinja/.j2 file, else
+    the template of that model id's tokenizer): the decisions below are taken on the one that will train."""
+    path = run.training_args.chat_template_path
+    if not path:
+        return
+    try:
+        template = (Path(path).read_text() if path.endswith((".jinja", ".j2"))
+                    else AutoTokenizer.from_pretrained(path).chat_template)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"--chat_template_path {path} could not be read ({error.__class__.__name__}); pass a .jinja "
+                       "file or a model id whose tokenizer has a chat template.")
+    if not template:
+        raise BadInput(f"--chat_template_path {path} holds no chat template; pass a .jinja file or another model id.")
+    getattr(processor, "tokenizer", processor).chat_template = template
 
 
 def choose_pad_token(run, processor):
@@ -1251,14 +1278,21 @@ def choose_pad_token(run, processor):
     masking the padding would mask the stop. Else a special token the template never writes pads, "pad" ones first."""
     tokenizer = getattr(processor, "tokenizer", processor)
     template = tokenizer.chat_template or ""
+    forbidden = {tokenizer.eos_token, tokenizer.bos_token}  # templates name these by variable, not by their text
     special = [token.content for _, token in sorted(tokenizer.added_tokens_decoder.items()) if token.special]
-    usable = [token for token in special if token != tokenizer.eos_token and token not in template]
+    usable = [token for token in special if token not in forbidden and token not in template]
+    wanted = run.training_args.pad_token
+    if wanted:
+        if wanted in forbidden or wanted in template:
+            raise BadInput(f"--pad_token {wanted} ends a sequence or a turn, so masking the padding would mask the "
+                           "stop; pass another token the data never contains.")
+        return
     if tokenizer.pad_token in usable:
         return
     if not usable:
         raise BadInput(f"The tokenizer pads with {tokenizer.pad_token!r}, which ends a sequence or a turn, and has no "
                        "other special token to pad with; pass --pad_token with a token the data never contains.")
-    run.training_args.pad_token = run.training_args.pad_token or min(usable, key=lambda token: "pad" not in token)
+    run.training_args.pad_token = min(usable, key=lambda token: "pad" not in token)
 
 
 def check_end_of_turn_trained(trainer, rows: int = 8, scan: int = 256):
@@ -1302,7 +1336,8 @@ def main():
                         assistant_only_loss=None)  # None: decided from the data and the chat template
     run = parse_run(parser, METHOD, hw)
     dataset, eval_dataset = load_training_data(run)
-    processor = load_tokenizer(run.model_args)
+    processor = run.processor
+    swap_in_chat_template(run, processor)
     run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
     choose_pad_token(run, processor)
     args = run.training_args

@@ -56,6 +56,11 @@ class BadInput(Exception):
     def __init__(self, message: str):
         super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
 
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
 # ---- end of shared block: errors ----
 
 # ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
@@ -99,7 +104,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except BadInput:
         raise
     except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = str(error.__cause__ or error).strip().splitlines()[0][:300]
+        cause = first_line(error.__cause__ or error)[:300]
         raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
                        "line).")
     except ConnectionError as error:
@@ -107,7 +112,7 @@ def load_rows(name: str, config: str | None, split: str, streaming: bool = False
     except FileNotFoundError as error:
         raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
     except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({str(error).splitlines()[0][:200]}); fix or replace the "
+        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
                        "file.")
     except ValueError as error:
         if "split" in str(error).lower():
@@ -431,7 +436,7 @@ def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | No
         try:
             parquet = pq.ParquetFile(path)
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            raise BadInput(f"{path} could not be read as parquet ({str(error).splitlines()[0][:200]}); fix the file.")
+            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
         rows = parquet.metadata.num_rows
         batches = parquet.iter_batches(batch_size=min(limit or rows, 65536) or 1)
         table_rows = []
@@ -456,7 +461,7 @@ def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | No
             dataset = (Dataset.from_file(str(path)) if suffix == ".arrow"
                        else load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train"))
         except Exception as error:  # noqa: BLE001 - the datasets error names the bad line
-            raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({str(error).splitlines()[0][:200]}); fix the file.")
+            raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error)[:200]}); fix the file.")
         return dataset.select(range(min(limit or len(dataset), len(dataset)))).to_list(), len(dataset)
     raise BadInput(f"{path} has an unsupported format {suffix or '(no extension)'}; use jsonl, json, csv, parquet or arrow.")
 
@@ -781,7 +786,7 @@ def as_dataset(rows: list[dict]):
     try:
         return Dataset.from_dict({column: [row.get(column) for row in rows] for column in columns})
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise BadInput(f"The rows do not load as one table ({str(error).splitlines()[0][:200]}); every row needs the "
+        raise BadInput(f"The rows do not load as one table ({first_line(error)[:200]}); every row needs the "
                        "same structure in a column.")
 
 
@@ -790,7 +795,7 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict, model: str | No
     verdict that would fail in the trainer becomes INCOMPATIBLE with the trainer's reason, word for word. With
     --model, the chat template the rows need is checked too."""
     dataset = as_dataset(rows)
-    has_template = tokenizer_of(model).chat_template is not None if model else True
+    has_template = chat_template_of(model) is not None if model else True
     for method in TRAINED:
         result = methods[method]
         fixable = result["status"] != "incompatible"
@@ -822,6 +827,18 @@ def tokenizer_of(model: str):
     except (OSError, ValueError) as error:
         raise BadInput(f"Tokenizer of {model!r} could not be loaded ({error.__class__.__name__}); pass a Hub id "
                        "(online) or a local model directory.")
+
+
+def chat_template_of(model: str) -> str | None:
+    """The template the trainer renders with: the processor's (vision models keep it there), else the tokenizer's."""
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(model)
+    except (OSError, ValueError, KeyError):
+        processor = tokenizer_of(model)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return getattr(processor, "chat_template", None) or tokenizer.chat_template
 
 
 def token_stats(rows, methods, args) -> dict:
