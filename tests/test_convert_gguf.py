@@ -185,6 +185,10 @@ def test_bad_inputs_exit_2_and_leave_nothing_behind(case, needle, tiny_model, tm
         model.mkdir()
         (model / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/nowhere/base",
                                                                "peft_type": "LORA"}))
+        import torch
+        from safetensors.torch import save_file
+
+        save_file({"lora_A": torch.zeros(1)}, model / "adapter_model.safetensors")  # whole: its base is what is missing
     elif case == "weights":
         model.mkdir()
         shutil.copy(Path(tiny_model) / "config.json", model)
