@@ -29,7 +29,8 @@ $(CLIENTS)/.installed-$(CLAUDE_CODE_VERSION)-$(GEMINI_CLI_VERSION):
 	touch $@
 
 test: setup clients
-	HFLT_CLIENTS=$(CLIENTS)/node_modules/.bin $(PY) -m pytest -q -n $(TEST_WORKERS) tests; rc=$$?; \
+	@start=$$(date +%s); HFLT_CLIENTS=$(CLIENTS)/node_modules/.bin $(PY) -m pytest -q -n $(TEST_WORKERS) tests; rc=$$?; \
+		echo "make test: pytest took $$(( $$(date +%s) - start )) s on $$(nproc) cores ($(TEST_WORKERS) workers)"; \
 		if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 demo: setup
@@ -41,7 +42,7 @@ lint: setup
 agents: setup
 	$(PY) tools/sync_agents.py
 
-# Code several scripts share: one source in tools/shared/, copied between markers into each script.
+# Code several scripts share: one source in tools/shared/, copied to the end of each script; headers pin the dev lock's stack.
 shared: setup
 	$(PY) tools/sync_shared.py
 

@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools" / "shared"))
+sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "bench"))
-import attention  # noqa: E402
 from common import run, token_dataset  # noqa: E402
 from gpu_bench import build_model, predict  # noqa: E402
+from shared import attention  # noqa: E402
 
 PEAK_FLOPS = 989e12  # dense bf16 of an H100 SXM; the H200's is the same
 MFU_BASIS = "6N FLOPs per real token (N: all parameters, LoRA runs too) over 989 TFLOP/s dense bf16"

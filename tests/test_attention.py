@@ -20,11 +20,10 @@ from conftest import ROOT
 from torch.nn.attention import varlen
 from transformers import AutoModelForCausalLM, Gemma2Config, MistralConfig, Qwen3Config
 
-sys.path.insert(0, str(ROOT / "tools" / "shared"))
 sys.path.insert(0, str(ROOT / "bench"))
-import attention  # noqa: E402
 import gpu_suite  # noqa: E402
-from errors import BadInput  # noqa: E402
+from shared import attention  # noqa: E402
+from shared.errors import BadInput  # noqa: E402
 
 QWEN3 = Qwen3Config(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=2, head_dim=16)

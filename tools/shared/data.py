@@ -3,7 +3,7 @@ validator prints are the flags the trainer applies."""
 
 from pathlib import Path
 
-from errors import BadInput, first_line
+from .errors import BadInput, first_line
 
 CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
 ROLES = ("system", "user", "assistant", "tool")

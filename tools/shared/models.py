@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from errors import BadInput
+from .errors import BadInput
 
 
 def adapter_base(name: str, revision: str | None = None) -> str | None:

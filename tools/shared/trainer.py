@@ -14,13 +14,13 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from errors import BadInput, first_line
-from models import adapter_base, check_weights, merge_adapter, meta_model
-from recipes import default_learning_rate, default_peft, training_strategy
-from run_record import job_from_env, update_run_record, utcnow
 from transformers import TrainerCallback
 
-from data import check_chat_template, check_training_rows, load_rows, parse_map, prepare_dataset
+from .data import check_chat_template, check_training_rows, load_rows, parse_map, prepare_dataset
+from .errors import BadInput, first_line
+from .models import adapter_base, check_weights, merge_adapter, meta_model
+from .recipes import default_learning_rate, default_peft, training_strategy
+from .run_record import job_from_env, update_run_record, utcnow
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -64,6 +64,7 @@ class Run:
     model_config: object = None
     processor: object = None  # the tokenizer, or the processor of a vision model
     resume_from: str | None = None
+    method_args: tuple = ()  # a trainer's own argument dataclasses, after the four every trainer parses
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
 
@@ -180,7 +181,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     import yaml
 
     try:
-        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+        script_args, training_args, model_args, run_args, *method_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
         raise BadInput(f"{first_line(error)}; see --help for the accepted flags.")
     except (OSError, yaml.YAMLError) as error:
@@ -209,7 +210,8 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
     run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
-              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
+              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config,
+              method_args=tuple(method_args))
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched

@@ -14,6 +14,18 @@
 # ]
 # [tool.uv]
 # exclude-newer = "2026-11-21T00:00:00Z"
+# constraint-dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "lighteval==0.13.0",
+#     "peft==0.21.2",
+#     "pyarrow==26.0.1",
+#     "torch==2.13.0",
+#     "trackio==0.43.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
 # ///
 """HumanEval pass@1 / pass@k of a model, a pushed checkpoint or a LoRA adapter, or of saved completions; generated
 code runs in an operating-system sandbox.
@@ -54,7 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 STOP = ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "]
@@ -165,235 +177,6 @@ REPO_ID = re.compile(r"\w[\w.-]*/\w[\w.-]*")  # owner/name; ./x and ../x are pat
 # A pushed checkpoint folder holds optimizer and scheduler states that evaluation does not need.
 NOT_FOR_EVALUATION = ["optimizer.pt", "scheduler.pt", "rng_state*.pth", "*/optimizer.pt", "*/scheduler.pt",
                       "*/rng_state*.pth"]
-
-
-# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
-
-class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
-    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
-
-    def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
-
-
-def first_line(error) -> str:
-    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-# ---- end of shared block: errors ----
-
-# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-# ---- end of shared block: cli ----
-
-# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def job_from_env() -> dict:
-    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
-    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
-    job_id = os.environ.get("JOB_ID")
-    url = os.environ.get("HFLT_JOB_URL")
-    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
-    group = os.environ.get("HFLT_JOB_GROUP")
-    return {"id": job_id, "url": url} | ({"group": group} if group else {})
-
-
-def read_run_record(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
-        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
-    if not isinstance(record, dict):
-        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
-    return record
-
-
-def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
-    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
-    never sees half a file, and what evaluations and exports appended is kept."""
-    target = Path(directory) / "run.json"
-    record = read_run_record(target) | fields
-    for key, entries in (append or {}).items():
-        record[key] = record.get(key, []) + entries
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(partial, target)
-    return record
-
-
-def hub_run_record(repo: str) -> tuple[dict, str]:
-    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
-    from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-
-    try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
-    except RepositoryNotFoundError:
-        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
-                       "repo the training pushed to.")
-    except EntryNotFoundError:
-        return {}, head
-    except (HfHubHTTPError, OSError) as error:
-        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
-                       "directory or go online.")
-    try:
-        record = json.loads(path.read_text())
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-    if not isinstance(record, dict):
-        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
-    return record, head
-
-
-def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
-    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
-    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
-    import sys
-
-    from huggingface_hub import CommitOperationAdd, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record[key] = record.get(key, []) + entries
-        try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=message, parent_commit=head)
-            return
-        except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
-                raise
-            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
-                  file=sys.stderr, flush=True)
-
-# ---- end of shared block: run_record ----
-
-# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
-
-def adapter_base(name: str, revision: str | None = None) -> str | None:
-    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    path = Path(name)
-    if path.is_dir():
-        config = path / "adapter_config.json"
-        if not config.exists():
-            if not (path / "config.json").exists():
-                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
-                               "adapter directory or a Hub model id.")
-            return None
-    elif name.startswith((".", "/")) or name.count("/") > 1:
-        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
-    else:
-        try:
-            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
-        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
-            return None
-    try:
-        base = json.loads(config.read_text()).get("base_model_name_or_path")
-    except (ValueError, AttributeError):
-        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
-    if not base:
-        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
-                       "first or pass the base model.")
-    return base
-
-
-def check_weights(name: str):
-    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
-    interrupted) would fail only when the model loads, on the GPU machine."""
-    from safetensors import safe_open
-
-    path = Path(name)
-    if not path.is_dir():
-        return
-    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
-    if not weights:
-        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
-                       "directory.")
-    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, AttributeError):
-            raise BadInput(f"{index} is not a valid weight index; copy it again.")
-        missing = sorted(shard for shard in shards if not (path / shard).exists())
-        if missing:
-            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
-                           "directory.")
-    for file in weights:
-        if file.suffix == ".safetensors":
-            try:
-                with safe_open(file, framework="pt"):
-                    pass
-            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
-                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
-
-
-def meta_model(name: str, revision: str | None = None):
-    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
-    counts as the base it is merged into."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    base = adapter_base(name, revision)
-    try:
-        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
-    except (OSError, ValueError) as error:
-        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
-                       "Hub model id (online) or a local directory with config.json.")
-    with torch.device("meta"):
-        try:
-            return AutoModelForCausalLM.from_config(config)
-        except ValueError:
-            return AutoModelForImageTextToText.from_config(config)
-
-
-def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
-    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = base or adapter_base(adapter, revision)
-    try:
-        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
-    except OSError as error:
-        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
-                       f"({error.__class__.__name__}); pass a reachable base model.")
-
-
-def save_merged(adapter: str, base: str, out: Path) -> Path:
-    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
-    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
-    import shutil
-
-    import torch
-    from transformers import AutoTokenizer
-
-    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
-    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
-    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
-    for name in ("tokenizer.model", "chat_template.jinja"):
-        for candidate in (Path(adapter) / name, Path(base) / name):
-            if candidate.exists() and not (out / name).exists():
-                shutil.copy(candidate, out / name)
-    return out
-
-# ---- end of shared block: models ----
 
 
 PROGRESS = sys.stderr  # our [eval] lines; the libraries' output may be sent elsewhere (quiet_libraries)
@@ -840,6 +623,247 @@ def main():
                 "again (--save_samples keeps the completions to re-score with --completions).")
             sys.exit(1)
         log(f"[eval] recorded in {target[1]}/run.json")
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+
+# The exception every script turns into one sentence on stderr and exit code 2.
+
+class BadInput(Exception):
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+# ---- end of shared block: errors ----
+
+
+# ---- shared block: cli (tools/shared/cli.py; edit it there, then `make shared`) sha256:9b103f0819db4f39 ----
+
+# The argument parser of the scripts that are not trainers (those use TRL's parser): a mistake in the flags is one
+# sentence and exit 2, not argparse's usage block.
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
+
+
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+
+# run.json: the record of one training run, which evaluations and GGUF exports append to.
+
+def utcnow() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def job_from_env() -> dict:
+    """The job this process runs in: HF Jobs sets JOB_ID (jobs.py adds the namespace for the link, and the group id
+    of a multi-node job); the local backend of jobs.py sets JOB_ID and HFLT_JOB_URL."""
+    job_id = os.environ.get("JOB_ID")
+    url = os.environ.get("HFLT_JOB_URL")
+    if job_id and not url and os.environ.get("HFLT_JOB_NAMESPACE"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        url = f"{endpoint}/jobs/{os.environ['HFLT_JOB_NAMESPACE']}/{job_id}"
+    group = os.environ.get("HFLT_JOB_GROUP")
+    return {"id": job_id, "url": url} | ({"group": group} if group else {})
+
+
+def read_run_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
+    if not isinstance(record, dict):
+        raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
+    return record
+
+
+def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
+    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
+    never sees half a file, and what evaluations and exports appended is kept."""
+    target = Path(directory) / "run.json"
+    record = read_run_record(target) | fields
+    for key, entries in (append or {}).items():
+        record[key] = record.get(key, []) + entries
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record, indent=2, default=str))
+    os.replace(partial, target)
+    return record
+
+
+def hub_run_record(repo: str) -> tuple[dict, str]:
+    """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        head = HfApi().model_info(repo).sha
+        path = Path(hf_hub_download(repo, "run.json", revision=head))
+    except RepositoryNotFoundError:
+        raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
+                       "repo the training pushed to.")
+    except EntryNotFoundError:
+        return {}, head
+    except (HfHubHTTPError, OSError) as error:
+        raise BadInput(f"{repo}: the Hub could not be reached ({error.__class__.__name__}); pass a local run "
+                       "directory or go online.")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
+    if not isinstance(record, dict):
+        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+    return record, head
+
+
+def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
+    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
+    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+    import sys
+
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, attempts + 1):
+        record, head = hub_run_record(repo)
+        record[key] = record.get(key, []) + entries
+        try:
+            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
+                                  commit_message=message, parent_commit=head)
+            return
+        except HfHubHTTPError as error:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+                raise
+            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+                  file=sys.stderr, flush=True)
+
+# ---- end of shared block: run_record ----
+
+
+# ---- shared block: models (tools/shared/models.py; edit it there, then `make shared`) sha256:6b332c6b6df410ce ----
+
+# Model loading shared by the trainers, plan.py, evaluation and GGUF export: LoRA adapters and exact counts.
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
+
+# ---- end of shared block: models ----
 
 
 if __name__ == "__main__":

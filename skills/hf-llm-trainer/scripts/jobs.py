@@ -6,6 +6,18 @@
 # ]
 # [tool.uv]
 # exclude-newer = "2026-11-21T00:00:00Z"
+# constraint-dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "lighteval==0.13.0",
+#     "peft==0.21.2",
+#     "pyarrow==26.0.1",
+#     "torch==2.13.0",
+#     "trackio==0.43.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
 # ///
 """Submit, watch and manage training jobs on Hugging Face Jobs (`hf`) or as local detached processes (`local`).
 
@@ -37,7 +49,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -81,31 +93,6 @@ FAILURES = [
 ]
 
 
-# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
-
-class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
-    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
-
-    def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
-
-
-def first_line(error) -> str:
-    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-# ---- end of shared block: errors ----
-
-# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-# ---- end of shared block: cli ----
-
-
 class Failure(Exception):
     """Something failed at run time (network, corrupt state): exit 1."""
 
@@ -141,7 +128,7 @@ def duration(seconds: float | None) -> str:
 
 def iso(moment: float | datetime | None) -> str | None:
     if isinstance(moment, (int, float)):
-        moment = datetime.fromtimestamp(moment, timezone.utc)
+        moment = datetime.fromtimestamp(moment, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
@@ -619,7 +606,7 @@ def hf_hardware() -> dict[str, float] | None:
     return None
 
 
-def refusal(error, flavor: str, suggestions: list[str]) -> BadInput | None:
+def refusal(error, flavor: str, suggestions: list[str]) -> "BadInput | None":
     """HF Jobs refusing a submission for a reason the person fixes: credit, flavor, token scope."""
     code = error.response.status_code
     reason = first_line(error.server_message or error).rstrip(".")
@@ -675,7 +662,7 @@ def hf_stage(job) -> str:
 
 def hf_elapsed(job) -> float | None:
     if job.started_at:
-        return ((job.finished_at or datetime.now(timezone.utc)) - job.started_at).total_seconds()
+        return ((job.finished_at or datetime.now(UTC)) - job.started_at).total_seconds()
     return job.durations.running_secs if job.durations else None
 
 
@@ -1001,6 +988,37 @@ def main():
         return cmd_wait(args)
     info = status(args.id)
     print(json.dumps(info, indent=2) if args.json else describe(info))
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+
+# The exception every script turns into one sentence on stderr and exit code 2.
+
+class BadInput(Exception):
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+# ---- end of shared block: errors ----
+
+
+# ---- shared block: cli (tools/shared/cli.py; edit it there, then `make shared`) sha256:9b103f0819db4f39 ----
+
+# The argument parser of the scripts that are not trainers (those use TRL's parser): a mistake in the flags is one
+# sentence and exit 2, not argparse's usage block.
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
 
 
 if __name__ == "__main__":

@@ -9,6 +9,18 @@
 # ]
 # [tool.uv]
 # exclude-newer = "2026-11-21T00:00:00Z"
+# constraint-dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "lighteval==0.13.0",
+#     "peft==0.21.2",
+#     "pyarrow==26.0.1",
+#     "torch==2.13.0",
+#     "trackio==0.43.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
 # ///
 """Plan a training run: the cheapest Hugging Face Jobs flavor that fits, with memory, time and cost estimates.
 
@@ -33,177 +45,6 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
-
-class BadInput(Exception):
-    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
-    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
-
-    def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
-
-
-def first_line(error) -> str:
-    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-# ---- end of shared block: errors ----
-
-# ---- shared block: cli (tools/shared/cli.py; `make shared` copies it here, edit it there) ----
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadInput(f"{message}; see `{self.prog} --help`.")
-
-# ---- end of shared block: cli ----
-# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
-
-def adapter_base(name: str, revision: str | None = None) -> str | None:
-    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-    path = Path(name)
-    if path.is_dir():
-        config = path / "adapter_config.json"
-        if not config.exists():
-            if not (path / "config.json").exists():
-                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
-                               "adapter directory or a Hub model id.")
-            return None
-    elif name.startswith((".", "/")) or name.count("/") > 1:
-        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
-    else:
-        try:
-            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
-        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
-            return None
-    try:
-        base = json.loads(config.read_text()).get("base_model_name_or_path")
-    except (ValueError, AttributeError):
-        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
-    if not base:
-        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
-                       "first or pass the base model.")
-    return base
-
-
-def check_weights(name: str):
-    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
-    interrupted) would fail only when the model loads, on the GPU machine."""
-    from safetensors import safe_open
-
-    path = Path(name)
-    if not path.is_dir():
-        return
-    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
-    if not weights:
-        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
-                       "directory.")
-    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, AttributeError):
-            raise BadInput(f"{index} is not a valid weight index; copy it again.")
-        missing = sorted(shard for shard in shards if not (path / shard).exists())
-        if missing:
-            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
-                           "directory.")
-    for file in weights:
-        if file.suffix == ".safetensors":
-            try:
-                with safe_open(file, framework="pt"):
-                    pass
-            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
-                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
-
-
-def meta_model(name: str, revision: str | None = None):
-    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
-    counts as the base it is merged into."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    base = adapter_base(name, revision)
-    try:
-        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
-    except (OSError, ValueError) as error:
-        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
-                       "Hub model id (online) or a local directory with config.json.")
-    with torch.device("meta"):
-        try:
-            return AutoModelForCausalLM.from_config(config)
-        except ValueError:
-            return AutoModelForImageTextToText.from_config(config)
-
-
-def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
-    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = base or adapter_base(adapter, revision)
-    try:
-        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
-    except OSError as error:
-        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
-                       f"({error.__class__.__name__}); pass a reachable base model.")
-
-
-def save_merged(adapter: str, base: str, out: Path) -> Path:
-    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
-    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
-    import shutil
-
-    import torch
-    from transformers import AutoTokenizer
-
-    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
-    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
-    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
-    for name in ("tokenizer.model", "chat_template.jinja"):
-        for candidate in (Path(adapter) / name, Path(base) / name):
-            if candidate.exists() and not (out / name).exists():
-                shutil.copy(candidate, out / name)
-    return out
-
-# ---- end of shared block: models ----
-# ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
-
-FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
-LORA_LEARNING_RATE_SCALE = 10
-# Bytes a parameter for one model replica's weights, gradients and optimizer states: full fine-tuning keeps fp32
-# masters with AdamW (4 + 4 + 8); a LoRA base is frozen in 16 bit; a QLoRA base in 4 bit with its constants.
-REPLICA_BYTES_PER_PARAM = {"none": 16.0, "lora": 2.0, "qlora": 0.55}
-REPLICA_SHARE_OF_GPU = 0.6  # above this, activations no longer fit beside a whole replica: shard it
-LORA_ABOVE_PARAMS = 3e9  # --peft auto: full fine-tuning up to this size, LoRA above
-
-
-def default_peft(n_params: int) -> str:
-    """What --peft auto means for a model of this size."""
-    return "lora" if n_params > LORA_ABOVE_PARAMS else "none"
-
-
-def default_learning_rate(method: str, peft: str) -> tuple[float, str]:
-    """The learning rate when the person gave none, with the reason shown on the card and kept in run.json."""
-    full = FULL_LEARNING_RATE[method]
-    if peft == "none":
-        return full, f"full fine-tuning default for {method.upper()}"
-    return full * LORA_LEARNING_RATE_SCALE, (f"{LORA_LEARNING_RATE_SCALE}x the full fine-tuning rate {full:g}: "
-                                             "LoRA on all linear layers needs about 10x (TRL, LoRA Without Regret)")
-
-
-def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float) -> str:
-    """'single' on one device; on several, DDP while one replica fits a GPU with room for activations, else FSDP
-    (a LoRA or QLoRA base too: its frozen weights are sharded)."""
-    if gpus <= 1:
-        return "single"
-    replica_gb = n_params * REPLICA_BYTES_PER_PARAM[peft] / 2**30
-    return "fsdp" if replica_gb > REPLICA_SHARE_OF_GPU * gpu_memory_gb else "ddp"
-
-# ---- end of shared block: recipes ----
 
 SNAPSHOT_DATE = "2026-11-23"
 # name: (accelerator, count, GB per GPU, USD per hour), as the Hub's Jobs pricing page lists them (checked on
@@ -744,6 +585,192 @@ def main():
                        f"peft={result['peft']}, max_length={request.sequence_length}) needs {result['memory_gb']:.0f} "
                        f"GB per GPU even on {hardware_name(result)}, which has {result['gpu_memory_gb']} GB; try "
                        f"{' or '.join(result['suggestions']) or 'a shorter --max_length'}.")
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+
+# The exception every script turns into one sentence on stderr and exit code 2.
+
+class BadInput(Exception):
+    """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
+    (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+
+
+def first_line(error) -> str:
+    """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+# ---- end of shared block: errors ----
+
+
+# ---- shared block: cli (tools/shared/cli.py; edit it there, then `make shared`) sha256:9b103f0819db4f39 ----
+
+# The argument parser of the scripts that are not trainers (those use TRL's parser): a mistake in the flags is one
+# sentence and exit 2, not argparse's usage block.
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadInput(f"{message}; see `{self.prog} --help`.")
+
+# ---- end of shared block: cli ----
+
+
+# ---- shared block: models (tools/shared/models.py; edit it there, then `make shared`) sha256:6b332c6b6df410ce ----
+
+# Model loading shared by the trainers, plan.py, evaluation and GGUF export: LoRA adapters and exact counts.
+
+def adapter_base(name: str, revision: str | None = None) -> str | None:
+    """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    path = Path(name)
+    if path.is_dir():
+        config = path / "adapter_config.json"
+        if not config.exists():
+            if not (path / "config.json").exists():
+                raise BadInput(f"{name} has no config.json or adapter_config.json; pass a model directory, a LoRA "
+                               "adapter directory or a Hub model id.")
+            return None
+    elif name.startswith((".", "/")) or name.count("/") > 1:
+        raise BadInput(f"Model {name!r} was not found; pass a Hub model id or a local model directory.")
+    else:
+        try:
+            config = Path(hf_hub_download(name, "adapter_config.json", revision=revision))
+        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+            return None
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, AttributeError):
+        raise BadInput(f"{config} is not a valid adapter config (JSON object); restore it from the training output.")
+    if not base:
+        raise BadInput(f"The LoRA adapter {name} does not name its base model (base_model_name_or_path); merge it "
+                       "first or pass the base model.")
+    return base
+
+
+def check_weights(name: str):
+    """A local model or adapter directory must hold readable weights: a config alone (a copy cut short, a download
+    interrupted) would fail only when the model loads, on the GPU machine."""
+    from safetensors import safe_open
+
+    path = Path(name)
+    if not path.is_dir():
+        return
+    weights = [*path.glob("*.safetensors"), *(p for p in path.glob("*.bin") if p.name != "training_args.bin")]
+    if not weights:
+        raise BadInput(f"{name} has a config but no weights (*.safetensors or *.bin); copy the whole model "
+                       "directory.")
+    for index in path.glob("*.index.json"):  # sharded weights: every shard the index names
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index; copy it again.")
+        missing = sorted(shard for shard in shards if not (path / shard).exists())
+        if missing:
+            raise BadInput(f"{name} lacks the weight shards {missing[:3]} its index names; copy the whole model "
+                           "directory.")
+    for file in weights:
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+                raise BadInput(f"{file} is not a readable safetensors file ({str(error)[:120]}); copy it again.")
+
+
+def meta_model(name: str, revision: str | None = None):
+    """The architecture on the meta device, without weights: exact parameter counts at no memory cost. An adapter
+    counts as the base it is merged into."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    base = adapter_base(name, revision)
+    try:
+        config = AutoConfig.from_pretrained(base or name, revision=None if base else revision)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"The config of model {base or name!r} could not be read ({error.__class__.__name__}); pass a "
+                       "Hub model id (online) or a local directory with config.json.")
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:
+            return AutoModelForImageTextToText.from_config(config)
+
+
+def merge_adapter(adapter: str, dtype, base: str | None = None, revision: str | None = None):
+    """A LoRA adapter merged into its base model, ready to train further, evaluate or export."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = base or adapter_base(adapter, revision)
+    try:
+        base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return PeftModel.from_pretrained(base_model, adapter, revision=revision).merge_and_unload()
+    except OSError as error:
+        raise BadInput(f"The LoRA adapter {adapter!r} or its base {base!r} could not be loaded "
+                       f"({error.__class__.__name__}); pass a reachable base model.")
+
+
+def save_merged(adapter: str, base: str, out: Path) -> Path:
+    """The adapter merged into its base and saved as a full model (what lighteval and llama.cpp load), with the
+    adapter's tokenizer (else the base's) and the files llama.cpp's converter reads directly."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer
+
+    merge_adapter(adapter, torch.float32, base).save_pretrained(out)
+    tokenizer = adapter if (Path(adapter) / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(out)
+    for name in ("tokenizer.model", "chat_template.jinja"):
+        for candidate in (Path(adapter) / name, Path(base) / name):
+            if candidate.exists() and not (out / name).exists():
+                shutil.copy(candidate, out / name)
+    return out
+
+# ---- end of shared block: models ----
+
+
+# ---- shared block: recipes (tools/shared/recipes.py; edit it there, then `make shared`) sha256:bc9544680e65574f ----
+
+# Defaults that decide how well a run trains, shared by plan.py (the card) and the trainers (the run).
+
+FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
+LORA_LEARNING_RATE_SCALE = 10
+# Bytes a parameter for one model replica's weights, gradients and optimizer states: full fine-tuning keeps fp32
+# masters with AdamW (4 + 4 + 8); a LoRA base is frozen in 16 bit; a QLoRA base in 4 bit with its constants.
+REPLICA_BYTES_PER_PARAM = {"none": 16.0, "lora": 2.0, "qlora": 0.55}
+REPLICA_SHARE_OF_GPU = 0.6  # above this, activations no longer fit beside a whole replica: shard it
+LORA_ABOVE_PARAMS = 3e9  # --peft auto: full fine-tuning up to this size, LoRA above
+
+
+def default_peft(n_params: int) -> str:
+    """What --peft auto means for a model of this size."""
+    return "lora" if n_params > LORA_ABOVE_PARAMS else "none"
+
+
+def default_learning_rate(method: str, peft: str) -> tuple[float, str]:
+    """The learning rate when the person gave none, with the reason shown on the card and kept in run.json."""
+    full = FULL_LEARNING_RATE[method]
+    if peft == "none":
+        return full, f"full fine-tuning default for {method.upper()}"
+    return full * LORA_LEARNING_RATE_SCALE, (f"{LORA_LEARNING_RATE_SCALE}x the full fine-tuning rate {full:g}: "
+                                             "LoRA on all linear layers needs about 10x (TRL, LoRA Without Regret)")
+
+
+def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float) -> str:
+    """'single' on one device; on several, DDP while one replica fits a GPU with room for activations, else FSDP
+    (a LoRA or QLoRA base too: its frozen weights are sharded)."""
+    if gpus <= 1:
+        return "single"
+    replica_gb = n_params * REPLICA_BYTES_PER_PARAM[peft] / 2**30
+    return "fsdp" if replica_gb > REPLICA_SHARE_OF_GPU * gpu_memory_gb else "ddp"
+
+# ---- end of shared block: recipes ----
 
 
 if __name__ == "__main__":

@@ -18,6 +18,18 @@
 # ]
 # [tool.uv]
 # exclude-newer = "2026-11-21T00:00:00Z"
+# constraint-dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "lighteval==0.13.0",
+#     "peft==0.21.2",
+#     "pyarrow==26.0.1",
+#     "torch==2.13.0",
+#     "trackio==0.43.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
 # ///
 """Group relative policy optimisation (GRPO) with verifiable rewards, with TRL, locally and on Hugging Face Jobs.
 
@@ -47,7 +59,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from inspect import signature
 from pathlib import Path
 
@@ -57,7 +69,103 @@ from trl import GRPOConfig, GRPOTrainer, ModelConfig, ScriptArguments, TrlParser
 METHOD = "grpo"
 
 
-# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+@dataclass
+class RewardArguments:
+    reward_funcs: str = field(default="number_match,answer_format", metadata={
+        "help": "Comma-separated rewards: accuracy_reward, reasoning_accuracy_reward, think_format_reward, "
+                "number_match, answer_format, or path/to/file.py:function."})
+
+
+def completion_text(completion) -> str:
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def number_match(completions, solution, **kwargs) -> list[float]:
+    """1.0 when the last number in the completion equals the reference solution (GSM8K-style answers)."""
+    import re
+
+    rewards = []
+    for completion, reference in zip(completions, solution):
+        numbers = re.findall(r"-?\d[\d,]*\.?\d*", completion_text(completion))
+        answer = numbers[-1].replace(",", "").rstrip(".") if numbers else None
+        try:
+            rewards.append(float(answer is not None and float(answer) == float(str(reference).replace(",", ""))))
+        except ValueError:
+            rewards.append(0.0)
+    return rewards
+
+
+def answer_format(completions, **kwargs) -> list[float]:
+    """0.5 for ending with a final answer line ('#### n' or '\\boxed{n}'), the format the accuracy rewards read."""
+    import re
+
+    return [0.5 if re.search(r"(####\s*-?\d|\\boxed\{)", completion_text(c)) else 0.0 for c in completions]
+
+
+def reward_columns(functions) -> tuple[str, ...]:
+    """The dataset columns the rewards need: their parameters without a default, besides what TRL passes them."""
+    given = {"prompts", "completions", "completion_ids", "trainer_state"}
+    return tuple(sorted({name for function in functions for name, parameter in signature(function).parameters.items()
+                         if parameter.default is parameter.empty and name not in given
+                         and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}))
+
+
+def load_reward_funcs(spec: str) -> list:
+    from trl.rewards import accuracy_reward, reasoning_accuracy_reward, think_format_reward
+
+    registry = {"accuracy_reward": accuracy_reward, "reasoning_accuracy_reward": reasoning_accuracy_reward,
+                "think_format_reward": think_format_reward, "number_match": number_match, "answer_format": answer_format}
+    functions = []
+    for entry in filter(None, (item.strip() for item in spec.split(","))):
+        if entry in registry:
+            functions.append(registry[entry])
+            continue
+        path, sep, name = entry.rpartition(":")
+        if not sep or not Path(path).is_file():
+            raise BadInput(f"--reward_funcs entry {entry!r} is neither a built-in ({', '.join(registry)}) nor "
+                           "path/to/file.py:function.")
+        spec_ = importlib.util.spec_from_file_location(Path(path).stem, path)
+        module = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(module)
+        if not callable(getattr(module, name, None)):
+            raise BadInput(f"{path} has no function {name!r} for --reward_funcs.")
+        functions.append(getattr(module, name))
+    if not functions:
+        raise BadInput("--reward_funcs is empty; name at least one reward.")
+    return functions
+
+
+def main():
+    hw = hardware()
+    parser = TrlParser((ScriptArguments, GRPOConfig, ModelConfig, RunArguments, RewardArguments))
+    on_gpu = hw["device"] == "cuda"
+    parser.set_defaults(**hardware_defaults(hw) | {
+        "num_generations": 8, "max_completion_length": 512, "vllm_mode": "colocate",
+        "use_vllm": on_gpu and importlib.util.find_spec("vllm") is not None,
+        "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2})
+    run = parse_run(parser, METHOD, hw)
+    reward_funcs = load_reward_funcs(run.method_args[0].reward_funcs)
+    dataset, eval_dataset = load_training_data(run, reward_columns(reward_funcs))
+    print_resolved(run, dataset)
+
+    tokenizer = getattr(run.processor, "tokenizer", run.processor)
+    tokenizer.padding_side = tokenizer.truncation_side = "left"  # prompts are generated from: as TRL loads it
+    trainer = GRPOTrainer(
+        model=load_model(run),
+        reward_funcs=reward_funcs,
+        args=run.training_args,
+        processing_class=run.processor,  # the adapter's own when it has one
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(run.model_args),
+        callbacks=[ProgressCallback()],
+    )
+    train_and_save(run, trainer, dataset, eval_dataset)
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+
+# The exception every script turns into one sentence on stderr and exit code 2.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
@@ -73,10 +181,13 @@ def first_line(error) -> str:
 
 # ---- end of shared block: errors ----
 
-# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+
+# run.json: the record of one training run, which evaluations and GGUF exports append to.
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def job_from_env() -> dict:
@@ -163,7 +274,11 @@ def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: 
 
 # ---- end of shared block: run_record ----
 
-# ---- shared block: data (tools/shared/data.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:5292a000198e7931 ----
+
+# Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
+# validator prints are the flags the trainer applies.
 
 CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
 ROLES = ("system", "user", "assistant", "tool")
@@ -461,7 +576,10 @@ def check_chat_template(dataset, method: str, model: str, has_template: bool):
 
 # ---- end of shared block: data ----
 
-# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: models (tools/shared/models.py; edit it there, then `make shared`) sha256:6b332c6b6df410ce ----
+
+# Model loading shared by the trainers, plan.py, evaluation and GGUF export: LoRA adapters and exact counts.
 
 def adapter_base(name: str, revision: str | None = None) -> str | None:
     """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
@@ -575,7 +693,10 @@ def save_merged(adapter: str, base: str, out: Path) -> Path:
 
 # ---- end of shared block: models ----
 
-# ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: recipes (tools/shared/recipes.py; edit it there, then `make shared`) sha256:bc9544680e65574f ----
+
+# Defaults that decide how well a run trains, shared by plan.py (the card) and the trainers (the run).
 
 FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
 LORA_LEARNING_RATE_SCALE = 10
@@ -610,7 +731,11 @@ def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float)
 
 # ---- end of shared block: recipes ----
 
-# ---- shared block: trainer (tools/shared/trainer.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:9d1fc48095a51bf3 ----
+
+# The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
+# defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -654,6 +779,7 @@ class Run:
     model_config: object = None
     processor: object = None  # the tokenizer, or the processor of a vision model
     resume_from: str | None = None
+    method_args: tuple = ()  # a trainer's own argument dataclasses, after the four every trainer parses
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
 
@@ -770,7 +896,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     import yaml
 
     try:
-        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+        script_args, training_args, model_args, run_args, *method_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
         raise BadInput(f"{first_line(error)}; see --help for the accepted flags.")
     except (OSError, yaml.YAMLError) as error:
@@ -799,7 +925,8 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
     run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
-              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
+              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config,
+              method_args=tuple(method_args))
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
@@ -1095,100 +1222,6 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         os._exit(0)
 
 # ---- end of shared block: trainer ----
-
-
-@dataclass
-class GRPORunArguments(RunArguments):
-    reward_funcs: str = field(default="number_match,answer_format", metadata={
-        "help": "Comma-separated rewards: accuracy_reward, reasoning_accuracy_reward, think_format_reward, "
-                "number_match, answer_format, or path/to/file.py:function."})
-
-
-def completion_text(completion) -> str:
-    return completion[-1]["content"] if isinstance(completion, list) else completion
-
-
-def number_match(completions, solution, **kwargs) -> list[float]:
-    """1.0 when the last number in the completion equals the reference solution (GSM8K-style answers)."""
-    import re
-
-    rewards = []
-    for completion, reference in zip(completions, solution):
-        numbers = re.findall(r"-?\d[\d,]*\.?\d*", completion_text(completion))
-        answer = numbers[-1].replace(",", "").rstrip(".") if numbers else None
-        try:
-            rewards.append(float(answer is not None and float(answer) == float(str(reference).replace(",", ""))))
-        except ValueError:
-            rewards.append(0.0)
-    return rewards
-
-
-def answer_format(completions, **kwargs) -> list[float]:
-    """0.5 for ending with a final answer line ('#### n' or '\\boxed{n}'), the format the accuracy rewards read."""
-    import re
-
-    return [0.5 if re.search(r"(####\s*-?\d|\\boxed\{)", completion_text(c)) else 0.0 for c in completions]
-
-
-def reward_columns(functions) -> tuple[str, ...]:
-    """The dataset columns the rewards need: their parameters without a default, besides what TRL passes them."""
-    given = {"prompts", "completions", "completion_ids", "trainer_state"}
-    return tuple(sorted({name for function in functions for name, parameter in signature(function).parameters.items()
-                         if parameter.default is parameter.empty and name not in given
-                         and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}))
-
-
-def load_reward_funcs(spec: str) -> list:
-    from trl.rewards import accuracy_reward, reasoning_accuracy_reward, think_format_reward
-
-    registry = {"accuracy_reward": accuracy_reward, "reasoning_accuracy_reward": reasoning_accuracy_reward,
-                "think_format_reward": think_format_reward, "number_match": number_match, "answer_format": answer_format}
-    functions = []
-    for entry in filter(None, (item.strip() for item in spec.split(","))):
-        if entry in registry:
-            functions.append(registry[entry])
-            continue
-        path, sep, name = entry.rpartition(":")
-        if not sep or not Path(path).is_file():
-            raise BadInput(f"--reward_funcs entry {entry!r} is neither a built-in ({', '.join(registry)}) nor "
-                           "path/to/file.py:function.")
-        spec_ = importlib.util.spec_from_file_location(Path(path).stem, path)
-        module = importlib.util.module_from_spec(spec_)
-        spec_.loader.exec_module(module)
-        if not callable(getattr(module, name, None)):
-            raise BadInput(f"{path} has no function {name!r} for --reward_funcs.")
-        functions.append(getattr(module, name))
-    if not functions:
-        raise BadInput("--reward_funcs is empty; name at least one reward.")
-    return functions
-
-
-def main():
-    hw = hardware()
-    parser = TrlParser((ScriptArguments, GRPOConfig, ModelConfig, GRPORunArguments))
-    on_gpu = hw["device"] == "cuda"
-    parser.set_defaults(**hardware_defaults(hw) | {
-        "num_generations": 8, "max_completion_length": 512, "vllm_mode": "colocate",
-        "use_vllm": on_gpu and importlib.util.find_spec("vllm") is not None,
-        "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2})
-    run = parse_run(parser, METHOD, hw)
-    reward_funcs = load_reward_funcs(run.run_args.reward_funcs)
-    dataset, eval_dataset = load_training_data(run, reward_columns(reward_funcs))
-    print_resolved(run, dataset)
-
-    tokenizer = getattr(run.processor, "tokenizer", run.processor)
-    tokenizer.padding_side = tokenizer.truncation_side = "left"  # prompts are generated from: as TRL loads it
-    trainer = GRPOTrainer(
-        model=load_model(run),
-        reward_funcs=reward_funcs,
-        args=run.training_args,
-        processing_class=run.processor,  # the adapter's own when it has one
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        peft_config=get_peft_config(run.model_args),
-        callbacks=[ProgressCallback()],
-    )
-    train_and_save(run, trainer, dataset, eval_dataset)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,18 @@
 # ]
 # [tool.uv]
 # exclude-newer = "2026-11-21T00:00:00Z"
+# constraint-dependencies = [
+#     "accelerate==1.15.0",
+#     "datasets==5.2.0",
+#     "huggingface-hub==2.4.0",
+#     "lighteval==0.13.0",
+#     "peft==0.21.2",
+#     "pyarrow==26.0.1",
+#     "torch==2.13.0",
+#     "trackio==0.43.0",
+#     "transformers==5.23.0",
+#     "trl==1.16.0",
+# ]
 # ///
 """Supervised fine-tuning (SFT) with TRL, the same locally and on Hugging Face Jobs.
 
@@ -48,7 +60,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from transformers import AutoTokenizer, TrainerCallback
@@ -58,7 +70,140 @@ from trl.chat_template_utils import get_training_chat_template, has_generation_m
 METHOD = "sft"
 
 
-# ---- shared block: errors (tools/shared/errors.py; `make shared` copies it here, edit it there) ----
+def choose_loss_masking(run, dataset, processor) -> str:
+    """Train on what the model should learn to write: the assistant's turns, or the completion."""
+    args, tokenizer = run.training_args, getattr(processor, "tokenizer", processor)
+    if "messages" not in dataset.column_names:
+        if {"prompt", "completion"} <= set(dataset.column_names) and args.completion_only_loss is not False:
+            return "completion tokens"
+        args.assistant_only_loss = False
+        return "whole sequence (not conversational data)"
+    if args.assistant_only_loss is False:
+        return "whole sequence (--assistant_only_loss false)"
+    try:
+        maskable = (has_generation_markers(tokenizer.chat_template or "")
+                    or get_training_chat_template(tokenizer) is not None)
+    except ValueError:  # TRL ships no training template for this family
+        maskable = False
+    args.assistant_only_loss = maskable
+    return ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} markers "
+            "and TRL has no training template for it)")
+
+
+def swap_in_chat_template(run, processor):
+    """--chat_template_path replaces the model's template when the trainer starts (TRL reads a .jinja/.j2 file, else
+    the template of that model id's tokenizer): the decisions below are taken on the one that will train."""
+    path = run.training_args.chat_template_path
+    if not path:
+        return
+    try:
+        template = (Path(path).read_text() if path.endswith((".jinja", ".j2"))
+                    else AutoTokenizer.from_pretrained(path).chat_template)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"--chat_template_path {path} could not be read ({error.__class__.__name__}); pass a .jinja "
+                       "file or a model id whose tokenizer has a chat template.")
+    if not template:
+        raise BadInput(f"--chat_template_path {path} holds no chat template; pass a .jinja file or another model id.")
+    getattr(processor, "tokenizer", processor).chat_template = template
+
+
+def choose_pad_token(run, processor):
+    """Padding must be neither the end-of-sequence token nor a token the chat template writes (its end of turn), or
+    masking the padding would mask the stop. Else a special token the template never writes pads, "pad" ones first."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    template = tokenizer.chat_template or ""
+    forbidden = {tokenizer.eos_token, tokenizer.bos_token}  # templates name these by variable, not by their text
+    special = [token.content for _, token in sorted(tokenizer.added_tokens_decoder.items()) if token.special]
+    usable = [token for token in special if token not in forbidden and token not in template]
+    wanted = run.training_args.pad_token
+    if wanted:
+        if wanted in forbidden or wanted in template:
+            raise BadInput(f"--pad_token {wanted} ends a sequence or a turn, so masking the padding would mask the "
+                           "stop; pass another token the data never contains.")
+        return
+    if tokenizer.pad_token in usable:
+        return
+    if not usable:
+        raise BadInput(f"The tokenizer pads with {tokenizer.pad_token!r}, which ends a sequence or a turn, and has no "
+                       "other special token to pad with; pass --pad_token with a token the data never contains.")
+    run.training_args.pad_token = min(usable, key=lambda token: "pad" not in token)
+
+
+def check_end_of_turn_trained(trainer, rows: int = 8, scan: int = 256):
+    """On a few real rows, collated as training will see them: the end-of-turn token must be in the labels.
+
+    A sequence cut at max_length loses its end of turn to truncation, not to the template: rows holding one are left
+    out of the check (packed rows record their sequences' lengths). When most rows are cut, the person is told to
+    raise --max_length."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    generation_stops = getattr(trainer.model.generation_config, "eos_token_id", None)
+    stops = {tokenizer.eos_token_id, *(generation_stops if isinstance(generation_stops, list) else [generation_stops])}
+    args, dataset = trainer.args, trainer.train_dataset
+    sample = sorted({round(i * (len(dataset) - 1) / max(scan - 1, 1)) for i in range(scan)})  # packing sorts rows
+    if not dataset or ("labels" in dataset.column_names and all(set(dataset[i]["labels"]) == {-100} for i in sample)):
+        raise BadInput(f"No row has an answer token within --max_length {args.max_length} (each prompt fills it), so "
+                       "there is nothing to learn; raise --max_length.")
+    whole, scanned = [], len(sample)
+    for index in sample:
+        row = dataset[index]
+        lengths = row.get("seq_lengths") or ([] if args.packing else [len(row.get("input_ids", []))])
+        if not (args.max_length and any(length >= args.max_length for length in lengths)):
+            whole.append(row)  # vision rows are tokenized by the collator; wrapped packing crosses row ends
+    if len(whole) < scanned / 2:
+        print(f"warning: {scanned - len(whole)} of {scanned} rows are longer than --max_length {args.max_length}, "
+              "so their answers are cut before the end-of-turn token and the model learns less about stopping; "
+              "raise --max_length if the GPU has room.", file=sys.stderr)
+    if not whole:
+        return
+    batch = trainer.data_collator(whole[:rows])
+    if not stops & set(batch["input_ids"][batch["labels"] != -100].tolist()):
+        raise BadInput(f"The end-of-turn token {tokenizer.eos_token!r} is never in the loss on {len(whole[:rows])} "
+                       "whole rows, so the model would not learn to stop; fix the chat template's {% generation %} "
+                       "span or pass --assistant_only_loss false.")
+
+
+def main():
+    hw = hardware()
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, RunArguments))
+    on_gpu = hw["device"] == "cuda"
+    parser.set_defaults(**hardware_defaults(hw), max_length=2048, packing=on_gpu, padding_free=on_gpu,
+                        assistant_only_loss=None)  # None: decided from the data and the chat template
+    run = parse_run(parser, METHOD, hw)
+    dataset, eval_dataset = load_training_data(run)
+    processor = run.processor
+    swap_in_chat_template(run, processor)
+    run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
+    choose_pad_token(run, processor)
+    args = run.training_args
+    run.model_args.attn_implementation, run.notes["attention"] = choose_attention(
+        run.model_args.attn_implementation, run.hardware["device"],
+        args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split")), args.bf16 or args.fp16,
+        run.model_config)
+    print_resolved(run, dataset)
+
+    trainer = SFTTrainer(
+        model=load_model(run),
+        args=run.training_args,
+        processing_class=processor,
+        train_dataset=dataset,
+        eval_dataset=eval_dataset,
+        peft_config=get_peft_config(run.model_args),
+        callbacks=[ProgressCallback()],
+    )
+    if "input_ids" not in dataset.column_names:
+        try:
+            check_end_of_turn_trained(trainer)
+        except BadInput:
+            output = Path(run.training_args.output_dir)
+            if output.is_dir() and not any(output.iterdir()):
+                output.rmdir()  # the Trainer made it; a refused run leaves nothing behind
+            raise
+    train_and_save(run, trainer, dataset, eval_dataset)
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+
+# The exception every script turns into one sentence on stderr and exit code 2.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
@@ -74,10 +219,13 @@ def first_line(error) -> str:
 
 # ---- end of shared block: errors ----
 
-# ---- shared block: run_record (tools/shared/run_record.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+
+# run.json: the record of one training run, which evaluations and GGUF exports append to.
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def job_from_env() -> dict:
@@ -164,7 +312,11 @@ def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: 
 
 # ---- end of shared block: run_record ----
 
-# ---- shared block: data (tools/shared/data.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:5292a000198e7931 ----
+
+# Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
+# validator prints are the flags the trainer applies.
 
 CONVERSIONS = ("sharegpt", "alpaca", "gsm8k")
 ROLES = ("system", "user", "assistant", "tool")
@@ -462,7 +614,10 @@ def check_chat_template(dataset, method: str, model: str, has_template: bool):
 
 # ---- end of shared block: data ----
 
-# ---- shared block: models (tools/shared/models.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: models (tools/shared/models.py; edit it there, then `make shared`) sha256:6b332c6b6df410ce ----
+
+# Model loading shared by the trainers, plan.py, evaluation and GGUF export: LoRA adapters and exact counts.
 
 def adapter_base(name: str, revision: str | None = None) -> str | None:
     """The base model of a LoRA adapter (a local directory or a Hub repo); None when `name` is a full model."""
@@ -576,7 +731,10 @@ def save_merged(adapter: str, base: str, out: Path) -> Path:
 
 # ---- end of shared block: models ----
 
-# ---- shared block: recipes (tools/shared/recipes.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: recipes (tools/shared/recipes.py; edit it there, then `make shared`) sha256:bc9544680e65574f ----
+
+# Defaults that decide how well a run trains, shared by plan.py (the card) and the trainers (the run).
 
 FULL_LEARNING_RATE = {"sft": 2e-5, "dpo": 5e-6, "grpo": 1e-6}
 LORA_LEARNING_RATE_SCALE = 10
@@ -611,7 +769,13 @@ def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float)
 
 # ---- end of shared block: recipes ----
 
-# ---- shared block: attention (tools/shared/attention.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: attention (tools/shared/attention.py; edit it there, then `make shared`) sha256:5bd0aacf2dc701fb ----
+
+# Attention for padding-free packing: which implementation the model loads with and, when no flash-attention package
+# is installed, PyTorch's own variable-length kernel (torch.nn.attention.varlen.varlen_attn, torch 2.10 and later)
+# registered with transformers under the name "varlen". Packed rows then attend only to themselves, with no padding
+# and no mask, instead of sdpa with a block-diagonal mask (about 2.5x slower per token on an H100).
 
 VARLEN = "varlen"
 HUB_FLASH_KERNEL = "kernels-community/flash-attn2"  # what transformers loads through the `kernels` package
@@ -749,7 +913,11 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
 
 # ---- end of shared block: attention ----
 
-# ---- shared block: trainer (tools/shared/trainer.py; `make shared` copies it here, edit it there) ----
+
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:9d1fc48095a51bf3 ----
+
+# The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
+# defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -793,6 +961,7 @@ class Run:
     model_config: object = None
     processor: object = None  # the tokenizer, or the processor of a vision model
     resume_from: str | None = None
+    method_args: tuple = ()  # a trainer's own argument dataclasses, after the four every trainer parses
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
 
@@ -909,7 +1078,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     import yaml
 
     try:
-        script_args, training_args, model_args, run_args = parser.parse_args_and_config()
+        script_args, training_args, model_args, run_args, *method_args = parser.parse_args_and_config()
     except ValueError as error:  # unknown flags, invalid values: TrlParser raises rather than exiting
         raise BadInput(f"{first_line(error)}; see --help for the accepted flags.")
     except (OSError, yaml.YAMLError) as error:
@@ -938,7 +1107,8 @@ def parse_run(parser, method: str, hw: dict) -> Run:
     if training_args.learning_rate is None:
         training_args.learning_rate, reason = default_learning_rate(method, peft)
     run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
-              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config)
+              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config,
+              method_args=tuple(method_args))
     if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
@@ -1234,137 +1404,6 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         os._exit(0)
 
 # ---- end of shared block: trainer ----
-
-
-def choose_loss_masking(run, dataset, processor) -> str:
-    """Train on what the model should learn to write: the assistant's turns, or the completion."""
-    args, tokenizer = run.training_args, getattr(processor, "tokenizer", processor)
-    if "messages" not in dataset.column_names:
-        if {"prompt", "completion"} <= set(dataset.column_names) and args.completion_only_loss is not False:
-            return "completion tokens"
-        args.assistant_only_loss = False
-        return "whole sequence (not conversational data)"
-    if args.assistant_only_loss is False:
-        return "whole sequence (--assistant_only_loss false)"
-    try:
-        maskable = (has_generation_markers(tokenizer.chat_template or "")
-                    or get_training_chat_template(tokenizer) is not None)
-    except ValueError:  # TRL ships no training template for this family
-        maskable = False
-    args.assistant_only_loss = maskable
-    return ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} markers "
-            "and TRL has no training template for it)")
-
-
-def swap_in_chat_template(run, processor):
-    """--chat_template_path replaces the model's template when the trainer starts (TRL reads a .jinja/.j2 file, else
-    the template of that model id's tokenizer): the decisions below are taken on the one that will train."""
-    path = run.training_args.chat_template_path
-    if not path:
-        return
-    try:
-        template = (Path(path).read_text() if path.endswith((".jinja", ".j2"))
-                    else AutoTokenizer.from_pretrained(path).chat_template)
-    except (OSError, ValueError) as error:
-        raise BadInput(f"--chat_template_path {path} could not be read ({error.__class__.__name__}); pass a .jinja "
-                       "file or a model id whose tokenizer has a chat template.")
-    if not template:
-        raise BadInput(f"--chat_template_path {path} holds no chat template; pass a .jinja file or another model id.")
-    getattr(processor, "tokenizer", processor).chat_template = template
-
-
-def choose_pad_token(run, processor):
-    """Padding must be neither the end-of-sequence token nor a token the chat template writes (its end of turn), or
-    masking the padding would mask the stop. Else a special token the template never writes pads, "pad" ones first."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    template = tokenizer.chat_template or ""
-    forbidden = {tokenizer.eos_token, tokenizer.bos_token}  # templates name these by variable, not by their text
-    special = [token.content for _, token in sorted(tokenizer.added_tokens_decoder.items()) if token.special]
-    usable = [token for token in special if token not in forbidden and token not in template]
-    wanted = run.training_args.pad_token
-    if wanted:
-        if wanted in forbidden or wanted in template:
-            raise BadInput(f"--pad_token {wanted} ends a sequence or a turn, so masking the padding would mask the "
-                           "stop; pass another token the data never contains.")
-        return
-    if tokenizer.pad_token in usable:
-        return
-    if not usable:
-        raise BadInput(f"The tokenizer pads with {tokenizer.pad_token!r}, which ends a sequence or a turn, and has no "
-                       "other special token to pad with; pass --pad_token with a token the data never contains.")
-    run.training_args.pad_token = min(usable, key=lambda token: "pad" not in token)
-
-
-def check_end_of_turn_trained(trainer, rows: int = 8, scan: int = 256):
-    """On a few real rows, collated as training will see them: the end-of-turn token must be in the labels.
-
-    A sequence cut at max_length loses its end of turn to truncation, not to the template: rows holding one are left
-    out of the check (packed rows record their sequences' lengths). When most rows are cut, the person is told to
-    raise --max_length."""
-    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
-    generation_stops = getattr(trainer.model.generation_config, "eos_token_id", None)
-    stops = {tokenizer.eos_token_id, *(generation_stops if isinstance(generation_stops, list) else [generation_stops])}
-    args, dataset = trainer.args, trainer.train_dataset
-    sample = sorted({round(i * (len(dataset) - 1) / max(scan - 1, 1)) for i in range(scan)})  # packing sorts rows
-    if not dataset or ("labels" in dataset.column_names and all(set(dataset[i]["labels"]) == {-100} for i in sample)):
-        raise BadInput(f"No row has an answer token within --max_length {args.max_length} (each prompt fills it), so "
-                       "there is nothing to learn; raise --max_length.")
-    whole, scanned = [], len(sample)
-    for index in sample:
-        row = dataset[index]
-        lengths = row.get("seq_lengths") or ([] if args.packing else [len(row.get("input_ids", []))])
-        if not (args.max_length and any(length >= args.max_length for length in lengths)):
-            whole.append(row)  # vision rows are tokenized by the collator; wrapped packing crosses row ends
-    if len(whole) < scanned / 2:
-        print(f"warning: {scanned - len(whole)} of {scanned} rows are longer than --max_length {args.max_length}, "
-              "so their answers are cut before the end-of-turn token and the model learns less about stopping; "
-              "raise --max_length if the GPU has room.", file=sys.stderr)
-    if not whole:
-        return
-    batch = trainer.data_collator(whole[:rows])
-    if not stops & set(batch["input_ids"][batch["labels"] != -100].tolist()):
-        raise BadInput(f"The end-of-turn token {tokenizer.eos_token!r} is never in the loss on {len(whole[:rows])} "
-                       "whole rows, so the model would not learn to stop; fix the chat template's {% generation %} "
-                       "span or pass --assistant_only_loss false.")
-
-
-def main():
-    hw = hardware()
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, RunArguments))
-    on_gpu = hw["device"] == "cuda"
-    parser.set_defaults(**hardware_defaults(hw), max_length=2048, packing=on_gpu, padding_free=on_gpu,
-                        assistant_only_loss=None)  # None: decided from the data and the chat template
-    run = parse_run(parser, METHOD, hw)
-    dataset, eval_dataset = load_training_data(run)
-    processor = run.processor
-    swap_in_chat_template(run, processor)
-    run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
-    choose_pad_token(run, processor)
-    args = run.training_args
-    run.model_args.attn_implementation, run.notes["attention"] = choose_attention(
-        run.model_args.attn_implementation, run.hardware["device"],
-        args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split")), args.bf16 or args.fp16,
-        run.model_config)
-    print_resolved(run, dataset)
-
-    trainer = SFTTrainer(
-        model=load_model(run),
-        args=run.training_args,
-        processing_class=processor,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        peft_config=get_peft_config(run.model_args),
-        callbacks=[ProgressCallback()],
-    )
-    if "input_ids" not in dataset.column_names:
-        try:
-            check_end_of_turn_trained(trainer)
-        except BadInput:
-            output = Path(run.training_args.output_dir)
-            if output.is_dir() and not any(output.iterdir()):
-                output.rmdir()  # the Trainer made it; a refused run leaves nothing behind
-            raise
-    train_and_save(run, trainer, dataset, eval_dataset)
 
 
 if __name__ == "__main__":
