@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "skills" / "hf-llm-trainer" / "scripts"
 SAMPLE = ROOT / "data" / "sample"
+CONFIGS = Path(__file__).resolve().parent / "configs"  # published configs, no weights
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -46,6 +48,46 @@ def run_script(env):
 def json_output(result) -> dict:
     assert result.returncode == 0, result.output[-4000:]
     return json.loads(result.stdout)
+
+
+def plan(run_script, *args) -> dict:
+    return json_output(run_script("plan.py", *args, "--json"))
+
+
+def flag_value(training_args: list[str], flag: str) -> str | None:
+    return training_args[training_args.index(flag) + 1] if flag in training_args else None
+
+
+@pytest.fixture
+def jobs(run_script, env):
+    """jobs.py as the agent calls it; local jobs run with the dev venv's Python and poll quickly."""
+    env["HFLT_LOCAL_PYTHON"] = sys.executable
+    env["HFLT_POLL_S"] = "0.3"
+
+    def call(*args, **kwargs):
+        return run_script("jobs.py", *args, **kwargs)
+
+    return call
+
+
+def wait_for(predicate, timeout=300, every=0.3):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (the state field follows the command name, which may hold spaces and parentheses)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 
 Shapes follow what `huggingface_hub` 2.x parses (hf_api.py, _commit_api.py, file_download.py, _jobs_api.py):
 whoami-v2, repo create, preupload + NDJSON commit (every file "regular", so no LFS/xet), repo info, tree,
-paths-info, resolve (HEAD + GET, at a branch or a commit sha), buckets and the xet CAS that `run_uv_job` ships local
-scripts through, and the Jobs API (create, inspect, SSE logs, cancel, list, hardware). Every request is recorded so
-tests can assert on what was sent. A commit whose `parentCommit` is not the branch head gets 412, as on the Hub.
+paths-info, resolve (HEAD + GET, at a branch or a commit sha; a `Range: bytes=...` GET gets 206 with
+`Content-Range`, as `datasets` reads parquet shards when it streams, and every answer says `Accept-Ranges: bytes`),
+buckets and the xet CAS that `run_uv_job` ships local scripts through, and the Jobs API (create, inspect, SSE
+logs, cancel, list, hardware). Every request is recorded (with its Range header) so tests can assert on what was
+sent. A commit whose `parentCommit` is not the branch head gets 412, as on the Hub.
 
 With `run_jobs=True` a created job really runs on this machine, as the platform would run it:
 - `uv run [--with PKG] [--python V] SCRIPT ARGS` runs as `sys.executable SCRIPT ARGS` (the dev environment has every
@@ -29,11 +31,16 @@ With `run_jobs=True` a created job really runs on this machine, as the platform 
   mounted over /etc/hosts, updated in place as members join; the host's /etc/hosts is never edited. Where no
   mount namespace can be made, the member ends in ERROR with unshare's message in its log.
 
+Dataset repos hold whatever files a test seeds, served as the Hub serves them: a README.md whose YAML declares
+`configs:` (several, none the default) and parquet shards in a folder per configuration (tools/make_codeforces_like.py
+writes one shaped like open-r1/codeforces-cots) are read by `datasets` itself through the tree, info and resolve
+routes, so configuration errors and listings are the library's own.
+
 Job creation answers 400 for a flavor missing from the hardware list. Refusals tests can switch on (see HubState):
 no pre-paid credit (402), a flavor the account cannot use (403), a token without the Jobs permission (403, and
 whoami shows a fine-grained token without job.write), read-only tokens (403) and transient errors (503) for commits.
 
-`python tests/hub_server.py --run-jobs [--port N] [--seed-model NAME=DIR] [--seed-dataset NAME=FILE]` prints
+`python tests/hub_server.py --run-jobs [--port N] [--seed-model NAME=DIR] [--seed-dataset NAME=FILE|DIR]` prints
 `HF_ENDPOINT=<url>` and `HF_TOKEN=<token>`, then serves until SIGTERM/SIGINT.
 """
 
@@ -378,6 +385,20 @@ def _local_path(text: str, mounts: dict[str, str]) -> str:
     return text
 
 
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` -> the inclusive (first, last) byte, as RFC 9110 reads one range; None
+    when it cannot be satisfied (416). Several ranges in one header are answered with the first, as a server may."""
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.split(",")[0].strip().partition("-")
+    if unit.strip() != "bytes" or not dash or not (first or last):
+        return None
+    if not first:  # a suffix: the last n bytes
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    return (start, end) if start <= end and start < size else None
+
+
 def _interpreter_argv(command: list[str]) -> tuple[list[str], list[str]]:
     """`uv run [options] script args` -> [this Python, script, args] and the `--with` packages it asked for."""
     if command[:2] != ["uv", "run"]:
@@ -438,7 +459,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests.append({
                 "method": self.command, "path": parsed.path, "query": parse_qs(parsed.query),
-                "authorization": self.headers.get("Authorization"), "json": payload,
+                "authorization": self.headers.get("Authorization"), "range": self.headers.get("Range"), "json": payload,
                 "body": body.decode("utf-8", "replace") if payload is None else None,
             })
 
@@ -616,7 +637,15 @@ class Handler(BaseHTTPRequestHandler):
         if path not in files:
             return self._send(404, {"error": "Entry not found"}, headers={"X-Error-Code": "EntryNotFound"})
         data = files[path]
-        self._send(200, raw=data, headers={"X-Repo-Commit": sha, "ETag": f'"{_sha(data)}"'})
+        headers = {"X-Repo-Commit": sha, "ETag": f'"{_sha(data)}"', "Accept-Ranges": "bytes"}
+        wanted = self.headers.get("Range")
+        if not wanted:
+            return self._send(200, raw=data, headers=headers)
+        span = _byte_range(wanted, len(data))
+        if span is None:
+            return self._send(416, raw=b"", headers={**headers, "Content-Range": f"bytes */{len(data)}"})
+        start, end = span
+        self._send(206, raw=data[start:end + 1], headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
     # ---------------------------------------------------------------- buckets and the xet CAS (scripts shipped to jobs)
 
@@ -780,9 +809,18 @@ class LoopbackHub:
         machine may reach before the job has done anything."""
         self.state.runner.stop(self.state.jobs[job_id], "timeout")
 
-    def seed_dataset(self, name: str, file: str | Path):
-        """`file` becomes dataset repo `name` (loads with load_dataset(name, split="train"))."""
-        self.state.add_files("dataset", name, {Path(file).name: Path(file).read_bytes()})
+    def seed_dataset(self, name: str, source: str | Path | dict):
+        """Dataset repo `name` from a file (loads with load_dataset(name, split="train")), a directory (every file
+        under it, at its relative path: a README.md declaring `configs:`, parquet shards in folders) or a
+        {repo path: bytes} mapping (tools/make_codeforces_like.files())."""
+        if isinstance(source, dict):
+            files = source
+        elif Path(source).is_dir():
+            files = {path.relative_to(source).as_posix(): path.read_bytes()
+                     for path in sorted(Path(source).rglob("*")) if path.is_file()}
+        else:
+            files = {Path(source).name: Path(source).read_bytes()}
+        self.state.add_files("dataset", name, files)
 
     def close(self):
         if self.state.runner:
@@ -801,8 +839,9 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--seed-model", action="append", default=[], metavar="NAME=DIR",
                         help="preload model repo NAME (owner/name) with the files under DIR (repeatable)")
-    parser.add_argument("--seed-dataset", action="append", default=[], metavar="NAME=FILE",
-                        help="preload dataset repo NAME (owner/name) with FILE (repeatable)")
+    parser.add_argument("--seed-dataset", action="append", default=[], metavar="NAME=PATH",
+                        help="preload dataset repo NAME (owner/name) with a FILE, or every file under a DIR "
+                             "(tools/make_codeforces_like.py writes one) (repeatable)")
     args = parser.parse_args()
     seeds = []
     for kind, items in (("model", args.seed_model), ("dataset", args.seed_dataset)):

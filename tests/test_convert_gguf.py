@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,54 @@ def test_bad_inputs_exit_2_and_leave_nothing_behind(case, needle, tiny_model, tm
     assert error.startswith("error: ") and needle in error and "Traceback" not in result.stderr
     assert not list(cwd.iterdir()), "a refused input leaves no <name>-GGUF directory"
     assert (tmp_path / "file.txt").read_text() == "keep me"
+
+
+def test_an_untrained_model_passes_parity_and_keeps_its_files(tiny_model, tmp_path):
+    """An untrained model's answer may be nonsense or blank: what is checked is that llama.cpp gives the same one."""
+    result = convert(tiny_model, tmp_path / "out", "F16,Q8_0")
+    files = {f["quant"]: f for f in result["files"]}
+    assert files["F16"]["golden"]["first_difference"] is None
+    assert files["F16"]["golden"]["verdict"].startswith("identical")
+    assert files["F16"]["chat"]["prompt_difference"] is None
+    assert files["Q8_0"]["golden"]["verdict"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        name for entry in result["files"] for name in (entry["file"], entry["modelfile"]))
+
+
+def test_a_broken_conversion_names_the_first_diverging_token(tiny_model, tmp_path):
+    """transformers honours hidden_act, llama.cpp's llama graph always uses SiLU: a conversion that silently
+    changes the model. The f16 check refuses it, naming the first greedy token where the two differ."""
+    model = tmp_path / "gelu"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps(config | {"hidden_act": "gelu"}))
+    result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant",
+                             "Q8_0", "--output_dir", str(tmp_path / "out")], capture_output=True, text=True,
+                            env=base_env(tmp_path), timeout=1800)
+    assert result.returncode == 1, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert "continues the golden chat prompt differently from the HF model at token" in error, error
+    assert "(HF '" in error and "llama.cpp '" in error and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists(), "nothing half-made is left"
+
+
+def test_sigterm_mid_export_leaves_nothing_running_or_half_made(tiny_model, tmp_path):
+    outdir = tmp_path / "with space"
+    process = subprocess.Popen([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(tiny_model),
+                                "--quant", "Q8_0", "--output_dir", str(outdir)], env=base_env(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def servers():
+        found = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "llama-server"], capture_output=True, text=True)
+        return found.stdout.split()
+
+    deadline = time.time() + 900
+    while not servers() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    started = servers()
+    assert started, "llama-server never started"
+    process.terminate()
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in started), "llama-server outlived the export"
+    assert not outdir.exists() or not any(outdir.iterdir()), list(outdir.iterdir())

@@ -2,13 +2,12 @@
 Hub, and the failure classifier on realistic logs."""
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, SCRIPTS, json_output
+from conftest import SAMPLE, SCRIPTS, alive, json_output, wait_for
 
 LOGS = Path(__file__).parent / "data" / "failure_logs"
 SLEEPER = """import json, subprocess, sys, time
@@ -19,36 +18,6 @@ for step in range(1, 10000):
                                        "time": time.time()}), flush=True)
     time.sleep(0.2)
 """
-
-
-@pytest.fixture
-def jobs(run_script, env, tmp_path):
-    env["HFLT_LOCAL_PYTHON"] = sys.executable
-    env["HFLT_POLL_S"] = "0.5"
-
-    def call(*args, **kwargs):
-        return run_script("jobs.py", *args, **kwargs)
-
-    return call
-
-
-def wait_for(predicate, timeout=300, every=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
 def test_local_training_job_reports_progress_then_completes(jobs, tiny_model, tmp_path):
@@ -90,7 +59,7 @@ def test_timeout_stops_the_whole_group_and_says_what_to_do(jobs, tmp_path):
     assert "--resume_from_hub" in info["diagnosis"]["fix"] and info["step"] > 1
     log = jobs("logs", submitted["id"]).stdout
     child = int(next(line.split()[1] for line in log.splitlines() if line.startswith("child ")))
-    assert not pid_alive(child), "the grandchild died with its group"
+    assert not alive(child), "the grandchild died with its group"
     assert jobs("wait", submitted["id"]).returncode == 1
 
 
@@ -105,7 +74,7 @@ def test_cancel_ends_the_group_and_state_is_consistent(jobs, tmp_path):
     assert info["stage"] == "CANCELED" and info["diagnosis"] is None
     log = jobs("logs", submitted["id"], "--tail", "1000").stdout
     child = int(next(line.split()[1] for line in log.splitlines() if line.startswith("child ")))
-    assert not pid_alive(child)
+    assert not alive(child)
     assert json_output(jobs("cancel", submitted["id"], "--json"))["stage"] == "CANCELED"
 
 

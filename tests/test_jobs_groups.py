@@ -6,11 +6,9 @@ import os
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 
-import pytest
-from conftest import SAMPLE, SCRIPTS, json_output
+from conftest import SAMPLE, SCRIPTS, alive, json_output, wait_for
 from hub_server import TOKEN
 
 LOGS = Path(__file__).parent / "data" / "failure_logs"
@@ -42,36 +40,6 @@ for step in range(1, 10000):
     print("[progress] " + json.dumps({"step": step, "total_steps": 10000, "loss": 1.0, "time": time.time()}), flush=True)
     time.sleep(0.3)
 """
-
-
-@pytest.fixture
-def jobs(run_script, env):
-    env["HFLT_LOCAL_PYTHON"] = sys.executable
-    env["HFLT_POLL_S"] = "0.3"
-
-    def call(*args, **kwargs):
-        return run_script("jobs.py", *args, **kwargs)
-
-    return call
-
-
-def wait_for(predicate, timeout=120, every=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def node_pids(jobs, job_id) -> list[int]:

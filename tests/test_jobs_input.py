@@ -15,17 +15,6 @@ QUICK = "print('hello')\n"
 
 
 @pytest.fixture
-def jobs(run_script, env):
-    env["HFLT_LOCAL_PYTHON"] = sys.executable
-    env["HFLT_POLL_S"] = "0.3"
-
-    def call(*args, **kwargs):
-        return run_script("jobs.py", *args, **kwargs)
-
-    return call
-
-
-@pytest.fixture
 def state(tmp_path):
     return tmp_path / "jobs_state"
 
@@ -126,6 +115,27 @@ def test_submit_to_hf_without_token_says_so(jobs, tmp_path, state):
     one_sentence(jobs("submit", "--backend", "hf", "--flavor", "t4-small", "--", script), 2,
                  "needs a Hugging Face token", "--backend local")
     assert not state_files(state)
+
+
+def test_an_hf_flavor_without_a_token_is_not_run_here_silently(jobs, tmp_path, state):
+    """A plan (or --flavor) for HF Jobs and no token: not a local run nobody asked for, but the two ways forward."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"flavor": "t4-small", "timeout": "1h", "time_hours": 0.2, "cost_usd": 0.08}))
+    script = tmp_path / "quick.py"
+    script.write_text(QUICK)
+    one_sentence(jobs("submit", "--plan", plan, "--", script), 2, "t4-small", "hf auth login", "--backend local")
+    one_sentence(jobs("submit", "--flavor", "a10g-small", "--", script), 2, "--flavor", "a10g-small", "--backend local")
+    assert not state_files(state)
+    local = json_output(jobs("submit", "--plan", plan, "--backend", "local", "--dry_run", "--json", "--", script))
+    assert local["backend"] == "local"
+
+
+def test_a_bare_script_name_is_the_bundled_script(jobs, tmp_path):
+    """SKILL.md names scripts relative to its own folder while the agent works in the person's folder."""
+    dry = json_output(jobs("submit", "--backend", "local", "--dry_run", "--json", "--", "train_sft.py",
+                           "--model_name_or_path", "m", "--dataset_name", "d", cwd=tmp_path))
+    assert dry["command"][0] == str(SCRIPTS / "train_sft.py")
+    one_sentence(jobs("submit", "--backend", "local", "--", "train_sfx.py", cwd=tmp_path), 2, "train_sfx.py")
 
 
 def test_token_never_reaches_args_state_or_outputs(jobs, tmp_path, state, hub, env):

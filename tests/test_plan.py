@@ -3,12 +3,9 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, json_output
-
-CONFIGS = Path(__file__).parent / "configs"
+from conftest import CONFIGS, ROOT, flag_value, plan
 
 
 def hand_count(config: dict) -> int:
@@ -22,14 +19,6 @@ def hand_count(config: dict) -> int:
     per_layer = attention + 3 * h * inter + 2 * h + qk_norm
     embeddings = vocab * h * (1 if config["tie_word_embeddings"] else 2)
     return embeddings + layers * per_layer + h
-
-
-def plan(run_script, *args):
-    return json_output(run_script("plan.py", *args, "--json"))
-
-
-def flag_value(training_args: list[str], flag: str) -> str | None:
-    return training_args[training_args.index(flag) + 1] if flag in training_args else None
 
 
 @pytest.mark.parametrize("name,published", [("qwen3-0.6b", 596_049_920), ("qwen3-1.7b", 1_720_574_976),

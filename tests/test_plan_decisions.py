@@ -5,8 +5,7 @@ import json
 import sys
 
 import pytest
-from conftest import SCRIPTS
-from test_plan import CONFIGS, flag_value, plan
+from conftest import CONFIGS, SCRIPTS, flag_value, plan
 
 sys.path.insert(0, str(SCRIPTS))
 import plan as planner  # noqa: E402

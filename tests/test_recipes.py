@@ -36,7 +36,8 @@ def test_labels_cover_the_assistant_turn_and_its_end(fixture, answer, request, t
     dataset = Dataset.from_list([conversation(answer)] * 4)
     args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=None, report_to="none", use_cpu=True,
                      max_length=128, per_device_train_batch_size=2)
-    masking = load_script("train_sft.py").choose_loss_masking(SimpleNamespace(training_args=args), dataset, tokenizer)
+    args.assistant_only_loss, masking = load_script("train_sft.py").choose_loss_masking(
+        SimpleNamespace(training_args=args), dataset, tokenizer)
     assert masking == "assistant tokens" and args.assistant_only_loss is True
     trainer = SFTTrainer(model=str(model_dir), args=args, processing_class=tokenizer, train_dataset=dataset)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -125,8 +126,8 @@ def test_padding_is_never_the_end_of_a_sequence_or_a_turn(fixture, request):
     tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
     tokenizer.pad_token = tokenizer.eos_token  # as Qwen base models and many fine-tunes ship
     run = SimpleNamespace(training_args=SimpleNamespace(pad_token=None))
-    train_sft.choose_pad_token(run, tokenizer)
-    pad = run.training_args.pad_token
+    pad = train_sft.choose_pad_token(run, tokenizer)
+    assert run.training_args.pad_token is None, "a decision returned, not applied"
     specials = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
     assert pad in specials and pad != tokenizer.eos_token and pad not in tokenizer.chat_template, pad
     tokenizer.chat_template += "".join(specials)  # every special token now written by the template: none can pad
@@ -144,11 +145,11 @@ def test_loss_masking_follows_the_data_the_template_and_the_flag(tiny_model, tmp
         return train_sft.choose_loss_masking(SimpleNamespace(training_args=args), Dataset.from_list(rows), tokenizer)
 
     chats = [conversation("It is 5.")]
-    assert masking(chats) == "assistant tokens"
-    assert masking(chats, assistant_only_loss=False) == "whole sequence (--assistant_only_loss false)"
-    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}]) == "completion tokens"
-    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}], completion_only_loss=False).startswith(
+    assert masking(chats) == (True, "assistant tokens")
+    assert masking(chats, assistant_only_loss=False) == (False, "whole sequence (--assistant_only_loss false)")
+    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}]) == (False, "completion tokens")
+    assert masking([{"prompt": "Add 2 and 3.", "completion": "5"}], completion_only_loss=False)[1].startswith(
         "whole sequence")
-    assert masking([{"text": "Add 2 and 3: 5"}]) == "whole sequence (not conversational data)"
+    assert masking([{"text": "Add 2 and 3: 5"}]) == (False, "whole sequence (not conversational data)")
     tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    assert masking(chats).startswith("whole sequence (the chat template has no {% generation %} markers")
+    assert masking(chats)[1].startswith("whole sequence (the chat template has no {% generation %} markers")

@@ -91,7 +91,7 @@ def test_local_formats(fmt, tmp_path, run_script):
     ("late_type_change", "'completion' holds text on line 1 but a number on line 1051"),
     ("missing", "does not exist"), ("empty", "is empty"), ("invalid_json", "line 2 is not valid JSON"),
     ("unsupported", "unsupported format"), ("unknown_split", "no split 'test'"), ("hub_offline", "could not be reached"),
-    ("corrupt_parquet", "could not be read as parquet"), ("split_of_a_file", "is one file: one split, 'train'"),
+    ("corrupt_parquet", "could not be read as parquet"), ("split_of_a_file", "is one file, which has one split, 'train'"),
     ("flag_typo", "unrecognized arguments: --max-length"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(case, needle, tmp_path, run_script):

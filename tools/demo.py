@@ -52,7 +52,7 @@ def main():
     step("Validate the bundled SFT data (what the person sees)", "validate_dataset.py", "--dataset",
          SAMPLE / "sft_code.jsonl")
     step("Plan the run (the card the person confirms)", "plan.py", "--model", model, "--method", "sft", "--validation",
-         OUT / "validation.json", "--dataset", "data/sample/sft_code.jsonl", "--output_repo", "local/demo-sft")
+         OUT / "validation.json", "--dataset", "data/sample/sft_code.jsonl", "--hub_model_id", "local/demo-sft")
     sft = OUT / "sft"
     submit_and_follow("SFT as a local job", SCRIPTS / "train_sft.py", "--model_name_or_path", model, "--dataset_name",
                       SAMPLE / "sft_code.jsonl", "--output_dir", sft, "--max_steps", "80", "--learning_rate", "1e-3",
@@ -71,7 +71,7 @@ def main():
     step("Experiment report", "report.py", "--experiment", "demo", "--runs", sft, dpo, "--evals", OUT / "base_eval.json",
          "--out", OUT / "training_reports")
     step("GGUF Q4_K_M, verified in llama.cpp (builds llama.cpp once, cached)", "convert_gguf.py", "--model", dpo,
-         "--quant", "Q4_K_M", "--outdir", OUT / "gguf")
+         "--quant", "Q4_K_M", "--output_dir", OUT / "gguf")
     print("\n=== Summary")
     for label, path in [("validation", OUT / "validation.json"), ("SFT model + run.json", sft), ("DPO model", dpo),
                         ("report", OUT / "training_reports" / "demo.md"), ("loss curves", OUT / "training_reports" / "demo"),

@@ -1,6 +1,8 @@
 """Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
 validator prints are the flags the trainer applies."""
 
+import json
+import re
 from pathlib import Path
 
 from .errors import BadInput, first_line
@@ -12,44 +14,212 @@ ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
-    import datasets
-    from datasets import load_dataset, load_from_disk
-    from datasets.exceptions import DatasetGenerationError
+WHOLE_FILE_BYTES = 1 << 30  # a local JSONL file up to this size is loaded whole even for a sample: a bad line anywhere is found
+SHAPES_KEPT = 100  # rows after a sample whose missing columns the sample never showed, kept so that the checks see them
+STOPPED_AT_LIMIT = ("length", "max_tokens", "max_length", "max_new_tokens")  # finish/stop reasons of a cut generation
+REASON_COLUMNS = ("finish_reason", "stop_reason")
+GENERATED_TEXT_COLUMNS = ("completion", "generation", "response", "output", "chosen")
 
-    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
+
+def open_rows(name: str, config: str | None = None, split: str = "train", limit: int | None = None):
+    """The one reader of rows: validate_dataset.py judges and the trainers train on what this returns, so a dataset
+    the validator calls READY is one the trainer opens. `name` is a local file (its format from its suffix, in any
+    case), a saved dataset, a folder of data files or a Hub dataset id with its configuration.
+
+    Returns (rows, total): with `limit` None, a datasets.Dataset of every row; with a limit, a list of the first
+    `limit` rows as dicts (images as stored, undecoded), read without loading the whole dataset where it is large (Hub
+    datasets stream, parquet is read lazily), plus the rows of other shapes found after them. `total`: the split's
+    row count, None where only a full read would tell."""
+    import datasets
+
+    # a row that does not parse is one sentence below, not logged lines too
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     path = Path(name)
     try:
         if path.is_file():
-            if path.suffix not in FILE_BUILDERS:
-                raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
-            if path.stat().st_size == 0:
-                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
-            if split not in (None, "train"):
-                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
-            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
-        if path.is_dir() and (path / "dataset_info.json").exists():
-            return load_from_disk(str(path))
-        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
-            raise BadInput(f"Dataset file {name} was not found; check the path.")
-        return load_dataset(name, config, split=split, streaming=streaming)
+            return _open_file(path, config, split, limit)
+        if path.is_dir():
+            if config:
+                raise BadInput(f"{name} is a local directory: it has no configurations; drop --dataset_config.")
+            return _open_dir(path, split, limit)
+        if name.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
+            raise BadInput(f"Dataset file {name} was not found: it does not exist here; check the path.")
+        return _open_hub(name, config, split, limit)
     except BadInput:
         raise
-    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = first_line(error.__cause__ or error)[:300]
-        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
-                       "line).")
-    except ConnectionError as error:
-        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
-    except FileNotFoundError as error:
-        raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
-    except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
-                       "file.")
-    except ValueError as error:
-        if "split" in str(error).lower():
-            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
-        raise BadInput(f"Dataset {name!r} could not be read: {error}")
+    except Exception as error:  # noqa: BLE001 - whatever the library raises while reading becomes one sentence
+        raise _read_error(name, config, split, error) from error
+
+
+def _open_file(path: Path, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    suffix = path.suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise BadInput(f"{path} has an unsupported format ({suffix or 'no extension'}); use jsonl, json, csv, parquet "
+                       "or arrow.")
+    if path.stat().st_size == 0:
+        raise BadInput(f"Dataset file {path} is empty; point it at a file with rows.")
+    if split not in (None, "train") or config:
+        raise BadInput(f"{path} is one file, which has one split, 'train', and no configuration; drop the split and "
+                       "configuration flags.")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    if suffix == ".jsonl" and path.stat().st_size <= WHOLE_FILE_BYTES:
+        scan_jsonl(path)  # the loader would read a number in a text column as text; the line is named either way
+    lazy = limit is not None and (suffix == ".parquet" or path.stat().st_size > WHOLE_FILE_BYTES)
+    try:
+        dataset = load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=lazy)
+        if lazy:
+            return _take(dataset, limit), total if suffix == ".parquet" else _count_lines(path)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a JSONL file says which line; the library's message otherwise
+        if suffix == ".jsonl":
+            scan_jsonl(path)
+        raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error.__cause__ or error)[:200]}); "
+                       "fix the file.")
+    return _sample(dataset, limit)
+
+
+def _open_dir(path: Path, split: str, limit: int | None):
+    from datasets import load_dataset, load_from_disk
+
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):
+            if split not in dataset:
+                raise BadInput(f"{path} has no split {split!r}; it has {', '.join(dataset)}: pass one of those.")
+            dataset = dataset[split]
+        return _sample(dataset, limit)
+    if not any(p.suffix.lower() in FILE_BUILDERS for p in path.rglob("*") if not p.name.startswith(".")):
+        raise BadInput(f"{path} holds no jsonl, json, csv, parquet or arrow files.")
+    return _sample(load_dataset(str(path), split=split), limit)
+
+
+def _open_hub(name: str, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config, split=split, streaming=limit is not None)
+    if limit is None:
+        return dataset, len(dataset)
+    info = getattr(dataset, "info", None)
+    total = info.splits[split].num_examples if info is not None and info.splits and split in info.splits else None
+    rows = _take(dataset, limit)
+    return rows, (total or None) if len(rows) == limit else len(rows)
+
+
+def _take(stream, limit: int) -> list[dict]:
+    import itertools
+
+    return list(itertools.islice(stream.decode(False), limit))  # images as stored (bytes or path): checked, not decoded
+
+
+def _sample(dataset, limit: int | None):
+    """Every row (a Dataset), or the first `limit` rows as dicts plus the first rows after them whose missing
+    columns the sample never showed (a schema change at row 50,000 still reaches the checks)."""
+    if limit is None:
+        return dataset, len(dataset)
+    import pyarrow.compute as pc
+
+    rows = dataset.select(range(min(limit, len(dataset)))).to_list()
+    if len(dataset) > limit:
+        table = dataset.with_format("arrow")[:]
+        shapes = [0] * len(table)
+        for bit, column in enumerate(table.columns):
+            for index in pc.indices_nonzero(pc.is_null(column)).to_pylist():
+                shapes[index] |= 1 << bit
+        seen, extra = set(shapes[:limit]), []
+        for index in range(limit, len(shapes)):
+            if shapes[index] not in seen and len(extra) < SHAPES_KEPT:
+                seen.add(shapes[index])
+                extra.append(index)
+        rows += dataset.select(extra).to_list() if extra else []
+    return rows, len(dataset)
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
+
+
+def scan_jsonl(path: Path):
+    """Names the first line of a JSONL file that cannot load: not JSON, not an object, or a column whose type
+    changes from the line that set it (a column holding text in one row and a number in another cannot load)."""
+    kinds = {}
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
+            if not isinstance(row, dict):
+                raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per "
+                               "line.")
+            for key, value in row.items():
+                kind = JSON_KINDS.get(type(value))
+                first = kinds.get(key)
+                if first is None and kind:
+                    kinds[key] = (kind, number)
+                elif kind and kind != first[0]:
+                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
+                                   "every row needs the same type in a column.")
+
+
+def _read_error(name: str, config: str | None, split: str, error: Exception) -> BadInput:
+    """What went wrong reading `name`, as one sentence with the flag that fixes it."""
+    from datasets.exceptions import DatasetGenerationError
+
+    message = str(error)
+    if isinstance(error, ConnectionError) or "offline" in message.lower():
+        return BadInput(f"The Hub could not be reached for {name!r} ({first_line(error)[:200]}); check the network, "
+                        "or pass a local file.")
+    if isinstance(error, DatasetGenerationError):  # a line that does not parse, a column whose type changes
+        return BadInput(f"Dataset {name!r} could not be read ({first_line(error.__cause__ or error)[:300]}); fix "
+                        "that row (validate_dataset.py names its line).")
+    if isinstance(error, FileNotFoundError):
+        return BadInput(f"Dataset {name!r} was not found on the Hub or locally ({first_line(error)[:200]}); check "
+                        "the id or the path.")
+    if isinstance(error, ValueError) and ("config" in message.lower()):
+        names = config_names(name, message)
+        listed = ", ".join(names) if names else "see the dataset card"
+        if config:
+            return BadInput(f"Dataset {name!r} has no configuration {config!r} (it has {listed}); pass one of "
+                            "them with --dataset_config NAME.")
+        return BadInput(f"Dataset {name!r} has {len(names) or 'several'} configurations and no default ({listed}); "
+                        f"pick one with --dataset_config NAME, e.g. --dataset_config {names[0] if names else 'NAME'}.")
+    if isinstance(error, ValueError) and "split" in message.lower():
+        found = re.findall(r"'([^']+)'", message.split("vailable", 1)[-1]) if "vailable" in message else []
+        return BadInput(f"Dataset {name!r} has no split {split!r}" + (f"; it has {', '.join(found)}" if found else "")
+                        + ": pass an existing split.")
+    if isinstance(error, OSError) and ".parquet" in name.lower():
+        return BadInput(f"{name} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    return BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:300]}); fix or replace it.")
+
+
+def config_names(name: str, message: str = "") -> list[str]:
+    """Every configuration of Hub dataset `name`: from the library, else from its error message."""
+    try:
+        from datasets import get_dataset_config_names
+
+        return list(get_dataset_config_names(name))
+    except Exception:  # noqa: BLE001 - the error message lists them too
+        found = re.search(r"\[([^\]]*)\]", message)
+        return re.findall(r"'([^']+)'", found.group(1)) if found else []
 
 
 def parse_map(spec: str | None) -> dict[str, str]:
@@ -79,8 +249,61 @@ def gsm8k_to_prompt(row):
             "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
 
 
+def gsm8k_final_answer(answer) -> str | None:
+    """The number after the last '####' of a GSM8K answer ('... #### 1,234' -> '1234'); None when there is none."""
+    head, mark, tail = str(answer if answer is not None else "").rpartition("####")
+    number = tail.strip().replace(",", "")
+    return number if mark and re.fullmatch(r"[-+]?\d+(\.\d+)?", number) else None
+
+
+def check_gsm8k_answers(dataset):
+    """--convert gsm8k takes the number after '####' as the solution the rewards compare with; answers without one
+    would make the whole answer text the solution, which no completion matches: every reward 0, and training runs on
+    teaching nothing. Most of the checked rows without one is refused (a few are left to score 0)."""
+    answers = dataset.select(range(min(CHECKED_ROWS, len(dataset))))["answer"]
+    lacking = [index for index, answer in enumerate(answers) if gsm8k_final_answer(answer) is None]
+    if answers and len(lacking) * 2 > len(answers):
+        example = " ".join(str(answers[lacking[0]] or "").split())[:60]
+        raise BadInput(f"--convert gsm8k needs answers ending in '#### <number>', but {len(lacking)} of the first "
+                       f"{len(answers)} answers have none (row {lacking[0]}: {example!r}), so every completion would "
+                       "score 0; drop --convert and pass --map prompt=question,solution=<a column holding just the "
+                       "final answer>, or --map prompt=question with --reward_funcs that read no 'solution' "
+                       "(answer_format, think_format_reward or your own path/to/file.py:function).")
+
+
+def open_think(text: str) -> bool:
+    """The text ends inside a `<think>` block that was never closed (an R1-style trace cut before its answer)."""
+    return text.rfind("<think>") > text.rfind("</think>")
+
+
+def unfinished(row: dict) -> bool:
+    """A generation the generator stopped at its limit: a finish_reason/stop_reason saying so ('length'), or a last
+    assistant turn (or a generated text column) that ends inside an unclosed <think>. SFT on it teaches the model
+    to stop mid-thought."""
+    if any(str(row.get(column) or "").lower() in STOPPED_AT_LIMIT for column in REASON_COLUMNS):
+        return True
+    for column, value in row.items():
+        if isinstance(value, list) and value and all(isinstance(turn, dict) for turn in value):
+            replies = [t for t in value if ROLE_NAMES.get(t.get("role", t.get("from"))) == "assistant"]
+            if replies and open_think(turn_text(replies[-1].get("content", replies[-1].get("value")))):
+                return True
+        elif isinstance(value, str) and column in GENERATED_TEXT_COLUMNS and open_think(value):
+            return True
+    return False
+
+
+def drop_unfinished_rows(dataset):
+    """The rows that are not unfinished generations (reads only the columns that can tell, images stay stored)."""
+    relevant = [c for c in dataset.column_names if c in REASON_COLUMNS or c in GENERATED_TEXT_COLUMNS
+                or column_kind(dataset, c) in ("turns", "sharegpt turns")]
+    if not relevant:
+        return dataset
+    return dataset.filter(lambda *values: not unfinished(dict(zip(relevant, values))), input_columns=relevant)
+
+
 def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
-    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume (after
+    --drop_unfinished, which reads the finish_reason column a conversion drops)."""
     mapping = parse_map(mapping_spec)
     missing = [old for old in mapping.values() if old not in dataset.column_names]
     if missing:
@@ -95,6 +318,8 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
         function, needs = conversions[convert]
         if any(column not in dataset.column_names for column in needs):
             raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+        if convert == "gsm8k":
+            check_gsm8k_answers(dataset)
         dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
     if max_samples:
         dataset = dataset.select(range(min(max_samples, len(dataset))))

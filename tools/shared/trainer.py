@@ -16,11 +16,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .data import check_chat_template, check_training_rows, load_rows, parse_map, prepare_dataset
+from .data import check_chat_template, check_training_rows, drop_unfinished_rows, open_rows, parse_map, prepare_dataset
 from .errors import BadInput, first_line
 from .models import adapter_base, check_weights, merge_adapter, meta_model
 from .recipes import default_learning_rate, default_peft, training_strategy
-from .run_record import job_from_env, update_run_record, utcnow
+from .run_record import RUN_FILE, append_to_run, job_from_env, lockless, push_run, utcnow
 
 # TRL's configs default gradient_checkpointing=True, which transformers reports as a deprecated name on every run.
 warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -37,6 +37,9 @@ class RunArguments:
                                                             "'chosen=good_response,rejected=bad_response'."})
     convert: str | None = field(default=None, metadata={"help": "Structural conversion: sharegpt, alpaca or gsm8k."})
     max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
+    drop_unfinished: bool = field(default=False, metadata={"help": "Leave out generations cut at the generator's "
+                                                                   "limit (finish_reason 'length', or an assistant "
+                                                                   "turn ending inside an unclosed <think>)."})
     eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
     peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
     strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
@@ -216,11 +219,13 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
         check_push_access(training_args)
+    name_outputs(run)
+    if "LOCAL_RANK" not in os.environ and os.environ.get("HFLT_NODE_RANK", "0") == "0":
+        hold_output_dir(training_args.output_dir)  # the launching process holds it for the processes it starts
     launcher = launch_command(run)
     if launcher:
         print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
         sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
-    name_outputs(run)
     model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
     run.resume_from = resume_point(run)
     return run
@@ -276,9 +281,135 @@ def name_outputs(run: Run):
         args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
 
 
+RUN_LOCK = ".hflt-run.lock"
+
+
+def hold_output_dir(output_dir: str):
+    """A local output directory belongs to one live run: the run holds an exclusive lock on a file in it for the
+    whole process (the kernel lets go when the process ends, on a crash too), and a second run into it is refused
+    before anything loads. On a normal exit the lock file goes, and the directory too when this run made it and
+    left nothing in it (a refused run leaves nothing behind)."""
+    import atexit
+    import fcntl
+
+    directory = Path(output_dir)
+    created = not directory.exists()
+    path = directory / RUN_LOCK
+    while True:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise BadInput(f"--output_dir {output_dir} cannot be written ({error.strerror}); pass a directory you "
+                           "can write to.")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BadInput(f"--output_dir {output_dir} is in use by another run (process {holder}); wait for it to "
+                           "end, or pass another --output_dir.")
+        except OSError as error:
+            if not lockless(error):
+                raise
+            os.close(fd)
+            os.unlink(path)
+            print(f"warning: {output_dir} is on a filesystem without file locks: a second run into it would not be "
+                  "refused.", file=sys.stderr, flush=True)
+            return
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:  # its holder ended and removed it between the open and the lock
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release():
+        try:
+            os.unlink(path)  # while holding it: a run that opened this file meanwhile sees it gone and opens anew
+            if created and not any(directory.iterdir()):
+                directory.rmdir()
+        except OSError:  # the directory was moved or removed meanwhile: nothing left to tidy
+            pass
+        os.close(fd)
+
+    atexit.register(release)
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file is not whole (a save cut short), or None: its header parses and the file is as long
+    as the header says."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if length is None or length > size - 8:
+            return "is cut short inside its header"
+        try:
+            header = json.loads(f.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                      default=0)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "has an unreadable header"
+    if 8 + length + end != size:
+        return f"has {size} bytes where its header describes {8 + length + end}"
+    return None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when it is complete: its trainer state parses, its weights
+    are whole (safetensors headers and sizes, the shards an index names) and its torch files (optimizer, scheduler,
+    RNG states) are whole archives."""
+    import zipfile
+
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is not valid JSON"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights and not any(checkpoint.glob("*.bin")) and not any(checkpoint.glob("pytorch_model_fsdp_*")):
+        return "it has no weights"
+    for index in checkpoint.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return f"{index.name} is not a valid weight index"
+        missing = sorted(shard for shard in shards if not (checkpoint / shard).is_file())
+        if missing:
+            return f"the shard {missing[0]} that {index.name} names is missing"
+    for file in weights:
+        problem = safetensors_problem(file)
+        if problem:
+            return f"{file.name} {problem}"
+    for file in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
+        if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives: a cut one has no end
+            return f"{file.name} is cut short"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N in `output_dir` that is complete; each newer one that is not is named on stderr."""
+    def step(path: Path) -> int:
+        return int(path.name.split("-", 1)[1])
+
+    checkpoints = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    for checkpoint in sorted(checkpoints, key=step, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"Skipping {checkpoint.name}: {problem} (a save cut short); trying the checkpoint before it.",
+                  file=sys.stderr, flush=True)
+    return None
+
+
 def resume_point(run: Run) -> str | None:
     from huggingface_hub import snapshot_download
-    from transformers.trainer_utils import get_last_checkpoint
 
     args = run.training_args
     if run.run_args.resume_from_hub:
@@ -287,14 +418,20 @@ def resume_point(run: Run) -> str | None:
         local = snapshot_download(args.hub_model_id, allow_patterns=["last-checkpoint/*"],
                                   local_dir=Path(args.output_dir) / "hub-resume")
         checkpoint = Path(local) / "last-checkpoint"
-        if not (checkpoint / "trainer_state.json").exists():
+        problem = checkpoint_problem(checkpoint) if checkpoint.is_dir() else "missing"
+        if problem:
+            shutil.rmtree(local, ignore_errors=True)
+        if not checkpoint.is_dir():
             raise BadInput(f"{args.hub_model_id} has no last-checkpoint/ to resume from; start without "
                            "--resume_from_hub.")
+        if problem:
+            raise BadInput(f"last-checkpoint/ in {args.hub_model_id} is incomplete ({problem}); resume from a local "
+                           "checkpoint with --resume, or start without --resume_from_hub.")
         return str(checkpoint)
     if run.run_args.resume:
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        checkpoint = last_complete_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if checkpoint is None:
-            print(f"No checkpoint in {args.output_dir}; starting from scratch.", flush=True)
+            print(f"No complete checkpoint in {args.output_dir}; starting from scratch.", flush=True)
         return checkpoint
     return None
 
@@ -302,8 +439,13 @@ def resume_point(run: Run) -> str | None:
 def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
     """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
     them, and the held-out rows."""
-    dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
-                        run.script_args.dataset_train_split)
+    dataset, _ = open_rows(run.script_args.dataset_name, run.script_args.dataset_config,
+                           run.script_args.dataset_train_split)
+    if run.run_args.drop_unfinished:
+        kept = drop_unfinished_rows(dataset)
+        print(f"--drop_unfinished: {len(dataset) - len(kept):,} of {len(dataset):,} rows left out (generations cut "
+              "at the generator's limit).", flush=True)
+        dataset = kept
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
     run.processor = load_tokenizer(run.model_args)
@@ -359,7 +501,8 @@ def load_model(run: Run):
     return merge_adapter(name, getattr(torch, run.model_args.dtype), revision=run.model_args.model_revision)
 
 
-def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
+def starting_record(run: Run, dataset, eval_dataset) -> dict:
+    """What run.json says when training starts."""
     import torch
     import transformers
     import trl
@@ -438,6 +581,63 @@ def add_training_record(output_dir: str, record: dict) -> Path:
     return readme
 
 
+def merge_record_on_push(output_dir: str):
+    """The Trainer uploads the output directory at each checkpoint and at the end, and run.json with it: that upload
+    would replace what evaluations and exports appended to the repo's record meanwhile. Its uploads of the output
+    directory leave run.json (and the lock files) out; after each, push_run merges the repo's record with the local
+    one and commits it on the parent it read."""
+    import transformers
+    import transformers.trainer
+    from huggingface_hub import HfApi
+
+    folder = Path(output_dir).resolve()
+
+    class RecordMergingApi(HfApi):
+        def upload_folder(self, *, folder_path, run_as_future: bool = False, **kwargs):
+            if Path(folder_path).resolve() != folder:
+                return super().upload_folder(folder_path=folder_path, run_as_future=run_as_future, **kwargs)
+            if run_as_future:  # the Trainer's checkpoint pushes: in its background thread, record after upload
+                return self.run_as_future(self.upload_with_record, folder_path, kwargs)
+            return self.upload_with_record(folder_path, kwargs)
+
+        def upload_with_record(self, folder_path, kwargs: dict):
+            ignore = [*(kwargs.pop("ignore_patterns", None) or []), RUN_FILE, f".{RUN_FILE}*", RUN_LOCK]
+            info = super().upload_folder(folder_path=folder_path, ignore_patterns=ignore, **kwargs)
+            push_run(folder_path, kwargs["repo_id"], f"{kwargs.get('commit_message') or 'Upload'}: run.json",
+                     revision=kwargs.get("revision"))
+            return info
+
+    api = RecordMergingApi(library_name="transformers", library_version=transformers.__version__)
+    transformers.trainer.hf_api = lambda: api
+
+
+def guard_tracking(trainer):
+    """A tracker (Trackio or any other report_to integration) that fails to start or to log must not end a paid run:
+    it warns once, says why in a [tracking] line that `jobs.py status` shows, and training goes on without it."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    trackers = tuple(get_reporting_integration_callbacks(trainer.args.report_to))
+    events = [name for name in vars(TrainerCallback) if name.startswith("on_")]
+    for callback in trainer.callback_handler.callbacks:
+        if trackers and isinstance(callback, trackers):
+            for event in events:
+                setattr(callback, event, tracker_event(callback, getattr(callback, event)))
+
+
+def tracker_event(callback, event):
+    def call(*args, **kwargs):
+        if getattr(callback, "unavailable", None):
+            return None
+        try:
+            return event(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - whatever the tracker raised, the loss is still in the logs
+            callback.unavailable = f"{type(callback).__name__.removesuffix('Callback')}: {first_line(error)[:300]}"
+            print(f"warning: tracking unavailable ({callback.unavailable}); training goes on and the loss stays in the "
+                  "logs. Pass --report_to none to train without it.", file=sys.stderr, flush=True)
+            print("[tracking] " + json.dumps({"unavailable": callback.unavailable}), flush=True)
+    return call
+
+
 def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
@@ -445,17 +645,26 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     from huggingface_hub import HfApi
 
     args = run.training_args
-    record = run_record(run, trainer, dataset, eval_dataset)
+    output = Path(args.output_dir)
+    record = starting_record(run, dataset, eval_dataset)
     if trainer.is_world_process_zero():
-        update_run_record(args.output_dir, record)
+        append_to_run(output, fields=record, create=True)
         print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio", "job")}),
               flush=True)
+    if args.push_to_hub:
+        merge_record_on_push(args.output_dir)
+    guard_tracking(trainer)
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
-    except BaseException as error:  # the record says the run ended, and how
+    except BaseException as error:  # the record says the run ended, and how (in the repo too, when it can)
         if trainer.is_world_process_zero():
-            update_run_record(args.output_dir, {"status": "failed", "finished_at": utcnow(),
-                                                "error": f"{error.__class__.__name__}: {error}"[:500]})
+            append_to_run(output, fields={"status": "failed", "finished_at": utcnow(),
+                                          "error": f"{error.__class__.__name__}: {error}"[:500]})
+            if args.push_to_hub:
+                try:
+                    push_run(output, args.hub_model_id, "Training failed: run.json", revision=args.hub_revision)
+                except Exception:  # noqa: BLE001 - the local record says it; the error below is what matters
+                    pass
         if isinstance(error, torch.OutOfMemoryError):
             print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
                   "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
@@ -468,7 +677,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
         record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if trainer.is_world_process_zero():
-        record = update_run_record(args.output_dir, record)
+        record = append_to_run(output, fields=record)
         shutil.rmtree(Path(args.output_dir) / "hub-resume", ignore_errors=True)
     card = dict(dataset_name=None if Path(run.script_args.dataset_name).exists() else run.script_args.dataset_name,
                 tags=[run.method, "hf-llm-trainer"])

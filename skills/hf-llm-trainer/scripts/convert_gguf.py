@@ -31,15 +31,17 @@
 # ///
 """Merge, convert, quantize, verify and publish GGUF files for llama.cpp, Ollama and LM Studio.
 
-    uv run convert_gguf.py --model username/my-model --quant Q4_K_M,Q8_0 --push_to username/my-model-GGUF
-    uv run convert_gguf.py --model ./sft-lora-output --base Qwen/Qwen3-0.6B --outdir gguf/
+    uv run convert_gguf.py --model username/my-model --quant Q4_K_M,Q8_0 --hub_model_id username/my-model-GGUF
+    uv run convert_gguf.py --model ./sft-lora-output --base Qwen/Qwen3-0.6B --output_dir gguf/
 
 llama.cpp comes from the source tree vendored in the llama-cpp-python sdist on PyPI (pinned below), never a git
 clone; its tools are built once with cmake (CPU) and cached in the user's cache dir. A LoRA adapter is merged into
 its base first. Every file is verified before anything is published: its metadata is right (architecture,
-tokenizer, the model's chat template, file type), the f16 file's next-token probabilities and its greedy answer to a
-chat prompt match the Hugging Face model's, and it answers a chat turn through llama-server's OpenAI-compatible API.
-Each file gets an Ollama Modelfile beside it. Exports are recorded in the model's run.json.
+tokenizer, the model's chat template, file type); the f16 file's next-token probabilities, the prompt its chat template
+renders and its greedy answer to a chat turn (llama-server's OpenAI-compatible API) match the Hugging Face model's, or
+nothing is published; each quantized file's greedy answer is compared token by token with the HF model's, and the
+card and run.json say how far it agrees. Each file gets an Ollama Modelfile beside it. Exports are recorded in the
+model's run.json. SIGTERM stops llama-server and removes the half-made files.
 """
 
 import argparse
@@ -49,6 +51,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +60,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,10 +99,6 @@ CHATML_OLLAMA = """{{- if .Messages }}
 {{ .Prompt }}<|im_end|>
 {{ end }}<|im_start|>assistant
 {{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
-
-
-class Failed(Exception):
-    """A runtime failure with a message that says what happened and what to do next (exit 1, no traceback)."""
 
 
 def log(message: str):
@@ -192,14 +192,14 @@ def convert(llama: Path, model_dir: Path, outfile: Path):
         message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "unknown error"
         if "not supported" in result.stderr or "NotImplementedError" in result.stderr:
             raise BadInput(f"llama.cpp's converter does not support this model: {message}")
-        raise Failed(f"convert_hf_to_gguf.py failed: {message}")
+        raise Failure(f"convert_hf_to_gguf.py failed: {message}")
 
 
 def quantize(llama: Path, f16: Path, outfile: Path, quant: str):
     result = subprocess.run([str(llama / "build" / "bin" / "llama-quantize"), str(f16), str(outfile), quant],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise Failed(f"llama-quantize {quant} failed: {result.stderr.strip().splitlines()[-1:]}")
+        raise Failure(f"llama-quantize {quant} failed: {result.stderr.strip().splitlines()[-1:]}")
     fallbacks = result.stdout.count("fallback") + result.stderr.count("fallback")
     return fallbacks
 
@@ -253,11 +253,12 @@ def end_tokens(model, tokenizer) -> list[str]:
 
 
 def golden_prompt(model, tokenizer) -> dict:
-    """The chat prompt (with the generation prompt) as token ids and the HF model's greedy continuation of it."""
+    """The chat prompt (with the generation prompt, thinking off as in the llama-server turn) as text and token ids,
+    and the HF model's greedy continuation of it: the answer every GGUF file is compared with."""
     import torch
 
     if tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     else:
         text = PROMPTS[2]
     prompt = tokenizer(text).input_ids
@@ -268,8 +269,9 @@ def golden_prompt(model, tokenizer) -> dict:
             ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
             if ids[-1] in stop_ids:
                 break
-    return {"text": text, "prompt_ids": prompt, "hf_ids": ids[len(prompt):],
-            "hf_continuation": tokenizer.decode(ids[len(prompt):])}
+    answer = ids[len(prompt):]
+    return {"text": text, "prompt_ids": prompt, "hf_ids": answer, "hf_continuation": tokenizer.decode(answer),
+            "chat_ids": tokenizer(text, add_special_tokens=False).input_ids}  # the template's text, as tokens
 
 
 def ollama_template(tokenizer) -> tuple[str | None, str]:
@@ -304,7 +306,7 @@ def post(url: str, body: dict) -> dict:
         with LOOPBACK.open(request, timeout=600) as response:
             return json.loads(response.read())
     except OSError as error:
-        raise Failed(f"llama-server failed on {url.split('/', 3)[-1]}: {error}")
+        raise Failure(f"llama-server failed on {url.split('/', 3)[-1]}: {error}")
 
 
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # llama-server is local: never via a proxy
@@ -332,7 +334,7 @@ def llama_server(llama: Path, gguf: Path):
                     if server.poll() is not None or time.monotonic() > deadline:
                         server_log.seek(0)
                         tail = server_log.read().decode(errors="replace").strip().splitlines()[-3:]
-                        raise Failed(f"llama-server could not serve {gguf.name}: {' / '.join(tail)}")
+                        raise Failure(f"llama-server could not serve {gguf.name}: {' / '.join(tail)}")
                     time.sleep(0.2)
             yield url
         finally:
@@ -345,24 +347,27 @@ def llama_server(llama: Path, gguf: Path):
 
 
 def check_in_server(llama: Path, gguf: Path, golden: dict, chat: bool) -> dict:
-    """The file's greedy continuation of the golden prompt, and one chat turn through the OpenAI-compatible API."""
+    """The file's greedy continuation of the golden prompt's tokens and, for a chat model, the prompt its own chat
+    template renders and its answer to the same chat turn through the OpenAI-compatible API, beside the HF model's."""
     with llama_server(llama, gguf) as url:
         completion = post(f"{url}/completion", {"prompt": golden["prompt_ids"], "n_predict": len(golden["hf_ids"]),
                                                 "temperature": 0, "return_tokens": True, "cache_prompt": False})
         gguf_ids = completion["tokens"]
         agree = next((i for i, (a, b) in enumerate(zip(golden["hf_ids"], gguf_ids)) if a != b),
                      min(len(golden["hf_ids"]), len(gguf_ids)))
-        result = {"golden": {"agree": agree, "of": len(golden["hf_ids"]), "continuation": completion["content"]}}
+        result = {"golden": {"agree": agree, "of": len(golden["hf_ids"]), "continuation": completion["content"],
+                             "ids": gguf_ids}}
         if chat:
             # enable_thinking=false: a reasoning model (Qwen3) answers directly instead of thinking past the limit
+            options = {"chat_template_kwargs": {"enable_thinking": False}}
+            rendered = post(f"{url}/apply-template", {"messages": CHAT, **options})["prompt"]
+            prompt = post(f"{url}/tokenize", {"content": rendered, "add_special": False, "parse_special": True})
             reply = post(f"{url}/v1/chat/completions", {"messages": CHAT, "max_tokens": CHAT_MAX_TOKENS,
-                                                        "temperature": 0,
-                                                        "chat_template_kwargs": {"enable_thinking": False}})["choices"][0]
-            answer = reply["message"].get("content") or ""
-            if not answer.strip():
-                raise Failed(f"{gguf.name} gave an empty answer to a chat turn in llama-server; not publishing")
-            result["chat"] = {"answer": answer[:500], "finish_reason": reply["finish_reason"],
-                              "stops_at_end_of_turn": reply["finish_reason"] == "stop"}
+                                                        "temperature": 0, **options})["choices"][0]
+            result["chat"] = {"answer": (reply["message"].get("content") or "")[:500],
+                              "finish_reason": reply["finish_reason"],
+                              "stops_at_end_of_turn": reply["finish_reason"] == "stop",
+                              "prompt_ids": prompt["tokens"]}
     return result
 
 
@@ -370,10 +375,13 @@ def check_in_server(llama: Path, gguf: Path, golden: dict, chat: bool) -> dict:
 
 
 def model_card(repo: str, source: str, files: list[dict]) -> str:
-    rows = "\n".join(f"| `{f['file']}` | {f['quant']} | {f['size_mb']:.1f} MB | `{f['modelfile']}` |" for f in files)
+    from huggingface_hub import constants
+
+    rows = "\n".join(f"| `{f['file']}` | {f['quant']} | {f['size_mb']:.1f} MB | {f['golden']['verdict']} | "
+                     f"`{f['modelfile']}` |" for f in files)
     default = next((f for f in files if f["quant"] == "Q4_K_M"), files[-1])
     on_hub = not Path(source).exists()  # a local directory is no valid base_model
-    origin = f"[{source}](https://huggingface.co/{source})" if on_hub else f"the local model `{Path(source).name}`"
+    origin = f"[{source}]({constants.ENDPOINT}/{source})" if on_hub else f"the local model `{Path(source).name}`"
     job = job_from_env()
     made_by = f" Made by job [{job['id']}]({job['url']})." if job.get("url") else ""
     base_model = f"base_model: {source}\n" if on_hub else ""
@@ -385,11 +393,12 @@ def model_card(repo: str, source: str, files: list[dict]) -> str:
 ---
 # {repo.split('/')[-1]}
 
-GGUF files of {origin}, converted and quantized with llama.cpp and verified
-(f16 logits and greedy chat answer match the original; every file answers a chat turn in llama-server).{made_by}
+GGUF files of {origin}, converted and quantized with llama.cpp and checked against the original in transformers:
+the f16 file's next-token probabilities, its chat template and its greedy answer to a chat prompt match it exactly;
+each file's greedy answer to the same prompt, compared token by token, is in the table.{made_by}
 
-| File | Quantization | Size | Ollama Modelfile |
-|---|---|---|---|
+| File | Quantization | Size | Greedy answer vs. the original | Ollama Modelfile |
+|---|---|---|---|---|
 {rows}
 
 ## Use
@@ -422,16 +431,15 @@ def upload_patterns(files: list[dict]) -> list[str]:
 
 def record_exports(model: str, entries: list[dict], repo: str | None):
     """The exports join the run's record: a local run directory's run.json, or the run.json of the Hub repo the
-    training pushed to (a model trained elsewhere has none: nothing is recorded)."""
+    training pushed to (a model trained elsewhere has none: nothing is recorded). The files are made and verified
+    whatever happens here: a record that cannot be written is a warning, not a failure."""
     stamp, job = utcnow(), job_from_env()
     exports = [{**entry, "repo": repo, "date": stamp, "job": job} for entry in entries]
-    if (Path(model) / "run.json").exists():
-        update_run_record(model, {}, append={"exports": exports})
-        return
     try:
-        if not Path(model).exists() and hub_run_record(model)[0]:
-            append_to_hub_run_record(model, "exports", exports, f"GGUF {', '.join(e['quant'] for e in exports)} "
-                                     f"exported to {repo or 'a local directory'}")
+        run = locate_run(model)
+        if run is not None:
+            append_to_run(run, append={"exports": exports}, message=f"GGUF {', '.join(e['quant'] for e in exports)} "
+                          f"exported to {repo or 'a local directory'}")
     except Exception as error:  # noqa: BLE001 - the files are made and verified: the record is a side note
         log(f"warning: the exports were not recorded in {model}'s run.json ({error}).")
 
@@ -447,136 +455,262 @@ def check_arguments(args) -> list[str]:
     if unknown or not quants:
         raise BadInput(f"Unknown quantization {', '.join(unknown) or '(none)'}; use one of {', '.join(sorted(QUANT_TYPES))}.")
     if args.outdir and Path(args.outdir).exists() and not Path(args.outdir).is_dir():
-        raise BadInput(f"--outdir {args.outdir} is a file; pass a directory (it is created if missing).")
+        raise BadInput(f"--output_dir {args.outdir} is a file; pass a directory (it is created if missing).")
     if args.push_to:
         try:
             validate_repo_id(args.push_to)
         except HFValidationError:
-            raise BadInput(f"--push_to {args.push_to!r} is not a Hub repo id; use username/name-GGUF.")
+            raise BadInput(f"--hub_model_id {args.push_to!r} is not a Hub repo id; use username/name-GGUF.")
         if get_token() is None:
-            raise BadInput("--push_to needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN.")
+            raise BadInput("--hub_model_id needs a Hugging Face token with write access: run `hf auth login` or set HF_TOKEN.")
     return quants
 
 
-def main():
+@dataclass(frozen=True)
+class Request:
+    model: str
+    base: str | None
+    quants: tuple[str, ...]
+    output_dir: Path
+    hub_model_id: str | None
+    json: bool
+
+    @property
+    def name(self) -> str:
+        return Path(self.model.rstrip("/")).name
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="Hub id, local directory or LoRA adapter")
     parser.add_argument("--base", default=None, help="base model of an adapter (default: the adapter's own record)")
     parser.add_argument("--quant", default="Q4_K_M", help=f"comma-separated: {', '.join(sorted(QUANT_TYPES))}")
-    parser.add_argument("--outdir", default=None, help="where the .gguf files go (default: <model name>-GGUF)")
-    parser.add_argument("--push_to", default=None, help="Hub repo for the files, e.g. username/my-model-GGUF")
+    parser.add_argument("--output_dir", "--outdir", dest="outdir", default=None, metavar="DIR",
+                        help="where the .gguf files go (default: <model name>-GGUF); --outdir is the old spelling")
+    parser.add_argument("--hub_model_id", "--push_to", dest="push_to", default=None, metavar="REPO",
+                        help="Hub repo to push the files to, e.g. username/my-model-GGUF; --push_to is the old spelling")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args()
-    quants = check_arguments(args)
+    return parser
 
+
+def parse_request(argv: list[str] | None = None) -> Request:
+    args = build_parser().parse_args(argv)
+    quants = check_arguments(args)
+    output_dir = Path(args.outdir or f"{Path(args.model.rstrip('/')).name}-GGUF")
+    return Request(args.model, args.base, tuple(quants), output_dir, args.push_to, args.json)
+
+
+@contextmanager
+def staged(output_dir: Path):
+    """A staging folder inside output_dir: files move out of it only once verified, and whatever ends the run
+    (a failed check, an exception, SIGTERM) removes it and the output_dir it created. Folders left by runs killed
+    outright (SIGKILL) are removed by the next run."""
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob(".partial-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=output_dir))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+
+
+def verify(llama: Path, path: Path, quant: str, tokenizer, golden: dict) -> dict:
+    """One file: its metadata, then its parity with the HF model in llama-server. The f16 file must agree exactly
+    (or nothing is published); a quantized file's agreement is measured and stated, never assumed."""
+    meta = metadata(path)
+    problems = [text for ok, text in [
+        (meta["architecture"], "no architecture"), (meta["tokenizer"], "no tokenizer"),
+        (meta["chat_template"] == tokenizer.chat_template, "chat template lost"),
+        (meta["file_type"] == FILE_TYPES[quant], f"file type {meta['file_type']} is not {quant}")] if not ok]
+    if problems:
+        raise Failure(f"{path.name}: {', '.join(problems)}; not publishing")
+    checks = check_in_server(llama, path, golden, chat=bool(tokenizer.chat_template))
+    parity = checks["golden"]
+    parity["first_difference"] = first_difference(golden["hf_ids"], parity.pop("ids"), tokenizer)
+    parity["verdict"] = parity_verdict(quant, parity)
+    chat = checks.get("chat")
+    if quant == "F16" and parity["first_difference"]:
+        difference = parity["first_difference"]
+        raise Failure(f"the f16 GGUF continues the golden chat prompt differently from the HF model at token "
+                      f"{difference['position']} (HF {difference['hf']!r}, llama.cpp {difference['gguf']!r}); not "
+                      "publishing")
+    if chat:  # the chat turn's prompt, from the file's own template and tokenizer, token for token against HF's
+        chat["prompt_difference"] = first_difference(golden["chat_ids"], chat.pop("prompt_ids"), tokenizer)
+    if quant == "F16" and chat and chat["prompt_difference"]:  # the same text, tokenized another way (a warning)
+        difference = chat["prompt_difference"]
+        log(f"warning: llama.cpp tokenizes the chat prompt differently from transformers at token "
+            f"{difference['position']} (HF {difference['hf']!r}, llama.cpp {difference['gguf']!r}), so chat answers "
+            "in llama.cpp may differ from the HF model's; check the chat template and the tokenizer's settings.")
+    meta["chat_template"] = bool(meta["chat_template"])
+    return {"file": path.name, "quant": quant, "size_mb": path.stat().st_size / 2**20,
+            "modelfile": f"{path.stem}.Modelfile", "metadata": meta, **checks}
+
+
+def parity_verdict(quant: str, parity: dict) -> str:
+    """Greedy decoding amplifies one flipped near-tie into a different text, so a quantized file is judged on the
+    share of golden tokens it reproduces: at least half is "agrees", fewer is said plainly."""
+    agree, total = parity["agree"], parity["of"]
+    if not parity["first_difference"]:
+        return f"identical ({agree}/{total} greedy tokens)"
+    if quant != "F16" and agree * 2 >= total:
+        return f"agrees ({agree}/{total} greedy tokens, then differs)"
+    return f"differs from token {agree} ({agree}/{total} greedy tokens agree)"
+
+
+def first_difference(hf_ids: list[int], gguf_ids: list[int], tokenizer) -> dict | None:
+    for position, (hf, gguf) in enumerate(zip(hf_ids, gguf_ids)):
+        if hf != gguf:
+            return {"position": position, "hf": tokenizer.decode([hf]), "gguf": tokenizer.decode([gguf])}
+    if len(gguf_ids) != len(hf_ids):
+        position = min(len(hf_ids), len(gguf_ids))
+        return {"position": position, "hf": tokenizer.decode(hf_ids[position:][:1]) or "(end)",
+                "gguf": tokenizer.decode(gguf_ids[position:][:1]) or "(end)"}
+    return None
+
+
+def export(request: Request, work: Path) -> dict:
+    """Converts, quantizes and verifies every file; the requested ones that pass end up in output_dir."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    name = Path(args.model.rstrip("/")).name
-    outdir = Path(args.outdir or f"{name}-GGUF")
-    with tempfile.TemporaryDirectory() as work:
-        model_dir = resolve_model(args.model, args.base, Path(work))
-        llama = llama_cpp()
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        template, template_note = ollama_template(tokenizer)
-        stops = end_tokens(model, tokenizer)
-        golden = golden_prompt(model, tokenizer)
-        created = not outdir.exists()
-        outdir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=outdir))  # files appear in outdir only when verified
-        try:
-            f16 = staging / f"{name}-F16.gguf"
-            log(f"Converting {model_dir} to {f16.name} ...")
-            convert(llama, model_dir, f16)
-            gap = logits_gap(llama, f16, model)
-            if gap > LOGIT_TOLERANCE:
-                raise Failed(f"the f16 GGUF disagrees with the HF model (probability gap {gap:.4f} > "
-                             f"{LOGIT_TOLERANCE}); not publishing")
-            log(f"f16 logits match the HF model (max probability gap {gap:.5f}).")
-            outputs = []
-            for quant in ["F16"] + [q for q in quants if q != "F16"]:
-                path = f16 if quant == "F16" else staging / f"{name}-{quant}.gguf"
-                fallbacks = 0 if quant == "F16" else quantize(llama, f16, path, quant)
-                meta = metadata(path)
-                problems = [text for ok, text in [
-                    (meta["architecture"], "no architecture"), (meta["tokenizer"], "no tokenizer"),
-                    (meta["chat_template"] == tokenizer.chat_template, "chat template lost"),
-                    (meta["file_type"] == FILE_TYPES[quant], f"file type {meta['file_type']} is not {quant}")] if not ok]
-                if problems:
-                    raise Failed(f"{path.name}: {', '.join(problems)}; not publishing")
-                checks = check_in_server(llama, path, golden, chat=bool(tokenizer.chat_template))
-                agree = checks["golden"]
-                if quant == "F16" and agree["agree"] < agree["of"]:
-                    raise Failed(f"the f16 GGUF continues the golden chat prompt differently from the HF model "
-                                 f"({agree['agree']}/{agree['of']} greedy tokens agree); not publishing")
-                meta["chat_template"] = bool(meta["chat_template"])
-                entry = {"file": path.name, "quant": quant, "size_mb": path.stat().st_size / 2**20,
-                         "modelfile": f"{path.stem}.Modelfile", "metadata": meta, "fallback_tensors": fallbacks,
-                         **checks}
-                (staging / entry["modelfile"]).write_text(modelfile(path.name, template, stops))
-                chat = checks.get("chat")
-                log(f"{path.name}: {entry['size_mb']:.1f} MB, {meta['architecture']}, tensors {meta['tensor_types']}, "
-                    f"golden prompt {agree['agree']}/{agree['of']} greedy tokens agree with HF"
-                    + (f", chat turn ends with finish_reason={chat['finish_reason']}" if chat else "") + ".")
-                if chat and not chat["stops_at_end_of_turn"]:
-                    log(f"warning: {path.name} did not end its chat turn within {CHAT_MAX_TOKENS} tokens: expected of "
-                        "a base model, but a chat model should stop at its end-of-turn token (check eos and the template).")
-                if quant in quants:
-                    outputs.append(entry)
-            for entry in outputs:
-                for file in (entry["file"], entry["modelfile"]):
-                    os.replace(staging / file, outdir / file)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if created and not any(outdir.iterdir()):
-                outdir.rmdir()
+    model_dir = resolve_model(request.model, request.base, work)
+    llama = llama_cpp()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    template, template_note = ollama_template(tokenizer)
+    stops = end_tokens(model, tokenizer)
+    golden = golden_prompt(model, tokenizer)
+    with staged(request.output_dir) as staging:
+        f16 = staging / f"{request.name}-F16.gguf"
+        log(f"Converting {model_dir} to {f16.name} ...")
+        convert(llama, model_dir, f16)
+        files = []
+        for quant in ["F16"] + [q for q in request.quants if q != "F16"]:
+            path = f16 if quant == "F16" else staging / f"{request.name}-{quant}.gguf"
+            fallbacks = 0 if quant == "F16" else quantize(llama, f16, path, quant)
+            entry = verify(llama, path, quant, tokenizer, golden) | {"fallback_tensors": fallbacks}
+            if quant == "F16":  # its greedy tokens agree (verify names the first that does not): now every logit
+                gap = logits_gap(llama, f16, model)
+                if gap > LOGIT_TOLERANCE:
+                    raise Failure(f"the f16 GGUF disagrees with the HF model (probability gap {gap:.4f} > "
+                                  f"{LOGIT_TOLERANCE}); not publishing")
+                log(f"f16 logits match the HF model (max probability gap {gap:.5f}).")
+            (staging / entry["modelfile"]).write_text(modelfile(path.name, template, stops))
+            log_file(entry)
+            if quant in request.quants:
+                files.append(entry)
+        for entry in files:
+            for file in (entry["file"], entry["modelfile"]):
+                os.replace(staging / file, request.output_dir / file)
     if not template:
         log(f"Modelfiles have no TEMPLATE: {template_note}.")
-    pushed = None
-    if args.push_to:
-        try:
-            publish(args.push_to, outdir, outputs, args.base or args.model)
-            pushed = args.push_to
-            log(f"Pushed to https://huggingface.co/{args.push_to}")
-        except Exception as error:  # any upload failure has the same remedy: the verified files are kept
-            record_exports(args.model, export_entries(outputs), None)
-            command = shlex.join(["hf", "upload", args.push_to, str(outdir), ".",
-                                  *[arg for pattern in upload_patterns(outputs) for arg in ("--include", pattern)]])
-            raise Failed(f"the files are verified and kept in {outdir}, but the push to {args.push_to} failed "
-                         f"({error.__class__.__name__}); finish it with: {command}")
-    record_exports(args.model, export_entries(outputs), pushed)
-    usage = f"llama-server -hf {pushed}:{quants[0]}" if pushed else f"llama-server -m {outdir / outputs[0]['file']}"
-    result = {"model": args.model, "outdir": str(outdir.resolve()), "logits_max_prob_gap": gap,
-              "golden_prompt": golden["text"], "hf_continuation": golden["hf_continuation"],
-              "ollama_template": "chatml" if template else None, "ollama_template_note": template_note,
-              "stop_tokens": stops, "files": outputs, "repo": pushed, "usage": usage,
-              "ollama": f"ollama create {name.lower()} -f {outdir / outputs[0]['modelfile']}"}
-    print(json.dumps(result, indent=2) if args.json else f"Done: {len(outputs)} verified file(s) in {outdir}. "
-          f"Run with: {usage} (Ollama: {result['ollama']})")
+    return {"logits_max_prob_gap": gap, "golden_prompt": golden["text"], "hf_continuation": golden["hf_continuation"],
+            "ollama_template": "chatml" if template else None, "ollama_template_note": template_note,
+            "stop_tokens": stops, "files": files}
+
+
+def log_file(entry: dict):
+    chat = entry.get("chat")
+    log(f"{entry['file']}: {entry['size_mb']:.1f} MB, {entry['metadata']['architecture']}, tensors "
+        f"{entry['metadata']['tensor_types']}, golden prompt {entry['golden']['verdict']} against HF"
+        + (f", chat turn ends with finish_reason={chat['finish_reason']}" if chat else "") + ".")
+    if entry["quant"] != "F16" and entry["golden"]["verdict"].startswith("differs"):
+        log(f"warning: {entry['file']} reproduces few of the HF model's greedy tokens; try a larger quantization "
+            "(Q8_0, Q6_K) if its answers look wrong.")
+    if chat and not chat["stops_at_end_of_turn"]:
+        log(f"warning: {entry['file']} did not end its chat turn within {CHAT_MAX_TOKENS} tokens: expected of a base "
+            "model, but a chat model should stop at its end-of-turn token (check eos and the template).")
+
+
+def push(request: Request, files: list[dict]) -> str | None:
+    """Publishes the verified files; when the push fails they stay in output_dir with the command that finishes it."""
+    if not request.hub_model_id:
+        return None
+    from huggingface_hub import constants
+
+    try:
+        publish(request.hub_model_id, request.output_dir, files, request.base or request.model)
+    except Exception as error:  # any upload failure has the same remedy: the verified files are kept
+        record_exports(request.model, export_entries(files), None)
+        command = shlex.join(["hf", "upload", request.hub_model_id, str(request.output_dir), ".",
+                              *[arg for pattern in upload_patterns(files) for arg in ("--include", pattern)]])
+        raise Failure(f"the files are verified and kept in {request.output_dir}, but the push to "
+                      f"{request.hub_model_id} failed ({error.__class__.__name__}); finish it with: {command}")
+    log(f"Pushed to {constants.ENDPOINT}/{request.hub_model_id}")
+    return request.hub_model_id
+
+
+def main():
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # runs the cleanups on the way out
+    request = parse_request()
+    with tempfile.TemporaryDirectory() as work:
+        result = export(request, Path(work))
+    files = result["files"]
+    pushed = push(request, files)
+    record_exports(request.model, export_entries(files), pushed)
+    first = files[0]
+    usage = shlex.join(["llama-server", "-hf", f"{pushed}:{request.quants[0]}"] if pushed else
+                       ["llama-server", "-m", str(request.output_dir / first["file"])])
+    ollama = shlex.join(["ollama", "create", request.name.lower(), "-f", str(request.output_dir / first["modelfile"])])
+    result = {"model": request.model, "outdir": str(request.output_dir.resolve()), **result, "repo": pushed,
+              "usage": usage, "ollama": ollama}
+    print(json.dumps(result, indent=2) if request.json else f"Done: {len(files)} verified file(s) in "
+          f"{request.output_dir}. Run with: {usage} (Ollama: {ollama})")
 
 
 def export_entries(outputs: list[dict]) -> list[dict]:
     return [{"file": o["file"], "quant": o["quant"], "size_mb": o["size_mb"], "modelfile": o["modelfile"],
-             "golden_agree": f"{o['golden']['agree']}/{o['golden']['of']}",
+             "golden_agree": f"{o['golden']['agree']}/{o['golden']['of']}", "parity": o["golden"]["verdict"],
              "chat_finish_reason": o.get("chat", {}).get("finish_reason")} for o in outputs]
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 # ---- end of shared block: errors ----
 
@@ -593,9 +727,20 @@ class Parser(argparse.ArgumentParser):
 # ---- end of shared block: cli ----
 
 
-# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:056dd695ae6cdc47 ----
 
-# run.json: the record of one training run, which evaluations and GGUF exports append to.
+# run.json: the record of one training run. The trainer writes it; evaluations and GGUF exports append to it, in
+# the run's output directory or in the Hub repo it pushed to, sometimes while training goes on. Every write merges what
+# the other writers wrote: locally a read-modify-write under a file lock and an atomic replace, on the Hub a commit on
+# the parent it read, merged again and retried when another writer committed first. `append_to_run` is the one way to
+# write; `push_run` is the trainer's push of its own record, which keeps what others appended to the repo's copy.
+
+RUN_FILE = "run.json"
+# The lists other writers append to. A writer that pushes its own copy of the record keeps the entries of these lists
+# it does not have; every other field is the writer's own.
+APPENDED = ("evaluations", "exports")
+HUB_ATTEMPTS = 12
+
 
 def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -613,38 +758,172 @@ def job_from_env() -> dict:
     return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
-def read_run_record(path: Path) -> dict:
+def is_local(target) -> bool:
+    """A Path, or a string naming something on disk, is a local run; any other string is a Hub model repo id."""
+    return isinstance(target, Path) or Path(target).exists()
+
+
+def record_file(target) -> Path:
+    """The run.json of a local run: `target` is its directory (existing or not yet) or a .json file itself."""
+    path = Path(target)
+    return path if path.suffix == ".json" and not path.is_dir() else path / RUN_FILE
+
+
+def read_run(target) -> dict:
+    """A run's record, {} when it has none yet: a local run directory or its run.json, or a Hub model repo id."""
+    if is_local(target):
+        return parse_record(record_file(target))
+    return read_hub_run(str(target))[0]
+
+
+def locate_run(target: str, flag: str = "") -> str | None:
+    """The run `target` names, as append_to_run takes it: a local directory holding run.json (given as the
+    directory or the file) or a Hub model repo id whose repo has a run.json; None when there is no record there.
+    A record that cannot be read, a repo that does not exist or a Hub out of reach is refused (BadInput, its
+    sentence opening with `flag`)."""
+    target = str(target)
+    path = Path(target)
+    if path.is_file() and path.name == RUN_FILE:
+        path = path.parent
+    if path.is_dir():
+        if not (path / RUN_FILE).exists():
+            return None
+        parse_record(path / RUN_FILE)
+        return str(path)
+    if path.exists() or not is_repo_id(target):
+        raise BadInput(f"{flag} {target!r} is neither a run directory (with run.json) nor a Hub model repo id."
+                       .lstrip())
+    return target if read_hub_run(target)[0] else None
+
+
+def is_repo_id(text: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text and not text.startswith((".", "/"))
+
+
+def append_to_run(target, fields: dict | None = None, append: dict | None = None,
+                  message: str = "Update run.json", create: bool = False) -> dict:
+    """Merges `fields` into the run's record and appends `append`'s entries to its lists; returns the record written.
+    `target` is a local run directory (locked read-modify-write, atomic replace: a reader never sees half a file and
+    concurrent writers never lose each other's entries) or a Hub model repo id (a commit on the parent read, redone
+    on top of the new head when another writer committed first). A run without a record is refused unless `create`
+    (the trainer's first write)."""
+    def change(record: dict) -> dict:
+        if not record and not create:
+            raise BadInput(f"{target} has no {RUN_FILE}; pass the output directory or the Hub repo of a training run.")
+        record = record | (fields or {})
+        for key, entries in (append or {}).items():
+            existing = record.get(key)
+            record[key] = (existing if isinstance(existing, list) else []) + list(entries)
+        return record
+
+    if is_local(target):
+        if not create and not record_file(target).exists():
+            change({})  # refused before anything is made
+        return update_local_run(target, change)
+    return update_hub_run(str(target), change, message)
+
+
+def merge_runs(ours: dict, theirs: dict) -> dict:
+    """`ours` written over `theirs`, keeping what only `theirs` has: its other fields, and the entries of the
+    appended lists that `ours` lacks."""
+    merged = theirs | ours
+    for key in APPENDED:
+        mine, other = ours.get(key), theirs.get(key)
+        if isinstance(other, list):
+            mine = mine if isinstance(mine, list) else []
+            merged[key] = mine + [entry for entry in other if entry not in mine]
+    return merged
+
+
+def push_run(directory, repo: str, message: str, revision: str | None = None) -> dict:
+    """The trainer's push of its record: the repo's record is merged into the local one (under the local lock) and
+    the result committed on the parent that was read, so evaluations and exports recorded in the repo meanwhile stay
+    in both. A repo record that cannot be read is replaced by the local one, with a warning."""
+    return update_hub_run(repo, lambda theirs: update_local_run(directory, lambda ours: merge_runs(ours, theirs)),
+                          message, revision=revision, unreadable_is_empty=True)
+
+
+def lockless(error: OSError) -> bool:
+    """Whether a lock was refused because the filesystem has none (some network mounts)."""
+    import errno
+
+    return error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class RecordLock:
+    """An exclusive lock beside a run.json, for one read-modify-write. The lock file is removed by its holder before
+    it lets go, so a run directory keeps only run.json; a waiter that wakes on a removed lock file takes the new one."""
+
+    def __init__(self, record: Path):
+        self.path = record.with_name(f".{record.name}.lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # its directory was removed meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:  # a filesystem without locks (some network mounts): write unlocked
+                if not lockless(error):
+                    raise
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:  # the previous holder removed it while this one waited
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def parse_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
     if not isinstance(record, dict):
         raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
     return record
 
 
-def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
-    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
-    never sees half a file, and what evaluations and exports appended is kept."""
-    target = Path(directory) / "run.json"
-    record = read_run_record(target) | fields
-    for key, entries in (append or {}).items():
-        record[key] = record.get(key, []) + entries
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(partial, target)
+def update_local_run(target, change) -> dict:
+    """Applies `change` (record -> new record) to a local run.json under its lock, replacing the file atomically."""
+    path = record_file(target)
+    with RecordLock(path):
+        record = change(parse_record(path))
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(partial, "w") as f:
+            f.write(json.dumps(record, indent=2, default=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
     return record
 
 
-def hub_run_record(repo: str) -> tuple[dict, str]:
+def read_hub_run(repo: str, revision: str | None = None, unreadable_is_empty: bool = False) -> tuple[dict, str]:
     """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
+        head = HfApi().model_info(repo, revision=revision).sha
+        path = Path(hf_hub_download(repo, RUN_FILE, revision=head))
     except RepositoryNotFoundError:
         raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
                        "repo the training pushed to.")
@@ -655,33 +934,44 @@ def hub_run_record(repo: str) -> tuple[dict, str]:
                        "directory or go online.")
     try:
         record = json.loads(path.read_text())
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-    if not isinstance(record, dict):
-        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+        problem = None if isinstance(record, dict) else "is not a run record (a JSON object)"
+    except (ValueError, UnicodeDecodeError):
+        problem = "is not valid JSON"
+    if problem and unreadable_is_empty:
+        import sys
+
+        print(f"warning: {RUN_FILE} in {repo} {problem}; replacing it with this run's record.", file=sys.stderr)
+        return {}, head
+    if problem:
+        raise BadInput(f"{RUN_FILE} in {repo} {problem}; fix it in the repo before recording into it.")
     return record, head
 
 
-def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
-    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
-    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+def update_hub_run(repo: str, change, message: str, revision: str | None = None,
+                   unreadable_is_empty: bool = False) -> dict:
+    """Applies `change` to the repo's run.json in one commit on the head it read: when another writer committed
+    first, the Hub refuses (412/409) and the change is applied again to the new head."""
+    import random
     import sys
+    import time
 
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record[key] = record.get(key, []) + entries
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        record, head = read_hub_run(repo, revision, unreadable_is_empty)
+        record = change(record)
         try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=message, parent_commit=head)
-            return
+            HfApi().create_commit(repo, [CommitOperationAdd(RUN_FILE, json.dumps(record, indent=2, default=str)
+                                                            .encode())],
+                                  commit_message=message, parent_commit=head, revision=revision)
+            return record
         except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == HUB_ATTEMPTS:
                 raise
-            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+            print(f"{repo} changed while recording; merging again on its new head ({attempt}/{HUB_ATTEMPTS})",
                   file=sys.stderr, flush=True)
+            time.sleep(random.uniform(0, 0.2 * attempt))
 
 # ---- end of shared block: run_record ----
 
@@ -805,11 +1095,4 @@ def save_merged(adapter: str, base: str, out: Path) -> Path:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except Failed as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -31,13 +31,15 @@
 Backend: `hf` when a Hugging Face token is available, `local` otherwise or with `--backend local` (no account, no
 network). Local jobs run detached in their own process groups with a state directory (spec, status, logs, exit
 codes, timings) under the user's cache dir; the timeout is enforced and cancel ends every process. `HF_TOKEN` goes
-to HF Jobs as a secret, never as a plain environment variable, and is masked in local logs. `--nodes N` runs one
-job per node in one network group (HF Jobs) or N local process groups; the person sees one group id. When a job
-fails or times out, `status` says what went wrong and what to change; for GRPO it also watches the reward.
+to HF Jobs as a secret, never as a plain environment variable, and is masked (`[HF_TOKEN]`) in whatever a job
+prints, on both backends: logs, progress, diagnoses. `--nodes N` runs one job per node in one network group (HF
+Jobs) or N local process groups; the person sees one group id. When a job fails or times out, `status` says what
+went wrong and what to change; for GRPO it also watches the reward.
 """
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -61,8 +63,16 @@ ID_FORMATS = {"local": r"local-[0-9a-f]{10}", "hf": r"[0-9a-f]{24}", "group": r"
 MAIN_PORT = 29500
 CLIPPED_RATIO_LIMIT = 0.3  # a third of GRPO's completions cut at the length limit: their rewards mislead
 BILLING_URL = "https://huggingface.co/settings/billing"
+TOKEN_MASK = "[HF_TOKEN]"  # what a token value in a job's output becomes, on both backends
 # (kind, log pattern, what went wrong, what to change); the first match wins, so the specific ones come first.
 FAILURES = [
+    # train_grpo.py's sentence for a reward function that raised, hung or returned something that is not one finite
+    # number per completion; the second form is TRL's own, from a trainer without those checks
+    ("reward_function", r"error: (reward functions? \S+ .*)|The reward function '([^']+)' returned (\d+) rewards, "
+                        r"but (\d+) were expected",
+     "a reward function failed",
+     "score a few dataset rows with each reward function (python -c, or a test) and make it return one finite "
+     "number per completion, quickly"),
     ("out_of_memory", r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED",
      "the GPU ran out of memory",
      "halve --per_device_train_batch_size and double --gradient_accumulation_steps, lower --max_length, use "
@@ -91,10 +101,6 @@ FAILURES = [
      "the Hub or the network failed for a while", "submit again with --resume_from_hub to continue from the last "
                                                  "pushed checkpoint"),
 ]
-
-
-class Failure(Exception):
-    """Something failed at run time (network, corrupt state): exit 1."""
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -150,41 +156,70 @@ def tagged_json(text: str, tag: str) -> list[dict]:
     return entries
 
 
+def metric(value) -> float | None:
+    """A logged metric as a number: None for NaN, infinities, null, strings or anything else a log line may hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        return None
+    return float(value)
+
+
 def progress_from_log(text: str) -> dict:
-    entries = tagged_json(text, "progress")
+    """Progress from the trainer's `[progress]` lines. The log is the job's output, so any value can be anything
+    (NaN from a bad reward, null, a string): what is not a number reads as None, and no line breaks the status."""
+    entries = [e for e in tagged_json(text, "progress")
+               if metric(e.get("step")) is not None and metric(e.get("total_steps")) is not None]
     steps = [e for e in entries if "loss" in e or "reward" in e]
     run = tagged_json(text, "run")
     result = {"step": None, "total_steps": None, "loss": None, "loss_start": None, "learning_rate": None,
-              "eta_s": None, "trackio": None, "output_dir": None, "hub_repo": None, "output": None}
+              "eta_s": None, "trackio": None, "output_dir": None, "hub_repo": None, "output": None,
+              "tracking_unavailable": next((e.get("unavailable") for e in tagged_json(text, "tracking")), None)}
     if run:
-        result.update(trackio=run[-1].get("trackio") or None, output_dir=run[-1].get("output_dir"),
-                      hub_repo=run[-1].get("hub_repo"))
+        trackio = run[-1].get("trackio")
+        result.update(trackio=trackio if isinstance(trackio, dict) and trackio else None,
+                      output_dir=run[-1].get("output_dir"), hub_repo=run[-1].get("hub_repo"))
         result["output"] = result["hub_repo"] or result["output_dir"]
     if steps:
         first, last = steps[0], steps[-1]
-        result.update(step=entries[-1]["step"], total_steps=entries[-1]["total_steps"], loss=last.get("loss"),
-                      loss_start=first.get("loss"), learning_rate=last.get("learning_rate"))
-        if last["step"] > first["step"] and last.get("time") and first.get("time"):
-            rate = (last["time"] - first["time"]) / (last["step"] - first["step"])
+        result.update(step=int(entries[-1]["step"]), total_steps=int(entries[-1]["total_steps"]),
+                      loss=metric(last.get("loss")), loss_start=metric(first.get("loss")),
+                      learning_rate=metric(last.get("learning_rate")))
+        began, now = metric(first.get("time")), metric(last.get("time"))
+        if last["step"] > first["step"] and began and now:
+            rate = (now - began) / (last["step"] - first["step"])
             result["eta_s"] = round(max(last["total_steps"] - entries[-1]["step"], 0) * rate)
     rewards = [e for e in entries if "reward" in e]
     if rewards:
-        result.update(reward=rewards[-1]["reward"], reward_start=rewards[0]["reward"],
-                      reward_std=rewards[-1].get("reward_std"),
-                      completion_length=rewards[-1].get("completions/mean_length"),
-                      clipped_ratio=rewards[-1].get("completions/clipped_ratio"), health=grpo_health(rewards))
+        scored = [metric(e["reward"]) for e in rewards if metric(e["reward"]) is not None]
+        result.update(reward=metric(rewards[-1]["reward"]), reward_start=scored[0] if scored else None,
+                      reward_std=metric(rewards[-1].get("reward_std")),
+                      completion_length=metric(rewards[-1].get("completions/mean_length")),
+                      clipped_ratio=metric(rewards[-1].get("completions/clipped_ratio")), health=grpo_health(rewards))
     return result
 
 
 def grpo_health(rewards: list[dict]) -> list[dict]:
-    """What a GRPO run's own metrics say is wrong, before it has burnt its budget."""
+    """What a GRPO run's own metrics say is wrong, before it has burnt its budget. Values that are not numbers are
+    a finding themselves, never an error."""
     found = []
-    if len(rewards) >= 3 and all(abs(e["reward"]) < 1e-6 for e in rewards):
+    values = [metric(e.get("reward")) for e in rewards]
+    broken = [(e, v) for e, v in zip(rewards, values) if v is None]
+    if broken:
+        entry = broken[-1][0]
+        shown = "NaN" if entry.get("reward") != entry.get("reward") else json.dumps(entry.get("reward"))[:40]
+        found.append({"kind": "reward_not_a_number",
+                      "problem": f"the logged reward is not a number ({shown} at step {entry.get('step')}, "
+                                 f"{len(broken)} of {len(rewards)} logged steps): a reward function returned NaN, "
+                                 "None for every completion, or something else, and the loss means nothing",
+                      "fix": "score a few dataset rows with each reward function, make it return one finite number "
+                             "per completion (None only where another reward scores it) and train again (train_grpo.py "
+                             "now stops at such a reward and names it)"})
+    if len(rewards) >= 3 and all(v is not None and abs(v) < 1e-6 for v in values):
         found.append({"kind": "reward_flat_zero",
                       "problem": f"the reward has stayed at 0 for {len(rewards)} logged steps (no completion earns any)",
                       "fix": "check the reward function and the answer format: score a few dataset answers with the "
                              "reward, and make the prompt ask for the format the reward parses"})
-    clipped = [e["completions/clipped_ratio"] for e in rewards[-3:] if e.get("completions/clipped_ratio") is not None]
+    clipped = [metric(e.get("completions/clipped_ratio")) for e in rewards[-3:]]
+    clipped = [ratio for ratio in clipped if ratio is not None]
     if clipped and sum(clipped) / len(clipped) >= CLIPPED_RATIO_LIMIT:
         found.append({"kind": "completions_clipped",
                       "problem": f"{sum(clipped) / len(clipped):.0%} of the completions hit the length limit",
@@ -207,6 +242,12 @@ def diagnose(text: str, stage: str, exit_code: int | None = None) -> dict | None
                 module = match.group(1).split(".")[0]
                 problem = f"the Python package '{module}' is missing"
                 fix = f"submit again with --with {module} (its PyPI name if that differs)"
+            if kind == "reward_function":  # the trainer's sentence: 'reward function X <what>; <fix>.'
+                sentence = match.group(1) or (f"reward function {match.group(2)} returned {match.group(3)} rewards "
+                                              f"for {match.group(4)} completions; return exactly one number per "
+                                              "completion, in order.")
+                said, _, advice = sentence.strip().rstrip(".").rpartition("; ")
+                problem, fix = (said, advice) if said else (sentence.strip().rstrip("."), fix)
             return {"kind": kind, "problem": problem, "fix": fix}
     if exit_code is not None and exit_code < 0:
         return {"kind": "killed", "problem": f"the process was killed by {signal.Signals(-exit_code).name}",
@@ -268,7 +309,10 @@ def describe(info: dict) -> str:
     if info.get("url"):
         lines.append(f"Logs: {info['url']}")
     trackio = info["trackio"] or {}
-    if trackio.get("space"):  # the dashboard opened on the run (trackio's query parameters)
+    if info.get("tracking_unavailable"):
+        lines.append(f"Tracking unavailable: {info['tracking_unavailable']}; the loss stays in the logs "
+                     "(--report_to none trains without it).")
+    elif trackio.get("space"):  # the dashboard opened on the run (trackio's query parameters)
         query = urlencode({"project": trackio.get("project"), "runs": trackio.get("run")})
         lines.append(f"Trackio: {hub_endpoint()}/spaces/{trackio['space']}?{query}")
     elif trackio and info.get("trackio_dir"):
@@ -288,11 +332,21 @@ def hub_endpoint() -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
+@functools.cache
 def token_values() -> list[str]:
     """The token values this machine knows (HF_TOKEN or the stored login): never written anywhere by us."""
     from huggingface_hub import get_token
 
     return [value for value in {os.environ.get("HF_TOKEN"), get_token()} if value]
+
+
+def masked(text: str) -> str:
+    """Text that came from a job (its logs, the platform's message about it) with every token value this machine
+    knows replaced by [HF_TOKEN], as the local backend writes its logs: a job that quotes its token in a crash
+    message must not have it printed, stored or written into a report from here."""
+    for secret in token_values():
+        text = text.replace(secret, TOKEN_MASK)
+    return text
 
 
 def refuse_tokens_in_args(script_args: list[str]):
@@ -370,7 +424,7 @@ def copy_masked(pipe, log_path: Path, secrets: list[bytes]):
     with pipe, open(log_path, "ab", buffering=0) as log:
         for line in pipe:
             for secret in secrets:
-                line = line.replace(secret, b"[HF_TOKEN]")
+                line = line.replace(secret, TOKEN_MASK.encode())
             log.write(line)
 
 
@@ -676,7 +730,7 @@ def hf_members(api, job_id: str) -> list:
 
 
 def hf_log(api, job_id: str, tail: int | None = None) -> str:
-    return "\n".join(api.fetch_job_logs(job_id=job_id, follow=False, tail=tail))
+    return masked("\n".join(api.fetch_job_logs(job_id=job_id, follow=False, tail=tail)))
 
 
 def hf_status(job_id: str) -> dict:
@@ -694,7 +748,7 @@ def hf_status(job_id: str) -> dict:
                          for rank, job in enumerate(jobs)]} if len(jobs) > 1 else {}
     labels = {k: v for k, v in (lead.labels or {}).items() if k not in ("group", "node")}
     return summarize(job_id, members, backend="hf", url=lead.url, flavor=lead.flavor, labels=labels,
-                     message=lead.status.message, created_at=iso(lead.created_at), script=labels.get("script"),
+                     message=masked(lead.status.message or "") or None, created_at=iso(lead.created_at), script=labels.get("script"),
                      name=labels.get("name"), timeout_s=label_seconds(labels), **extra)
 
 
@@ -713,7 +767,7 @@ def hf_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
             ranks = [0]
         for rank in ranks:
             for line in api.fetch_job_logs(job_id=jobs[rank].id, follow=follow, tail=tail):
-                print((f"[node {rank}] " if len(ranks) > 1 else "") + line, flush=True)
+                print((f"[node {rank}] " if len(ranks) > 1 else "") + masked(line), flush=True)
 
 
 def hf_cancel(job_id: str) -> str:
@@ -790,6 +844,9 @@ def cmd_submit(args, script_and_args: list[str]):
     if not script_and_args:
         raise BadInput("Name the script after `--`: jobs.py submit [options] -- train_sft.py --model_name_or_path ...")
     script, script_args = script_and_args[0], script_and_args[1:]
+    beside = Path(__file__).resolve().parent / script  # a bare name: the bundled script next to this one
+    if not Path(script).is_file() and Path(script).name == script and beside.is_file():
+        script = str(beside)
     if not script.startswith(("http://", "https://")) and not Path(script).is_file():
         raise BadInput(f"Script {script} does not exist; pass the path of a bundled script such as scripts/train_sft.py.")
     refuse_tokens_in_args(script_args)
@@ -803,6 +860,10 @@ def cmd_submit(args, script_and_args: list[str]):
     if nodes < 1:
         raise BadInput(f"--nodes {nodes} is not a number of machines; use 1 or more.")
     backend = choose_backend(args.backend)
+    if backend == "local" and not args.backend and (args.flavor or plan.get("flavor")):
+        raise BadInput(f"{'--flavor' if args.flavor else 'The plan'} names the HF Jobs flavor "
+                       f"{args.flavor or plan['flavor']} but no Hugging Face token is set: log in with `hf auth login` "
+                       "(or set HF_TOKEN), or pass --backend local to run on this machine.")
     token = require_token() if backend == "hf" else None
     trainer = Path(script).name.startswith("train_")
     flavor = args.flavor or plan.get("flavor") or "cpu-basic"
@@ -939,7 +1000,8 @@ def build_parser():
     submit.add_argument("--experiment", help="label that ties the job to an experiment report")
     submit.add_argument("--with", dest="with_packages", action="append", default=[], metavar="PACKAGE",
                         help="extra package for the job's environment, e.g. 'vllm>=0.22,<=0.31' (repeatable)")
-    submit.add_argument("--dry-run", dest="dry_run", action="store_true", help="show what would be submitted")
+    submit.add_argument("--dry_run", "--dry-run", dest="dry_run", action="store_true",
+                        help="show what would be submitted; --dry-run is the old spelling")
     submit.add_argument("--json", action="store_true", help="print one JSON document (id, url, flavor, cost, ...)")
     for name, text in (("status", "progress, and on failure what went wrong"), ("wait", "wait until it ends"),
                        ("cancel", "stop the job (every process, every node)")):
@@ -990,21 +1052,47 @@ def main():
     print(json.dumps(info, indent=2) if args.json else describe(info))
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 # ---- end of shared block: errors ----
 
@@ -1027,11 +1115,4 @@ if __name__ == "__main__":
     import warnings
 
     warnings.filterwarnings("ignore")  # library warnings are not part of the answer
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except Failure as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)

@@ -108,6 +108,7 @@ class Request:
     dataset_tokens: float | None
     validation: str | None
     dataset: str | None
+    dataset_config: str | None
     output_repo: str | None
     flavor: str | None
     nodes: int | None
@@ -187,7 +188,7 @@ def model_shape(model: str) -> dict:
         "intermediate": getattr(text, "intermediate_size", 4 * text.hidden_size), "heads": heads,
         "kv_heads": getattr(text, "num_key_value_heads", heads) or heads,
         "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
-        "model_type": config.model_type,
+        "model_type": config.model_type, "positions": getattr(text, "max_position_embeddings", None),
     }
 
 
@@ -380,9 +381,10 @@ def dataset_tokens(request: Request) -> tuple[float, str | None]:
     if not isinstance(report, dict) or "rows" not in report:
         raise BadInput(f"{not_a_report} (it has no rows); write one with "
                        "`validate_dataset.py --dataset ... --model ... --json`.")
-    tokens = (report.get("tokens") or {}).get("total_estimate")
+    counted = report.get("tokens") or {}
+    tokens = counted.get("total_estimate")
     if tokens:
-        return float(tokens), None
+        return truncated_tokens(request, counted)
     if report["rows"] is None:  # a streamed Hub split whose size its builder does not record
         return float(DEFAULT_DATASET_TOKENS), (f"the validation does not know the row count: assumed "
                                                f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --dataset_tokens")
@@ -391,6 +393,22 @@ def dataset_tokens(request: Request) -> tuple[float, str | None]:
                        "on; check the dataset and its split.")
     return (float(report["rows"]) * min(request.sequence_length, 512),
             "the validation has no token counts (run it with --model): assumed 512 tokens per row")
+
+
+def truncated_tokens(request: Request, counted: dict) -> tuple[float, str | None]:
+    """The tokens training sees: a row longer than --max_length is cut there (SFT, DPO), so a dataset of long
+    reasoning traces is priced on what is kept, not on each row's whole length."""
+    total, seen, measured_at = counted["total_estimate"], counted.get("seen_at_max_length"), counted.get("max_length")
+    if request.method == "grpo" or seen is None:
+        return float(total), None
+    if measured_at != request.max_length:
+        return float(total), (f"the validation measured rows against --max_length {measured_at}, the plan is for "
+                              f"{request.max_length}: priced on every row's whole length ({total:,} tokens); run "
+                              f"validate_dataset.py with --max_length {request.max_length} to price what training sees")
+    if seen < total:
+        return float(seen), (f"priced on the {seen:,} tokens training sees at --max_length {request.max_length}: "
+                             f"{counted.get('share_cut', 0):.0%} of rows are cut there (the split has {total:,})")
+    return float(total), None
 
 
 def candidate_flavors(request: Request, catalogue: dict) -> dict:
@@ -448,7 +466,8 @@ def plan(request: Request, shape: dict, flavors: dict, source: str, tokens: floa
     options = options_for(request, shape, flavors, tokens * request.epochs)
     fitting = sorted([o for o in options if o["fits"]], key=lambda o: (o["cost_usd"], o["time_hours"]))
     result = {"model": request.model, "method": request.method, "params": shape["params"], "peft": request.peft,
-              "max_length": request.max_length, "dataset_tokens": tokens, "epochs": request.epochs,
+              "max_length": request.max_length, "dataset": request.dataset, "dataset_config": request.dataset_config,
+              "dataset_tokens": tokens, "epochs": request.epochs,
               "learning_rate": learning_rate, "learning_rate_reason": reason, "catalogue": source,
               "inter_node_gb_per_s": INTER_NODE_GB_PER_S, "warnings": warnings}
     if not fitting:
@@ -488,7 +507,8 @@ def card(result: dict, request: Request) -> str:
     nodes = result["nodes"]
     price = result["price_per_hour"] * nodes
     lines = [
-        f"I'll fine-tune {result['model']}{' on ' + request.dataset if request.dataset else ''} with "
+        f"I'll fine-tune {result['model']}{' on ' + request.dataset if request.dataset else ''}"
+        f"{f' (configuration {request.dataset_config})' if request.dataset and request.dataset_config else ''} with "
         f"{request.method.upper()}{' (' + result['peft'].upper() + ')' if result['peft'] != 'none' else ''}.",
         "Configuration:",
         f"- Hardware: {hardware_name(result)} (~${price:.2f}/hour, {result['gpus']}x {result['gpu']}"
@@ -536,8 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the dataset")
     parser.add_argument("--dataset_tokens", type=float, default=None, help="training tokens in one epoch")
     parser.add_argument("--validation", default=None, help="a validate_dataset.py --json output (gives the tokens)")
-    parser.add_argument("--dataset", default=None, help="dataset name, for the card")
-    parser.add_argument("--output_repo", default=None, help="output repo, for the card")
+    parser.add_argument("--dataset", "--dataset_name", dest="dataset", default=None,
+                        help="dataset name, for the card and plan.json (--dataset_name: the trainers' spelling)")
+    parser.add_argument("--dataset_config", default=None,
+                        help="dataset configuration (subset), as the trainers' --dataset_config: for the card and "
+                             "plan.json")
+    parser.add_argument("--hub_model_id", "--output_repo", dest="output_repo", default=None,
+                        help="the repo the trainer pushes to, for the card; --output_repo is the old spelling")
     parser.add_argument("--flavor", default=None, help="evaluate this flavor only")
     parser.add_argument("--nodes", type=int, default=None,
                         help=f"machines of one multi-GPU flavor, FSDP over all their GPUs (default: 1, or the fewest "
@@ -575,6 +600,11 @@ def main():
     catalogue, source = load_catalogue()
     flavors = candidate_flavors(request, catalogue)
     shape = model_shape(request.model)
+    if shape["positions"] and request.sequence_length > shape["positions"]:
+        flags = "--max_length" if request.method != "grpo" else "--max_prompt_length + --max_completion_length"
+        raise BadInput(f"{flags} {request.sequence_length} is past the {shape['positions']:,} positions "
+                       f"{request.model} was built for (max_position_embeddings); plan with {shape['positions']:,} "
+                       "or less.")
     result = plan(request, shape, flavors, source, tokens, [warning] if warning else [])
     if request.json:
         print(json.dumps(result, indent=2))
@@ -587,21 +617,47 @@ def main():
                        f"{' or '.join(result['suggestions']) or 'a shorter --max_length'}.")
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 # ---- end of shared block: errors ----
 
@@ -774,8 +830,4 @@ def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -26,7 +26,7 @@
     uv run report.py --experiment qwen3-codeforces                                    # after any change
     uv run report.py --experiment qwen3-codeforces --runs outputs/sft-cpu username/qwen3-sft --evals base-eval.json
 
-The runs come from three places, remembered in training_reports/<experiment>/runs.json so that a later
+The runs come from three places, remembered in <output_dir>/<experiment>/runs.json so that a later
 `--experiment E` alone refreshes them all: plans recorded with `--plan plan.json --name NAME` (plan.py --json), the
 jobs labelled with the experiment (`jobs.py submit --experiment E --name NAME`; the beside jobs.py is asked), and
 run records given with `--runs` (run.json files, training output dirs or Hub repos). A job named like a plan takes
@@ -36,61 +36,251 @@ the Trackio link to its project and run, a loss curve and its evaluations. The e
 evaluation with its date and time, the base model's included (`--evals`, eval_humaneval.py --json outputs), and a
 TBD row for each evaluation not run yet. Generated parts sit between `<!-- hflt:... -->` markers: re-running
 updates them in place and keeps everything written by hand outside them.
+
+Run records come from teammates' directories and other people's Hub repos, so they are read as untrusted input:
+every text from them is escaped (no HTML, no Markdown links or table cells of their own, no forged markers), links
+go only to the Hub endpoint in use (HF_ENDPOINT) or to the report's own files, and a record that cannot be read is
+shown as one line "unreadable record (why)" while the rest of the report is written.
 """
 
 import argparse
+import html
 import json
 import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 BEGIN, END = "<!-- hflt:begin {} -->", "<!-- hflt:end {} -->"
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+REPO_ID = r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 METHODS = {"sft": "SFT (TRL)", "dpo": "DPO (TRL)", "grpo": "GRPO (TRL)"}
 BENCHMARKS = {"humaneval": "HumanEval"}
 STAGES = {"SCHEDULING": "Scheduled", "RUNNING": "In progress", "COMPLETED": "Completed", "ERROR": "Failed",
           "TIMEOUT": "Timed out", "CANCELED": "Cancelled", "DELETED": "Deleted"}
-NOT_EVALUATED = {"Failed", "Cancelled", "Deleted"}  # no model to evaluate: no TBD row
+NOT_EVALUATED = {"Failed", "Cancelled", "Deleted", "Unreadable"}  # no model to evaluate: no TBD row
+TOKEN_MASK = "[HF_TOKEN]"
+
+# The shapes report.py reads (see shape_problem): a record, an evaluation, a plan, a job status from jobs.py.
+NUMBER = (int, float)
+SCALAR = (str, int, float, bool)
+EVALUATION = {"benchmark": str, "metric": str, "score": NUMBER, "pass@1": NUMBER, "n": int, "date": str,
+              "job": (str, dict), "job_id": str, "model": str, "revision": str, "subfolder": str}
+RECORD = {
+    "method": str, "base_model": str, "status": str, "peft": str, "loss_masking": str, "hub_repo": str,
+    "output_dir": str, "started_at": str, "finished_at": str,
+    "config": {"per_device_train_batch_size": int, "gradient_accumulation_steps": int, "max_steps": NUMBER,
+               "num_train_epochs": SCALAR, "learning_rate": SCALAR, "weight_decay": SCALAR, "warmup_steps": SCALAR,
+               "max_length": SCALAR, "max_completion_length": SCALAR, "eval_strategy": SCALAR, "eval_steps": SCALAR,
+               "save_steps": SCALAR, "hub_strategy": SCALAR, "save_total_limit": SCALAR},
+    "dataset": {"name": str, "split": str, "rows": int, "eval_ratio": NUMBER, "mapping": (dict, str),
+                "convert": str},
+    "hardware": {"flavor": str, "gpu": str, "gpus": int, "nodes": int, "world_size": int, "processes": int,
+                 "peak_memory_gb": NUMBER},
+    "job": {"id": str, "url": str, "group": str},
+    "trackio": {"project": str, "run": str, "space": str},
+    "steps": {"done": int, "total": int},
+    "metrics": {"final": {"loss": NUMBER, "eval_loss": NUMBER, "reward": NUMBER}, "first_loss": NUMBER},
+    "log_history": [{"step": NUMBER, "loss": NUMBER, "eval_loss": NUMBER}],
+    "evaluations": [EVALUATION],
+}
+REQUIRED = {"method", "base_model", "config", "benchmark"}
+RUN_KEYS = {"method", "base_model"}  # a JSON object with neither is another file (a validation, a plan), not a run
+PLAN = {"model": str, "method": str, "flavor": str, "time_hours": NUMBER, "peft": str, "gpu": str, "gpus": int,
+        "nodes": int, "strategy": str, "max_length": SCALAR, "max_completion_length": SCALAR, "epochs": SCALAR,
+        "per_device_train_batch_size": int, "gradient_accumulation_steps": int, "precision": str,
+        "cost_usd": NUMBER, "timeout": str}
+STATE_ENTRY = {"name": str, "job": str, "source": str, "plan": PLAN, "planned_at": str}
+JOB = {"id": str, "stage": str, "url": str, "name": str, "flavor": str, "elapsed_s": NUMBER, "timeout_s": NUMBER,
+       "step": int, "total_steps": int, "loss": NUMBER, "loss_start": NUMBER, "reward": NUMBER, "eta_s": NUMBER,
+       "trackio": {"project": str, "run": str, "space": str}, "trackio_dir": str, "created_at": str,
+       "diagnosis": {"problem": str, "fix": str}, "labels": {"name": str, "timeout": str}, "members": [{"id": str}],
+       "backend": str, "output_dir": str, "hub_repo": str}
+
+
+@dataclass(frozen=True)
+class Request:
+    """The flags, checked."""
+    experiment: str
+    runs: tuple[str, ...]
+    evals: tuple[str, ...]
+    plan: str | None
+    name: str | None
+    output_dir: Path
+    json: bool
+
+    @property
+    def report(self) -> Path:
+        return self.output_dir / f"{self.experiment}.md"
+
+    @property
+    def state_path(self) -> Path:
+        return self.output_dir / self.experiment / "runs.json"
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A run record that cannot be read, and why: shown as one line in its run's section."""
+    why: str
+
+
+# ---------------------------------------------------------------- untrusted values
+
+
+def shape_problem(value, shape, where: str = "") -> str | None:
+    """Why `value` does not have `shape` (None when it does), naming the field: "evaluations[0].score is text, not
+    a number". A shape is a type or tuple of types, {key: shape} for an object (every key optional but those in
+    REQUIRED; null reads as absent), or [shape] for a list of them."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'it'} is {kind(value)}, not an object"
+        for key, inner in shape.items():
+            if key in REQUIRED and value.get(key) is None:
+                return f"{where or 'it'} has no {key}"
+            field = f"{where}.{key}" if where else key
+            problem = None if value.get(key) is None else shape_problem(value[key], inner, field)
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {kind(value)}, not a list"
+        return next(filter(None, (shape_problem(item, shape[0], f"{where}[{index}]")
+                                  for index, item in enumerate(value))), None)
+    wanted = shape if isinstance(shape, tuple) else (shape,)
+    if isinstance(value, bool) and bool not in wanted or not isinstance(value, wanted):
+        return f"{where} is {kind(value)}, not {' or '.join(kind_name(t) for t in wanted if t is not float)}"
+    return None
+
+
+def kind(value) -> str:
+    return "true/false" if isinstance(value, bool) else kind_name(type(value))
+
+
+def kind_name(kind_type: type) -> str:
+    return {str: "text", int: "a number", float: "a number", bool: "true/false", dict: "an object",
+            list: "a list", type(None): "null"}.get(kind_type, kind_type.__name__)
+
+
+def text(value) -> str:
+    """An untrusted value as inert Markdown on one line: HTML escaped, and none of the characters that would open a
+    link, an image, code, emphasis or a table cell of its own; bare URLs are kept from turning into links."""
+    value = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+", " ", str(value))
+    value = re.sub(r"([\\`*\[\]|~])", r"\\\1", html.escape(value, quote=False))
+    value = re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", value)
+    return value.replace("://", "&#58;//").replace("www.", "www&#46;")
+
+
+def code(value) -> str:
+    """An untrusted value in a code span, or as escaped text when it holds what a code span would not keep inert."""
+    value = str(value)
+    return f"`{value}`" if re.fullmatch(r"[^`<>&|\[\]\\\x00-\x1f\x7f-\x9f\u2028\u2029]+", value) else text(value)
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def on_hub(url) -> bool:
+    """A URL on the Hub endpoint in use (same scheme and host, under its path), the only links a record may give."""
+    if not isinstance(url, str):
+        return False
+    endpoint, target = urlsplit(hub_endpoint()), urlsplit(url)
+    return (target.scheme, target.netloc) == (endpoint.scheme, endpoint.netloc) and \
+        target.path.startswith(endpoint.path.rstrip("/") + "/")
+
+
+def link(url: str | None, label: str) -> str:
+    """[label](url) for a URL on the Hub endpoint or a path of the report's own; the label alone otherwise."""
+    if not url:
+        return text(label)
+    relative = not urlsplit(url).scheme and not url.startswith(("/", "\\")) and "//" not in url
+    if not (on_hub(url) or relative):
+        return text(label)
+    return f"[{text(label)}]({quote(url, safe='/:?=&%#+,;@!$')})"
+
+
+def hub_url(name, kind_path: str = "") -> str | None:
+    if not isinstance(name, str) or is_local_source(name) or not re.fullmatch(REPO_ID, name):
+        return None
+    return f"{hub_endpoint()}/{kind_path}{name}"
+
+
+def without_tokens(value: str) -> str:
+    """What report.py prints or writes, with the token values this machine knows masked as jobs.py masks them."""
+    from huggingface_hub import get_token
+
+    for secret in {os.environ.get("HF_TOKEN"), get_token()} - {None, ""}:
+        value = value.replace(secret, TOKEN_MASK)
+    return value
 
 
 # ---------------------------------------------------------------- inputs
 
 
-def is_local(source: str) -> bool:
+def is_local_source(source: str) -> bool:
     return Path(source).exists() or source.endswith(".json") or source.startswith((".", "/", "~"))
 
 
-def load_record(source: str, required: bool = True) -> dict | None:
-    """The run.json of a file, a training output directory or a Hub repo; None when it has none yet and not
-    `required` (a job that has not written or pushed it)."""
-    if is_local(source):
-        path = Path(source).expanduser()
-        path = path / "run.json" if path.is_dir() else path
-        if not path.exists():
-            if required:
-                raise BadInput(f"No run record at {path}; pass a run.json, a training output directory or a Hub repo.")
-            return None
-    else:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
-
-        try:
-            path = Path(hf_hub_download(source, "run.json"))
-        except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
-            if required:
-                raise BadInput(f"{source} is not a local run and its Hub repo has no run.json "
-                               f"({error.__class__.__name__}); pass a training output directory or a Hub repo that "
-                               "a trainer pushed to.") from None
-            return None
-    record = read_run_record(path)
-    if not isinstance(record, dict) or not {"method", "base_model", "config"} <= record.keys():
+def load_record(source: str, given: bool = True) -> dict | Unreadable | None:
+    """The run.json of a file, a training output directory or a Hub repo: a record, Unreadable (and why), or None
+    when it has none yet and was not `given` (a job that has not written or pushed it)."""
+    path = local_record_path(source, given) if is_local_source(source) else hub_record_path(source, given)
+    if path is None:
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return Unreadable(f"not valid JSON: {first_line(error)}")
+    if given and isinstance(record, dict) and not RUN_KEYS & record.keys():
         raise BadInput(f"{path} is not a run record (the run.json a train_*.py script writes: method, base_model, "
                        "config ...); pass a training output directory or its run.json.")
-    return record
+    problem = record_problem(record)
+    return Unreadable(problem) if problem else record
+
+
+def record_problem(record) -> str | None:
+    """Why a run record cannot be shown (None when it can)."""
+    problem = shape_problem(record, RECORD)
+    if problem:
+        return problem
+    unscored = [index for index, e in enumerate(record.get("evaluations") or []) if score(e) is None]
+    return f"evaluations[{unscored[0]}] has no score" if unscored else None
+
+
+def evaluation_problem(evaluation) -> str | None:
+    """Why a base model's evaluation (eval_humaneval.py --json) cannot be shown (None when it can)."""
+    problem = shape_problem(evaluation, EVALUATION)
+    if problem:
+        return problem
+    return "it has no model" if evaluation.get("model") is None else "it has no score" if score(evaluation) is None \
+        else None
+
+
+def local_record_path(source: str, given: bool) -> Path | None:
+    path = Path(source).expanduser()
+    path = path / "run.json" if path.is_dir() else path
+    if not path.exists() and given:
+        raise BadInput(f"No run record at {path}; pass a run.json, a training output directory or a Hub repo.")
+    return path if path.exists() else None
+
+
+def hub_record_path(source: str, given: bool) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(source, "run.json"))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
+        if given:
+            raise BadInput(f"{source} is not a local run and its Hub repo has no run.json "
+                           f"({error.__class__.__name__}); pass a training output directory or a Hub repo that "
+                           "a trainer pushed to.") from None
+        return None
 
 
 def load_json(path: str, flag: str) -> object:
@@ -103,8 +293,7 @@ def load_json(path: str, flag: str) -> object:
 
 def load_evaluation(path: str) -> dict:
     evaluation = load_json(path, "--evals")
-    if not isinstance(evaluation, dict) or not {"benchmark", "model"} <= evaluation.keys() or \
-            score(evaluation) is None:
+    if evaluation_problem(evaluation):
         raise BadInput(f"--evals {path} is not an eval_humaneval.py --json output (it has no benchmark, model and "
                        "score); write one with `eval_humaneval.py --model <base model> --json > base-eval.json`.")
     return evaluation
@@ -112,10 +301,27 @@ def load_evaluation(path: str) -> dict:
 
 def load_plan(path: str) -> dict:
     plan = load_json(path, "--plan")
-    if not isinstance(plan, dict) or not {"model", "method", "flavor", "time_hours"} <= plan.keys():
-        raise BadInput(f"--plan {path} is not a plan.py --json output (it has no model, method, flavor and time "
-                       "estimate); write one with `plan.py --model ... --method ... --json > plan.json`.")
+    problem = shape_problem(plan, PLAN)
+    if problem or not {"model", "method", "flavor", "time_hours"} <= plan.keys():
+        why = problem or "it has no model, method, flavor and time estimate"
+        raise BadInput(f"--plan {path} is not a plan.py --json output ({why}); write one with `plan.py --model ... "
+                       "--method ... --json > plan.json`.")
     return plan
+
+
+def load_state(path: Path) -> tuple[list[dict], list[dict]]:
+    """The runs report.py remembers for the experiment, and the base model evaluations it was given."""
+    try:
+        state = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.") from None
+    if not isinstance(state, dict):
+        raise BadInput(f"{path} is not the runs report.py wrote (a JSON object); restore it (or move it away).")
+    runs, base_evals = state.get("runs", []), state.get("base_evaluations", [])
+    if shape_problem(runs, [STATE_ENTRY]) or not all(re.fullmatch(NAME, str(entry.get("name"))) for entry in runs):
+        raise BadInput(f"{path} does not hold the runs report.py wrote (each with a plain name); restore it (or "
+                       "move it away) and run again.")
+    return runs, [e for e in base_evals if not evaluation_problem(e)] if isinstance(base_evals, list) else []
 
 
 def experiment_jobs(experiment: str) -> list[dict]:
@@ -126,22 +332,36 @@ def experiment_jobs(experiment: str) -> list[dict]:
         print("Note: jobs.py is not beside report.py, so the experiment's jobs are not read.", file=sys.stderr)
         return []
     listed = jobs_json(jobs_script, "list", "--experiment", experiment) or []
-    return [jobs_json(jobs_script, "status", job["id"]) or job for job in listed
-            if (job.get("script") or "").startswith("train_")]
+    jobs = [jobs_json(jobs_script, "status", job["id"]) or job for job in listed if isinstance(job, dict)
+            and isinstance(job.get("id"), str) and str(job.get("script") or "").startswith("train_")]
+    return [readable_job(job) for job in jobs]
+
+
+def readable_job(job: dict) -> dict:
+    """A job status as jobs.py gives it; its progress comes from the job's own output, so a field of the wrong
+    type drops the progress and keeps the job."""
+    problem = shape_problem(job, JOB)
+    if not problem:
+        return job
+    print(f"Note: job {job['id']}'s progress is not shown ({problem}).", file=sys.stderr)
+    return {key: job[key] for key in ("id", "stage", "url") if isinstance(job.get(key), str)}
 
 
 def jobs_json(jobs_script: Path, *args: str):
     result = subprocess.run([sys.executable, str(jobs_script), *args, "--json"], capture_output=True, text=True)
     if result.stderr.strip():
-        print(f"Note from jobs.py {args[0]}: {result.stderr.strip()}", file=sys.stderr)
+        print(f"Note from jobs.py {args[0]}: {without_tokens(result.stderr.strip())}", file=sys.stderr)
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
 # ---------------------------------------------------------------- the runs of the experiment
 
 
-def run_name(record: dict) -> str:
-    return (record.get("trackio") or {}).get("run") or Path(record["output_dir"]).name
+def run_name(record: dict | Unreadable, source: str) -> str:
+    if isinstance(record, Unreadable):
+        path = Path(source.rstrip("/"))
+        return path.parent.name if path.name == "run.json" else path.stem
+    return (record.get("trackio") or {}).get("run") or Path(record.get("output_dir") or source.rstrip("/")).name
 
 
 def new_entry(runs: list[dict], name: str) -> dict:
@@ -164,9 +384,9 @@ def job_name(job: dict) -> str:
             or job["id"])
 
 
-def record_jobs(record: dict) -> set:
+def record_jobs(record: dict | Unreadable | None) -> set:
     """The ids a run record answers to: its job's, and its group's for a multi-node job (none: a run by hand)."""
-    job = record.get("job") or {}
+    job = (record.get("job") or {}) if isinstance(record, dict) else {}
     return {value for value in (job.get("id"), job.get("group")) if value}
 
 
@@ -178,6 +398,72 @@ def job_source(job: dict) -> str | None:
     return job.get("hub_repo")
 
 
+def add_plan(runs: list[dict], name: str, plan: dict):
+    entry = find(runs, name=name) or new_entry(runs, name)
+    if entry.get("job"):
+        raise BadInput(f"Run {name} already has job {entry['job']}; plan the next run under another --name.")
+    entry |= {"plan": plan, "planned_at": utcnow()}
+
+
+def claim_records(runs: list[dict], given: list[tuple[str, dict | Unreadable]]) -> dict:
+    """The entry of each given record (by source, job, else the plan of its name), added when none: name -> record."""
+    records = {}
+    for source, record in given:
+        job_id = (record.get("job") or {}).get("id") if isinstance(record, dict) else None
+        planned = find(runs, name=run_name(record, source))
+        entry = find(runs, source=source) or find(runs, job=job_id) or (
+            planned if planned and not (planned.get("job") or planned.get("source"))
+            else new_entry(runs, run_name(record, source)))
+        entry |= {"source": source, "job": entry.get("job") or job_id}
+        records[entry["name"]] = record
+    return records
+
+
+def claim_jobs(runs: list[dict], jobs: list[dict]) -> dict:
+    """The entry of each job: the one it was recorded in, else the unclaimed run planned under its name or whose
+    record it wrote, else a new one; job id -> job."""
+    for job in jobs:
+        entry = find(runs, job=job["id"])
+        if entry is None:
+            unclaimed = [e for e in runs if not e.get("job")]
+            entry = find(unclaimed, name=job_name(job)) or find(unclaimed, source=job_source(job))
+        entry = entry or new_entry(runs, job_name(job))
+        entry |= {"job": job["id"], "source": entry.get("source") or job_source(job)}
+    return {job["id"]: job for job in jobs}
+
+
+def remembered_records(runs: list[dict], records: dict, jobs_by_id: dict) -> dict:
+    """The records of the runs not given this time, read again from where they were found."""
+    found = {}
+    for entry in runs:
+        if entry["name"] in records or not entry.get("source"):
+            continue
+        record = load_record(entry["source"], given=False)
+        job = jobs_by_id.get(entry.get("job")) or {}
+        answers = {entry.get("job"), *(member.get("id") for member in job.get("members", []))}
+        if entry.get("job") and record_jobs(record) and not record_jobs(record) & answers:
+            record = None  # the repo now holds a later run's record (a run resumed into the same repo, say)
+        found[entry["name"]] = record
+    return found
+
+
+def sections_of(runs: list[dict], records: dict, jobs_by_id: dict) -> list[tuple[dict, object, dict | None, str]]:
+    """(entry, record, job, status) for each run that has something to show."""
+    sections = []
+    for entry in runs:
+        record, job = records.get(entry["name"]), jobs_by_id.get(entry.get("job"))
+        if not (record or job or entry.get("plan")):
+            print(f"Note: run {entry['name']} has no record, job or plan to show any more; its section is kept as "
+                  "it was.", file=sys.stderr)
+            continue
+        sections.append((entry, record, job, run_status(record, job)))
+    return sections
+
+
+def readable(record) -> dict | None:
+    return record if isinstance(record, dict) else None
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -185,9 +471,11 @@ def score(evaluation: dict) -> float | None:
     return evaluation.get("score", evaluation.get("pass@1"))
 
 
-def moment(stamp: str | None) -> str:
-    """2025-12-09T13:47:00Z -> 2025-12-09 13:47 UTC."""
-    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp and len(stamp) >= 16 else "-"
+def moment(stamp) -> str:
+    """2025-12-09T13:47:00Z -> 2025-12-09 13:47 UTC; '-' for anything else."""
+    if not isinstance(stamp, str) or not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d", stamp):
+        return "-"
+    return f"{stamp[:10]} {stamp[11:16]} UTC"
 
 
 def compact(seconds: float) -> str:
@@ -200,42 +488,35 @@ def minutes(seconds: float) -> str:
     return f"{round(seconds / 60)} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def link(url: str | None, text: str) -> str:
-    return f"[{text}]({url})" if url else text
-
-
-def hub_url(name: str | None, kind: str = "") -> str | None:
-    if not name or is_local(name) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
-        return None
-    return f"https://huggingface.co/{kind}{name}"
-
-
 def model_cell(model: str | None) -> str:
     if not model:
         return "-"
-    return link(hub_url(model), model) if hub_url(model) else f"`{model}`"
+    return link(hub_url(model), model) if hub_url(model) else code(model)
 
 
 def benchmark_title(evaluation: dict | str) -> str:
     benchmark = evaluation if isinstance(evaluation, str) else evaluation["benchmark"]
-    metric = "pass@1" if isinstance(evaluation, str) else evaluation.get("metric", "pass@1")
-    return f"{BENCHMARKS.get(benchmark, benchmark)} {metric}"
+    metric = "pass@1" if isinstance(evaluation, str) else evaluation.get("metric") or "pass@1"
+    return text(f"{BENCHMARKS.get(benchmark, benchmark)} {metric}")
 
 
 def job_cell(evaluation: dict) -> str:
-    """An evaluation's job: a link to its logs on HF Jobs, or the local job's id."""
+    """An evaluation's job: a link to its logs on the Hub, the job's id, or its address as text."""
     job = evaluation.get("job")
     url, job_id = (job.get("url"), job.get("id")) if isinstance(job, dict) else (job, evaluation.get("job_id"))
-    if url and url.startswith("http"):
+    if on_hub(url):
         return link(url, "logs")
-    return f"`{job_id}`" if job_id else "-"
+    return code(job_id) if job_id else text(url) if url else "-"
 
 
-def run_status(record: dict | None, job: dict | None) -> str:
+def run_status(record, job: dict | None) -> str:
+    if isinstance(record, Unreadable):
+        return "Unreadable"
     if record and record.get("status") == "completed":
         return "Completed"
     if job:
-        return STAGES.get(job["stage"], job["stage"].title())
+        stage = job.get("stage") or "UNKNOWN"
+        return STAGES.get(stage) or (stage.title() if re.fullmatch(r"[A-Z_]+", stage) else "Unknown")
     if record and record.get("status") == "failed":  # a run by hand whose training raised
         return "Failed"
     return "In progress" if record else "Planned"
@@ -245,22 +526,22 @@ def timeout_text(job: dict | None, plan: dict | None) -> str:
     job = job or {}
     if job.get("timeout_s"):
         return compact(job["timeout_s"])
-    return (job.get("labels") or {}).get("timeout") or (plan or {}).get("timeout") or "none"
+    return text((job.get("labels") or {}).get("timeout") or (plan or {}).get("timeout") or "none")
 
 
 def hardware_text(record: dict | None, job: dict | None, plan: dict | None) -> str:
     if record:
         hardware = record.get("hardware") or {}
         gpus = hardware.get("gpus") or 0
-        device = f"{gpus} x {hardware['gpu']}" if gpus > 1 else hardware.get("gpu") or "CPU"
-        if hardware.get("nodes", 1) > 1:
+        device = f"{gpus} x {hardware.get('gpu')}" if gpus > 1 else hardware.get("gpu") or "CPU"
+        if (hardware.get("nodes") or 1) > 1:
             device = f"{hardware['nodes']} nodes, {device} each"
         if hardware.get("peak_memory_gb"):
             device += f", {hardware['peak_memory_gb']} GB peak"
-        return f"{hardware.get('flavor') or (job or {}).get('flavor') or '-'} ({device})"
+        return text(f"{hardware.get('flavor') or (job or {}).get('flavor') or '-'} ({device})")
     if plan:
-        return f"{plan['flavor']} ({plan.get('gpus', 1)} x {plan.get('gpu')}, {plan.get('strategy', 'single')})"
-    return (job or {}).get("flavor") or "-"
+        return text(f"{plan['flavor']} ({plan.get('gpus', 1)} x {plan.get('gpu')}, {plan.get('strategy', 'single')})")
+    return text((job or {}).get("flavor") or "-")
 
 
 def eval_and_save(config: dict) -> str:
@@ -273,7 +554,7 @@ def eval_and_save(config: dict) -> str:
         every = f"eval every epoch, save {save}"
     else:
         every = save
-    return f"{every}, hub_strategy={config.get('hub_strategy')}, keep {config.get('save_total_limit')}"
+    return text(f"{every}, hub_strategy={config.get('hub_strategy')}, keep {config.get('save_total_limit')}")
 
 
 def flag(value) -> str:
@@ -281,31 +562,36 @@ def flag(value) -> str:
 
 
 def number(value) -> str:
-    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+    return f"{value:g}" if isinstance(value, (int, float)) else text(value)
+
+
+def effective_batch(batch, accumulation, processes) -> str:
+    return f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"
 
 
 def record_rows(record: dict) -> list[tuple[str, str]]:
     config, dataset, hardware = record["config"], record.get("dataset") or {}, record.get("hardware") or {}
-    split = dataset.get("split") or "train"
+    split = text(dataset.get("split") or "train")
     if dataset.get("eval_ratio"):
         split += f", {dataset['eval_ratio']:.0%} eval split"
     mapping = dataset.get("mapping")
     if isinstance(mapping, dict):
         mapping = ",".join(f"{new}={old}" for new, old in mapping.items())
-    batch, accumulation = config.get("per_device_train_batch_size"), config.get("gradient_accumulation_steps")
     processes = hardware.get("world_size") or hardware.get("processes") or 1
     peft = record.get("peft") or "none"
-    rows = [("Method", METHODS.get(record["method"], record["method"]) + (f", {peft.upper()}" if peft != "none" else "")),
-            ("Model", f"`{record['base_model']}`"),
-            ("Dataset", f"`{dataset.get('name')}` ({split}, {dataset.get('rows')} rows)"
-             + (f", mapping `{mapping}`" if mapping else "")
-             + (f", converted from {dataset['convert']}" if dataset.get("convert") else "")),
+    rows = [("Method", text(METHODS.get(record["method"], record["method"])
+                            + (f", {peft.upper()}" if peft != "none" else ""))),
+            ("Model", code(record["base_model"])),
+            ("Dataset", f"{code(dataset.get('name'))} ({split}, {number(dataset.get('rows'))} rows)"
+             + (f", mapping {code(mapping)}" if mapping else "")
+             + (f", converted from {text(dataset['convert'])}" if dataset.get("convert") else "")),
             ("Max length", number(config.get("max_length") or config.get("max_completion_length") or "-")),
             ("Epochs", number(config.get("num_train_epochs")))]
     if (config.get("max_steps") or -1) > 0:
         rows.append(("Steps", f"{config['max_steps']} steps"))
     rows += [("Per-device batch / grad. accumulation / effective",
-              f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"),
+              effective_batch(config.get("per_device_train_batch_size"), config.get("gradient_accumulation_steps"),
+                              processes)),
              ("Learning rate / weight decay / warmup", " / ".join(number(config.get(key)) for key in
                                                                    ("learning_rate", "weight_decay", "warmup_steps"))),
              ("Eval and save", eval_and_save(config)),
@@ -313,109 +599,123 @@ def record_rows(record: dict) -> list[tuple[str, str]]:
               f"{'bf16' if config.get('bf16') else 'fp16' if config.get('fp16') else 'fp32'} / "
               f"{flag(config.get('gradient_checkpointing'))} / {flag(config.get('packing'))}")]
     if record.get("loss_masking"):
-        rows.append(("Loss on", record["loss_masking"]))
-    rows.append(("Hub repo", f"`{record['hub_repo']}`" if record.get("hub_repo")
-                 else f"local: `{record.get('output_dir')}`"))
+        rows.append(("Loss on", text(record["loss_masking"])))
+    rows.append(("Hub repo", code(record["hub_repo"]) if record.get("hub_repo")
+                 else f"local: {code(record.get('output_dir'))}"))
     return rows
 
 
 def plan_rows(plan: dict) -> list[tuple[str, str]]:
     peft = plan.get("peft") or "none"
-    batch, accumulation = plan.get("per_device_train_batch_size"), plan.get("gradient_accumulation_steps")
     processes = (plan.get("gpus") or 1) * (plan.get("nodes") or 1)
-    rows = [("Method", METHODS.get(plan["method"], plan["method"]) + (f", {peft.upper()}" if peft != "none" else "")),
-            ("Model", f"`{plan['model']}`"),
+    cost = f"${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else "-"
+    return [("Method", text(METHODS.get(plan["method"], plan["method"]) + (f", {peft.upper()}" if peft != "none" else ""))),
+            ("Model", code(plan["model"])),
             ("Max length", number(plan.get("max_length") or plan.get("max_completion_length") or "-")),
             ("Epochs", number(plan.get("epochs"))),
             ("Per-device batch / grad. accumulation / effective",
-             f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"),
-            ("Precision", plan.get("precision") or "-"),
-            ("Estimated time / cost", f"{minutes(plan['time_hours'] * 3600)} / "
-                                      + (f"${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else "-"))]
-    return rows
+             effective_batch(plan.get("per_device_train_batch_size"), plan.get("gradient_accumulation_steps"),
+                             processes)),
+            ("Precision", text(plan.get("precision") or "-")),
+            ("Estimated time / cost", f"{minutes(plan['time_hours'] * 3600)} / {cost}")]
 
 
 def trackio_text(trackio: dict, job: dict | None) -> str:
     """The Space dashboard opened on the run (trackio's own query parameters), or the local store it logged to."""
     project, run = trackio.get("project"), trackio.get("run")
-    if trackio.get("space"):
+    space = hub_url(trackio.get("space"), "spaces/")
+    if space:
         query = urlencode({"project": project, "runs": run} if run else {"project": project})
-        return link(f"https://huggingface.co/spaces/{trackio['space']}?{query}", f"project {project}, run {run}")
+        return link(f"{space}?{query}", f"project {project}, run {run}")
     from huggingface_hub import constants
 
     store = (job or {}).get("trackio_dir") or os.environ.get("TRACKIO_DIR") or str(Path(constants.HF_HOME) / "trackio")
-    return f"project `{project}`, run `{run}` in the local store `{store}`: `trackio show --project \"{project}\"`"
+    return (f"project {code(project)}, run {code(run)} in the local store {code(store)}: "
+            + code(f'trackio show --project "{project}"'))
+
+
+def completed_text(record: dict) -> str:
+    steps, metrics = record.get("steps") or {}, record.get("metrics") or {}
+    final = metrics.get("final") or {}
+    line = f"Completed: step {steps.get('done')}/{steps.get('total')}"
+    if final.get("loss") is not None:
+        first = metrics.get("first_loss")
+        line += f", final loss {final['loss']:.4g}" + (f" (from {first:.4g})" if first else "")
+    if final.get("eval_loss") is not None:
+        line += f", eval loss {final['eval_loss']:.4g}"
+    if final.get("reward") is not None:
+        line += f", reward {final['reward']:.4g}"
+    return line + f", finished {moment(record.get('finished_at'))}."
 
 
 def progress_text(status: str, record: dict | None, job: dict | None, plan: dict | None) -> str:
     if status == "Planned":
         cost = f", ~${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else ""
-        return (f"Planned, not submitted yet: about {minutes(plan['time_hours'] * 3600)}{cost} on {plan['flavor']}, "
-                f"timeout {plan.get('timeout') or 'none'}.")
+        return (f"Planned, not submitted yet: about {minutes(plan['time_hours'] * 3600)}{cost} on "
+                f"{text(plan['flavor'])}, timeout {text(plan.get('timeout') or 'none')}.")
     if status == "Completed" and record and record.get("status") == "completed":
-        steps, metrics = record.get("steps") or {}, record.get("metrics") or {}
-        final = metrics.get("final") or {}
-        text = f"Completed: step {steps.get('done')}/{steps.get('total')}"
-        if final.get("loss") is not None:
-            first = metrics.get("first_loss")
-            text += f", final loss {final['loss']:.4g}" + (f" (from {first:.4g})" if first else "")
-        if final.get("eval_loss") is not None:
-            text += f", eval loss {final['eval_loss']:.4g}"
-        if final.get("reward") is not None:
-            text += f", reward {final['reward']:.4g}"
-        return text + f", finished {moment(record.get('finished_at'))}."
+        return completed_text(record)
     if not job:
         return f"{status}: started {moment((record or {}).get('started_at'))}; no job of this experiment runs it."
     elapsed = job.get("elapsed_s")
-    text = status + (f" after {minutes(elapsed)}" if elapsed is not None and status != "In progress" else "")
-    text += f" ({minutes(elapsed)} so far)" if elapsed is not None and status == "In progress" else ""
+    line = status + (f" after {minutes(elapsed)}" if elapsed is not None and status != "In progress" else "")
+    line += f" ({minutes(elapsed)} so far)" if elapsed is not None and status == "In progress" else ""
     if job.get("step") is not None:
-        text += f": step {job['step']}/{job.get('total_steps')}"
+        line += f": step {job['step']}/{job.get('total_steps')}"
         if job.get("loss") is not None:
-            text += f", loss {job['loss']:.4g}" + (f" (from {job['loss_start']:.4g})" if job.get("loss_start") else "")
+            line += f", loss {job['loss']:.4g}" + (f" (from {job['loss_start']:.4g})" if job.get("loss_start") else "")
         if job.get("reward") is not None:
-            text += f", reward {job['reward']:.4g}"
+            line += f", reward {job['reward']:.4g}"
         if job.get("eta_s") is not None and status == "In progress":
-            text += f", about {minutes(job['eta_s'])} left"
-    text += "."
+            line += f", about {minutes(job['eta_s'])} left"
     diagnosis = job.get("diagnosis")
     if diagnosis:
-        text += f"\nWhat went wrong: {diagnosis['problem']}. Fix: {diagnosis['fix']}."
-    return text
+        line += f".\nWhat went wrong: {text(diagnosis.get('problem'))}. Fix: {text(diagnosis.get('fix'))}"
+    return line + "."
 
 
-def run_section(entry: dict, record: dict | None, job: dict | None, status: str, plot: str | None,
-                benchmarks: list[str]) -> str:
+def logs_text(entry: dict, record: dict | None, job: dict | None, status: str) -> str:
+    recorded_job = (record or {}).get("job") or {}
+    job_id, url = (job or {}).get("id") or entry.get("job"), (job or {}).get("url") or recorded_job.get("url")
+    if on_hub(url):
+        return link(url, f"job {job_id}")
+    if job_id:
+        return f"job {code(job_id)}" + (f": {code(url)}" if url else "") + f" ({code(f'jobs.py logs {job_id}')})"
+    return "not submitted yet" if status == "Planned" else "no job: the logs are where the run was started"
+
+
+def evaluation_lines(record: dict | None, status: str, benchmarks: list[str]) -> list[str]:
+    evaluations = (record or {}).get("evaluations") or []
+    lines = [f"- {benchmark_title(e)}: {score(e):.3f}" + (f" on {e['n']} problems" if e.get("n") else "")
+             + f", {moment(e.get('date'))}" + (f" (base model {code(e['model'])})" if of_base(e, record) else "")
+             for e in evaluations]
+    if status not in NOT_EVALUATED:
+        done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
+        lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks if b not in done]
+    return lines or ["-"]
+
+
+def heading(entry: dict, started, status: str) -> str:
+    return f"# `{entry['name']}` - `{moment(started)}` - {code(status)}"
+
+
+def run_section(entry: dict, record, job: dict | None, status: str, plot: str | None, benchmarks: list[str]) -> str:
+    if isinstance(record, Unreadable):
+        return f"{heading(entry, None, status)}\nunreadable record ({text(record.why)}): {code(entry.get('source'))}"
     plan = entry.get("plan")
     started = (record or {}).get("started_at") or (job or {}).get("created_at") or entry.get("planned_at")
     rows = record_rows(record) if record else plan_rows(plan) if plan else []
     rows.append(("Hardware / timeout", f"{hardware_text(record, job, plan)} / {timeout_text(job, plan)}"))
     trackio = (record or {}).get("trackio") or (job or {}).get("trackio") or {}
     if trackio:
-        rows.append(("Trackio", f"project `{trackio.get('project')}`, run `{trackio.get('run')}`"))
-    lines = [f"# `{entry['name']}` - `{moment(started)}` - `{status}`", "## Training parameters",
+        rows.append(("Trackio", f"project {code(trackio.get('project'))}, run {code(trackio.get('run'))}"))
+    lines = [heading(entry, started, status), "## Training parameters",
              "| Parameter | Value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows),
-             "## Run status", progress_text(status, record, job, plan), "## Run logs"]
-    recorded_job = (record or {}).get("job") or {}
-    job_id, url = (job or {}).get("id") or entry.get("job"), (job or {}).get("url") or recorded_job.get("url")
-    if url and url.startswith("http"):
-        lines.append(link(url, f"job {job_id}"))
-    elif job_id:
-        lines.append(f"job `{job_id}`" + (f": `{url}`" if url else "") + f" (`jobs.py logs {job_id}`)")
-    else:
-        lines.append("not submitted yet" if status == "Planned" else "no job: the logs are where the run was started")
-    lines += ["## Trackio logs", trackio_text(trackio, job) if trackio else "-"]
+             "## Run status", progress_text(status, record, job, plan), "## Run logs",
+             logs_text(entry, record, job, status), "## Trackio logs", trackio_text(trackio, job) if trackio else "-"]
     if plot:
         lines.append(f"![loss curve of {entry['name']}]({plot})")
-    lines.append("## Evaluation")
-    evaluations = (record or {}).get("evaluations") or []
-    lines += [f"- {benchmark_title(e)}: {score(e):.3f}" + (f" on {e['n']} problems" if e.get("n") else "")
-              + f", {moment(e.get('date'))}" + (f" (base model `{e['model']}`)" if of_base(e, record) else "")
-              for e in evaluations]
-    if status not in NOT_EVALUATED:
-        done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
-        lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks if b not in done]
-    return "\n".join(lines + (["-"] if lines[-1] == "## Evaluation" else []))
+    return "\n".join(lines + ["## Evaluation"] + evaluation_lines(record, status, benchmarks))
 
 
 def of_base(evaluation: dict, record: dict | None) -> bool:
@@ -424,52 +724,65 @@ def of_base(evaluation: dict, record: dict | None) -> bool:
                 and not evaluation.get("revision") and not evaluation.get("subfolder"))
 
 
-def evaluations_table(runs: list[tuple[dict, dict | None, str]], base_evals: list[dict], base_model: str | None,
-                      benchmarks: list[str]) -> str:
-    rows, scores = [], {}  # scores: benchmark -> (base scores, [(run, score)])
-    base_evals = base_evals + [e for _, record, _ in runs for e in (record or {}).get("evaluations") or []
-                               if of_base(e, record)]
+def evaluation_rows(sections: list, base_evals: list[dict], base_model: str | None, benchmarks: list[str]) -> list:
+    """(run title, evaluation or the benchmark it is TBD for, model evaluated, run name or None for the base)."""
+    rows = []
     for benchmark in benchmarks:
         done = [e for e in base_evals if e["benchmark"] == benchmark]
-        for evaluation in done:
-            rows.append((f"`base-{benchmark}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation,
-                         evaluation["model"]))
-            scores.setdefault(benchmark, ([], []))[0].append(score(evaluation))
+        title = code(f"base-{benchmark}")
+        rows += [(f"{title} - `{moment(e.get('date'))}` - `Completed`", e, e["model"], None) for e in done]
         if not done and base_model:
-            rows.append((f"`base-{benchmark}` - `-` - `TBD`", benchmark, base_model))
-    for entry, record, status in runs:
+            rows.append((f"{title} - `-` - `TBD`", benchmark, base_model, None))
+    for entry, record, _, status in sections:
+        record = readable(record)
         model = (record or {}).get("hub_repo") or (record or {}).get("output_dir")
         evaluations = [e for e in (record or {}).get("evaluations") or [] if not of_base(e, record)]
         for evaluation in evaluations:
-            evaluated = evaluation.get("model") or model
-            evaluated += f"@{evaluation['revision']}" if evaluation.get("revision") else ""
-            evaluated += f"/{evaluation['subfolder']}" if evaluation.get("subfolder") else ""
-            rows.append((f"`{entry['name']}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation, evaluated))
-            scores.setdefault(evaluation["benchmark"], ([], []))[1].append((entry["name"], score(evaluation)))
+            evaluated = (evaluation.get("model") or model or "-") \
+                + (f"@{evaluation['revision']}" if evaluation.get("revision") else "") \
+                + (f"/{evaluation['subfolder']}" if evaluation.get("subfolder") else "")
+            rows.append((f"`{entry['name']}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation,
+                         evaluated, entry["name"]))
         if status not in NOT_EVALUATED:
             done = {e["benchmark"] for e in evaluations}
-            rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model) for b in benchmarks if b not in done]
+            rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model, entry["name"]) for b in benchmarks if b not in done]
+    return rows
+
+
+def verdicts(rows: list) -> list[str]:
+    """For each benchmark with both: does the best fine-tuned run beat the base model."""
+    lines = []
+    for benchmark in dict.fromkeys(e["benchmark"] for _, e, _, _ in rows if isinstance(e, dict)):
+        scored = [(run, score(e)) for _, e, _, run in rows if isinstance(e, dict) and e["benchmark"] == benchmark]
+        base, tuned = [s for run, s in scored if run is None], [(run, s) for run, s in scored if run]
+        if base and tuned:
+            name, best = max(tuned, key=lambda item: item[1])
+            verdict = "beats" if best > max(base) else "does not beat"
+            lines.append(f"Best fine-tuned run `{name}` ({best:.3f}) {verdict} the base model ({max(base):.3f}) on "
+                         f"{text(BENCHMARKS.get(benchmark, benchmark))}.")
+    return lines
+
+
+def evaluations_table(sections: list, base_evals: list[dict], base_model: str | None, benchmarks: list[str]) -> str:
+    base_evals = base_evals + [e for _, record, _, _ in sections for e in (readable(record) or {}).get("evaluations")
+                               or [] if of_base(e, readable(record))]
+    rows = evaluation_rows(sections, base_evals, base_model, benchmarks)
     lines = ["# Experiment evaluations", "| Run | Benchmark | Score | Eval job | Model |", "|---|---|---|---|---|"]
-    for title, evaluation, model in rows:
+    for title, evaluation, model, _ in rows:
         if isinstance(evaluation, str):  # not run yet
             lines.append(f"| {title} | {benchmark_title(evaluation)} | TBD | - | {model_cell(model)} |")
         else:
             lines.append(f"| {title} | {benchmark_title(evaluation)} | {score(evaluation):.3f} | "
                          f"{job_cell(evaluation)} | {model_cell(model)} |")
-    verdicts = []
-    for benchmark, (base, tuned) in scores.items():
-        if base and tuned:
-            name, best = max(tuned, key=lambda item: item[1])
-            verdict = "beats" if best > max(base) else "does not beat"
-            verdicts.append(f"Best fine-tuned run `{name}` ({best:.3f}) {verdict} the base model ({max(base):.3f}) on "
-                            f"{BENCHMARKS.get(benchmark, benchmark)}.")
-    return "\n".join(lines + ([""] + verdicts if verdicts else []))
+    found = verdicts(rows)
+    return "\n".join(lines + ([""] + found if found else []))
 
 
 def loss_plot(record: dict, name: str, target: Path) -> bool:
     history = record.get("log_history") or []
-    train = [(e["step"], e["loss"]) for e in history if "loss" in e]
-    evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    train = [(e["step"], e["loss"]) for e in history if e.get("loss") is not None and e.get("step") is not None]
+    evals = [(e["step"], e["eval_loss"]) for e in history
+             if e.get("eval_loss") is not None and e.get("step") is not None]
     if not train:
         return False
     import matplotlib
@@ -493,151 +806,184 @@ def loss_plot(record: dict, name: str, target: Path) -> bool:
     return True
 
 
-def replace_block(text: str, name: str, body: str, before: str | None = None) -> str:
-    block = f"{BEGIN.format(name)}\n{body}\n{END.format(name)}"
-    pattern = re.compile(re.escape(BEGIN.format(name)) + r".*?" + re.escape(END.format(name)), re.S)
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    if before and BEGIN.format(before) in text:
-        index = text.index(BEGIN.format(before))
-        return text[:index] + block + "\n\n---\n\n" + text[index:]
-    return text.rstrip("\n") + ("\n\n---\n\n" if text.strip() else "") + block + "\n"
-
-
-def write_atomically(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
-# ---------------------------------------------------------------- main
-
-
-def main():
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", required=True, help="report name: training_reports/<experiment>.md")
-    parser.add_argument("--runs", nargs="*", default=[], help="run.json files, training output dirs or Hub repos")
-    parser.add_argument("--evals", nargs="*", default=[], help="eval_humaneval.py --json outputs of base models")
-    parser.add_argument("--plan", help="a plan.py --json output: records a planned run (with --name)")
-    parser.add_argument("--name", help="the planned run's name; submit its job with jobs.py --name NAME")
-    parser.add_argument("--out", default="training_reports", help="report directory")
-    parser.add_argument("--json", action="store_true", help="print one JSON document: the report and its runs")
-    args = parser.parse_args()
-    if not re.fullmatch(NAME, args.experiment):
-        raise BadInput(f"--experiment {args.experiment!r} must be a plain name (letters, digits, '.', '_', '-').")
-    if bool(args.plan) != bool(args.name):
-        raise BadInput("--plan and --name go together: `report.py --experiment E --plan plan.json --name sft-a10g`.")
-    if args.name and not re.fullmatch(NAME, args.name):
-        raise BadInput(f"--name {args.name!r} must be a plain name (letters, digits, '.', '_', '-').")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} is a file; pass the reports directory (default training_reports).")
-    report, state_path = out / f"{args.experiment}.md", out / args.experiment / "runs.json"
-
-    # Read everything first: a bad input stops here, before anything is written.
-    state = read_run_record(state_path)
-    runs, base_evals = state.get("runs", []), state.get("base_evaluations", [])
-    plan = load_plan(args.plan) if args.plan else None
-    given = []
-    for source in args.runs:
-        record = load_record(source)
-        given.append((str(Path(source).expanduser().resolve()) if is_local(source) else source, record))
-    new_evals = [load_evaluation(path) for path in args.evals]
-    jobs = experiment_jobs(args.experiment)
-    text = report.read_text() if report.exists() else ""
-
-    if plan:
-        entry = find(runs, name=args.name) or new_entry(runs, args.name)
-        if entry.get("job"):
-            raise BadInput(f"Run {args.name} already has job {entry['job']}; plan the next run under another --name.")
-        entry |= {"plan": plan, "planned_at": utcnow()}
-    records = {}
-    for source, record in given:
-        job_id = (record.get("job") or {}).get("id")
-        planned = find(runs, name=run_name(record))
-        entry = find(runs, source=source) or find(runs, job=job_id) or (
-            planned if planned and not (planned.get("job") or planned.get("source")) else new_entry(runs, run_name(record)))
-        entry |= {"source": source, "job": entry.get("job") or job_id}
-        records[entry["name"]] = record
-    jobs_by_id = {}
-    for job in jobs:
-        entry = find(runs, job=job["id"])
-        if entry is None:  # the run planned under its name, else the one whose record it wrote; no job claims it
-            unclaimed = [e for e in runs if not e.get("job")]
-            entry = find(unclaimed, name=job_name(job)) or find(unclaimed, source=job_source(job))
-        entry = entry or new_entry(runs, job_name(job))
-        entry |= {"job": job["id"], "source": entry.get("source") or job_source(job)}
-        jobs_by_id[job["id"]] = job
-    base_evals += [evaluation for evaluation in new_evals if evaluation not in base_evals]
-    for entry in runs:
-        if entry["name"] not in records and entry.get("source"):
-            record = load_record(entry["source"], required=False)
-            job = jobs_by_id.get(entry.get("job")) or {}
-            answers = {entry.get("job"), *(member["id"] for member in job.get("members", []))}
-            if record and entry.get("job") and record_jobs(record) and not record_jobs(record) & answers:
-                record = None  # the repo now holds a later run's record (a run resumed into the same repo, say)
-            records[entry["name"]] = record
-
-    sections = []
-    for entry in runs:
-        record, job = records.get(entry["name"]), jobs_by_id.get(entry.get("job"))
-        if not (record or job or entry.get("plan")):
-            print(f"Note: run {entry['name']} has no record, job or plan to show any more; its section is kept as "
-                  "it was.", file=sys.stderr)
-            continue
-        sections.append((entry, record, job, run_status(record, job)))
-    benchmarks = list(dict.fromkeys([e["benchmark"] for e in base_evals]
-                                    + [e["benchmark"] for _, record, _, _ in sections
-                                       for e in (record or {}).get("evaluations") or []])) or ["humaneval"]
-    first = next((record for _, record, _, _ in sections if record), None)
+def header_block(sections: list, base_evals: list[dict]) -> tuple[str, str | None]:
+    """The base model and dataset links, and the base model's name (for its TBD rows)."""
+    first = next((readable(record) for _, record, _, _ in sections if readable(record)), None)
     base_model = (first or {}).get("base_model") or next(
         (entry["plan"]["model"] for entry, *_ in sections if entry.get("plan")), None) or next(
         (e["model"] for e in base_evals), None)
     dataset = ((first or {}).get("dataset") or {}).get("name")
     header = ["# Base model and dataset"]
     if base_model:
-        header.append(link(hub_url(base_model), "Base Model") if hub_url(base_model) else f"Base model: `{base_model}`")
+        header.append(link(hub_url(base_model), "Base Model") if hub_url(base_model) else
+                      f"Base model: {code(base_model)}")
     if dataset:
         header.append(link(hub_url(dataset, "datasets/"), "Dataset") if hub_url(dataset, "datasets/") else
-                      f"Dataset: `{dataset}`")
-    text = replace_block(text, "header", "\n".join(header))
-    text = replace_block(text, "evaluations", evaluations_table([(e, r, s) for e, r, _, s in sections], base_evals,
-                                                                base_model, benchmarks))
+                      f"Dataset: {code(dataset)}")
+    return "\n".join(header), base_model
+
+
+def plot_path(request: Request, name: str) -> str:
+    """A run's loss curve, relative to the report (the link in its section)."""
+    return f"{request.experiment}/{name}-loss.png"
+
+
+def write_plots(request: Request, sections: list) -> set[str]:
+    """The loss curve of each run whose record has losses, beside the report; the names of the runs plotted."""
+    return {entry["name"] for entry, record, _, _ in sections if readable(record)
+            and loss_plot(record, entry["name"], request.output_dir / plot_path(request, entry["name"]))}
+
+
+def render_report(text_before: str, request: Request, sections: list, base_evals: list[dict], plotted: set[str]) \
+        -> str:
+    """The report with every generated block replaced (or added before the evaluations table); what is outside the
+    blocks is kept as it was."""
+    readable_records = [readable(record) or {} for _, record, _, _ in sections]
+    benchmarks = list(dict.fromkeys([e["benchmark"] for e in base_evals] + [
+        e["benchmark"] for record in readable_records for e in record.get("evaluations") or []])) or ["humaneval"]
+    header, base_model = header_block(sections, base_evals)
+    report = replace_block(text_before, "header", header)
+    report = replace_block(report, "evaluations", evaluations_table(sections, base_evals, base_model, benchmarks))
     for entry, record, job, status in sections:
-        plot = f"{args.experiment}/{entry['name']}-loss.png"
-        has_plot = bool(record) and loss_plot(record, entry["name"], out / plot)
-        text = replace_block(text, f"run {entry['name']}",
-                             run_section(entry, record, job, status, plot if has_plot else None, benchmarks),
-                             before="evaluations")
-    write_atomically(report, text)
-    write_atomically(state_path, json.dumps({"runs": runs, "base_evaluations": base_evals}, indent=2))
-    summary = {"report": str(report), "runs": [{"name": e["name"], "status": s, "job": e.get("job"),
-                                                "source": e.get("source")} for e, _, _, s in sections],
-               "evaluations": sum(len((r or {}).get("evaluations") or []) for _, r, _, _ in sections) + len(base_evals)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"Report: {report} ({len(sections)} run(s): "
-              + ", ".join(f"{run['name']} {run['status'].lower()}" for run in summary["runs"])
-              + f"; {summary['evaluations']} evaluation(s))")
+        plot = plot_path(request, entry["name"]) if entry["name"] in plotted else None
+        report = replace_block(report, f"run {entry['name']}", run_section(entry, record, job, status, plot, benchmarks),
+                               before="evaluations")
+    return report
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+def replace_block(report: str, name: str, body: str, before: str | None = None) -> str:
+    """Replaces the block `name` in place; a begin marker without its own end (another marker comes first) is not
+    a block, so a broken marker can never make a refresh swallow what lies between it and a later block."""
+    block = f"{BEGIN.format(name)}\n{body}\n{END.format(name)}"
+    pattern = re.compile(re.escape(BEGIN.format(name)) + r"(?:(?!<!-- hflt:).)*?" + re.escape(END.format(name)), re.S)
+    if pattern.search(report):
+        return pattern.sub(lambda _: block, report)
+    if before and BEGIN.format(before) in report:
+        index = report.index(BEGIN.format(before))
+        return report[:index] + block + "\n\n---\n\n" + report[index:]
+    return report.rstrip("\n") + ("\n\n---\n\n" if report.strip() else "") + block + "\n"
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+
+def write_atomically(path: Path, content: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(without_tokens(content))
+    os.replace(partial, path)
+
+
+def summary(request: Request, sections: list, base_evals: list[dict]) -> dict:
+    return {"report": str(request.report),
+            "runs": [{"name": e["name"], "status": s, "job": e.get("job"), "source": e.get("source")}
+                     | ({"unreadable": r.why} if isinstance(r, Unreadable) else {}) for e, r, _, s in sections],
+            "evaluations": sum(len((readable(r) or {}).get("evaluations") or []) for _, r, _, _ in sections)
+            + len(base_evals)}
+
+
+def summary_line(result: dict) -> str:
+    runs = ", ".join(f"{run['name']} {run['status'].lower()}" for run in result["runs"])
+    return f"Report: {result['report']} ({len(result['runs'])} run(s): {runs}; {result['evaluations']} evaluation(s))"
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", required=True, help="report name: <output_dir>/<experiment>.md")
+    parser.add_argument("--runs", nargs="*", default=[], help="run.json files, training output dirs or Hub repos")
+    parser.add_argument("--evals", nargs="*", default=[], help="eval_humaneval.py --json outputs of base models")
+    parser.add_argument("--plan", help="a plan.py --json output: records a planned run (with --name)")
+    parser.add_argument("--name", help="the planned run's name; submit its job with jobs.py --name NAME")
+    parser.add_argument("--output_dir", "--out", dest="output_dir", default="training_reports",
+                        help="the reports directory (default training_reports; --out is the older spelling)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document: the report and its runs")
+    return parser
+
+
+def parse_request(argv: list[str] | None = None) -> Request:
+    """The flags as a Request, or BadInput naming the first one that cannot be used."""
+    args = build_parser().parse_args(argv)
+    if not re.fullmatch(NAME, args.experiment):
+        raise BadInput(f"--experiment {args.experiment!r} must be a plain name (letters, digits, '.', '_', '-').")
+    if bool(args.plan) != bool(args.name):
+        raise BadInput("--plan and --name go together: `report.py --experiment E --plan plan.json --name sft-a10g`.")
+    if args.name and not re.fullmatch(NAME, args.name):
+        raise BadInput(f"--name {args.name!r} must be a plain name (letters, digits, '.', '_', '-').")
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BadInput(f"--output_dir {output_dir} is a file; pass the reports directory (default training_reports).")
+    return Request(args.experiment, tuple(args.runs), tuple(args.evals), args.plan, args.name, output_dir, args.json)
+
+
+def source_key(source: str) -> str:
+    return str(Path(source).expanduser().resolve()) if is_local_source(source) else source
+
+
+def main():
+    request = parse_request()
+    # Read everything first: a bad input stops here, before anything is written.
+    runs, base_evals = load_state(request.state_path)
+    plan = load_plan(request.plan) if request.plan else None
+    given = [(source_key(source), load_record(source)) for source in request.runs]
+    base_evals += [e for e in map(load_evaluation, request.evals) if e not in base_evals]
+    jobs = experiment_jobs(request.experiment)
+    before = request.report.read_text() if request.report.exists() else ""
+
+    if plan:
+        add_plan(runs, request.name, plan)
+    records = claim_records(runs, given)
+    jobs_by_id = claim_jobs(runs, jobs)
+    records |= remembered_records(runs, records, jobs_by_id)
+    sections = sections_of(runs, records, jobs_by_id)
+
+    plotted = write_plots(request, sections)
+    write_atomically(request.report, render_report(before, request, sections, base_evals, plotted))
+    write_atomically(request.state_path, json.dumps({"runs": runs, "base_evaluations": base_evals}, indent=2))
+    result = summary(request, sections, base_evals)
+    print(without_tokens(json.dumps(result, indent=2) if request.json else summary_line(result)))
+
+
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
+
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 # ---- end of shared block: errors ----
 
@@ -654,9 +1000,20 @@ class Parser(argparse.ArgumentParser):
 # ---- end of shared block: cli ----
 
 
-# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:056dd695ae6cdc47 ----
 
-# run.json: the record of one training run, which evaluations and GGUF exports append to.
+# run.json: the record of one training run. The trainer writes it; evaluations and GGUF exports append to it, in
+# the run's output directory or in the Hub repo it pushed to, sometimes while training goes on. Every write merges what
+# the other writers wrote: locally a read-modify-write under a file lock and an atomic replace, on the Hub a commit on
+# the parent it read, merged again and retried when another writer committed first. `append_to_run` is the one way to
+# write; `push_run` is the trainer's push of its own record, which keeps what others appended to the repo's copy.
+
+RUN_FILE = "run.json"
+# The lists other writers append to. A writer that pushes its own copy of the record keeps the entries of these lists
+# it does not have; every other field is the writer's own.
+APPENDED = ("evaluations", "exports")
+HUB_ATTEMPTS = 12
+
 
 def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -674,38 +1031,172 @@ def job_from_env() -> dict:
     return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
-def read_run_record(path: Path) -> dict:
+def is_local(target) -> bool:
+    """A Path, or a string naming something on disk, is a local run; any other string is a Hub model repo id."""
+    return isinstance(target, Path) or Path(target).exists()
+
+
+def record_file(target) -> Path:
+    """The run.json of a local run: `target` is its directory (existing or not yet) or a .json file itself."""
+    path = Path(target)
+    return path if path.suffix == ".json" and not path.is_dir() else path / RUN_FILE
+
+
+def read_run(target) -> dict:
+    """A run's record, {} when it has none yet: a local run directory or its run.json, or a Hub model repo id."""
+    if is_local(target):
+        return parse_record(record_file(target))
+    return read_hub_run(str(target))[0]
+
+
+def locate_run(target: str, flag: str = "") -> str | None:
+    """The run `target` names, as append_to_run takes it: a local directory holding run.json (given as the
+    directory or the file) or a Hub model repo id whose repo has a run.json; None when there is no record there.
+    A record that cannot be read, a repo that does not exist or a Hub out of reach is refused (BadInput, its
+    sentence opening with `flag`)."""
+    target = str(target)
+    path = Path(target)
+    if path.is_file() and path.name == RUN_FILE:
+        path = path.parent
+    if path.is_dir():
+        if not (path / RUN_FILE).exists():
+            return None
+        parse_record(path / RUN_FILE)
+        return str(path)
+    if path.exists() or not is_repo_id(target):
+        raise BadInput(f"{flag} {target!r} is neither a run directory (with run.json) nor a Hub model repo id."
+                       .lstrip())
+    return target if read_hub_run(target)[0] else None
+
+
+def is_repo_id(text: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text and not text.startswith((".", "/"))
+
+
+def append_to_run(target, fields: dict | None = None, append: dict | None = None,
+                  message: str = "Update run.json", create: bool = False) -> dict:
+    """Merges `fields` into the run's record and appends `append`'s entries to its lists; returns the record written.
+    `target` is a local run directory (locked read-modify-write, atomic replace: a reader never sees half a file and
+    concurrent writers never lose each other's entries) or a Hub model repo id (a commit on the parent read, redone
+    on top of the new head when another writer committed first). A run without a record is refused unless `create`
+    (the trainer's first write)."""
+    def change(record: dict) -> dict:
+        if not record and not create:
+            raise BadInput(f"{target} has no {RUN_FILE}; pass the output directory or the Hub repo of a training run.")
+        record = record | (fields or {})
+        for key, entries in (append or {}).items():
+            existing = record.get(key)
+            record[key] = (existing if isinstance(existing, list) else []) + list(entries)
+        return record
+
+    if is_local(target):
+        if not create and not record_file(target).exists():
+            change({})  # refused before anything is made
+        return update_local_run(target, change)
+    return update_hub_run(str(target), change, message)
+
+
+def merge_runs(ours: dict, theirs: dict) -> dict:
+    """`ours` written over `theirs`, keeping what only `theirs` has: its other fields, and the entries of the
+    appended lists that `ours` lacks."""
+    merged = theirs | ours
+    for key in APPENDED:
+        mine, other = ours.get(key), theirs.get(key)
+        if isinstance(other, list):
+            mine = mine if isinstance(mine, list) else []
+            merged[key] = mine + [entry for entry in other if entry not in mine]
+    return merged
+
+
+def push_run(directory, repo: str, message: str, revision: str | None = None) -> dict:
+    """The trainer's push of its record: the repo's record is merged into the local one (under the local lock) and
+    the result committed on the parent that was read, so evaluations and exports recorded in the repo meanwhile stay
+    in both. A repo record that cannot be read is replaced by the local one, with a warning."""
+    return update_hub_run(repo, lambda theirs: update_local_run(directory, lambda ours: merge_runs(ours, theirs)),
+                          message, revision=revision, unreadable_is_empty=True)
+
+
+def lockless(error: OSError) -> bool:
+    """Whether a lock was refused because the filesystem has none (some network mounts)."""
+    import errno
+
+    return error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class RecordLock:
+    """An exclusive lock beside a run.json, for one read-modify-write. The lock file is removed by its holder before
+    it lets go, so a run directory keeps only run.json; a waiter that wakes on a removed lock file takes the new one."""
+
+    def __init__(self, record: Path):
+        self.path = record.with_name(f".{record.name}.lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # its directory was removed meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:  # a filesystem without locks (some network mounts): write unlocked
+                if not lockless(error):
+                    raise
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:  # the previous holder removed it while this one waited
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def parse_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
     if not isinstance(record, dict):
         raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
     return record
 
 
-def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
-    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
-    never sees half a file, and what evaluations and exports appended is kept."""
-    target = Path(directory) / "run.json"
-    record = read_run_record(target) | fields
-    for key, entries in (append or {}).items():
-        record[key] = record.get(key, []) + entries
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(partial, target)
+def update_local_run(target, change) -> dict:
+    """Applies `change` (record -> new record) to a local run.json under its lock, replacing the file atomically."""
+    path = record_file(target)
+    with RecordLock(path):
+        record = change(parse_record(path))
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(partial, "w") as f:
+            f.write(json.dumps(record, indent=2, default=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
     return record
 
 
-def hub_run_record(repo: str) -> tuple[dict, str]:
+def read_hub_run(repo: str, revision: str | None = None, unreadable_is_empty: bool = False) -> tuple[dict, str]:
     """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
+        head = HfApi().model_info(repo, revision=revision).sha
+        path = Path(hf_hub_download(repo, RUN_FILE, revision=head))
     except RepositoryNotFoundError:
         raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
                        "repo the training pushed to.")
@@ -716,41 +1207,48 @@ def hub_run_record(repo: str) -> tuple[dict, str]:
                        "directory or go online.")
     try:
         record = json.loads(path.read_text())
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-    if not isinstance(record, dict):
-        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+        problem = None if isinstance(record, dict) else "is not a run record (a JSON object)"
+    except (ValueError, UnicodeDecodeError):
+        problem = "is not valid JSON"
+    if problem and unreadable_is_empty:
+        import sys
+
+        print(f"warning: {RUN_FILE} in {repo} {problem}; replacing it with this run's record.", file=sys.stderr)
+        return {}, head
+    if problem:
+        raise BadInput(f"{RUN_FILE} in {repo} {problem}; fix it in the repo before recording into it.")
     return record, head
 
 
-def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
-    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
-    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+def update_hub_run(repo: str, change, message: str, revision: str | None = None,
+                   unreadable_is_empty: bool = False) -> dict:
+    """Applies `change` to the repo's run.json in one commit on the head it read: when another writer committed
+    first, the Hub refuses (412/409) and the change is applied again to the new head."""
+    import random
     import sys
+    import time
 
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record[key] = record.get(key, []) + entries
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        record, head = read_hub_run(repo, revision, unreadable_is_empty)
+        record = change(record)
         try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=message, parent_commit=head)
-            return
+            HfApi().create_commit(repo, [CommitOperationAdd(RUN_FILE, json.dumps(record, indent=2, default=str)
+                                                            .encode())],
+                                  commit_message=message, parent_commit=head, revision=revision)
+            return record
         except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == HUB_ATTEMPTS:
                 raise
-            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+            print(f"{repo} changed while recording; merging again on its new head ({attempt}/{HUB_ATTEMPTS})",
                   file=sys.stderr, flush=True)
+            time.sleep(random.uniform(0, 0.2 * attempt))
 
 # ---- end of shared block: run_record ----
 
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

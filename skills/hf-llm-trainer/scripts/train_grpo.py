@@ -37,27 +37,36 @@ Every TRL `GRPOConfig`/`ModelConfig` flag works, and `--config recipe.yaml`. Our
 `--dataset_name`, `--map new=old,...`, `--convert gsm8k` (question/answer '#### n' -> prompt/solution),
 `--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`, `--resume`,
 `--resume_from_hub`, and `--reward_funcs` taking built-in names (TRL's accuracy_reward, reasoning_accuracy_reward,
-think_format_reward; ours: number_match, answer_format) and `path/to/file.py:function` entries, comma-separated.
+think_format_reward; ours: number_match, answer_format, code_tests) and `path/to/file.py:function` entries,
+comma-separated. code_tests runs each completion's code against the row's tests (`test` + `entry_point`, or `tests`
+as stdin/stdout pairs) in eval_humaneval.py's sandbox: reward = share of tests passed.
 
     uv run train_grpo.py --model_name_or_path Qwen/Qwen3-0.6B --dataset_name openai/gsm8k --dataset_config main \
         --convert gsm8k --reward_funcs number_match,answer_format --output_dir qwen3-gsm8k-grpo --push_to_hub
 
 Generation uses vLLM (colocated) when it is installed on a GPU, plain `generate` otherwise. Reward functions get
-the completions and every dataset column as keyword arguments (e.g. `solution`). Writes `run.json`; exit 2 on
-bad input, 1 on a runtime failure.
+the completions and every dataset column as keyword arguments (e.g. `solution`); every call must return one finite
+number per completion (None where another reward scores it) within `--reward_timeout` (default 60s), or the run
+stops naming the function and the row. Writes `run.json`; exit 2 on bad input, 1 on a runtime failure.
 """
 
+import contextlib
 import importlib.resources
 import importlib.util
+import inspect
 import json
+import math
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from inspect import signature
@@ -73,7 +82,16 @@ METHOD = "grpo"
 class RewardArguments:
     reward_funcs: str = field(default="number_match,answer_format", metadata={
         "help": "Comma-separated rewards: accuracy_reward, reasoning_accuracy_reward, think_format_reward, "
-                "number_match, answer_format, or path/to/file.py:function."})
+                "number_match, answer_format, code_tests, or path/to/file.py:function."})
+    reward_timeout: str = field(default="60s", metadata={
+        "help": "Time limit for one call of one reward function (one batch of completions), e.g. 30s, 2m: a reward "
+                "that takes longer stops the run with a sentence naming it."})
+    code_timeout: str = field(default="10s", metadata={
+        "help": "code_tests: time limit for one completion's code over all its tests (completions run side by side, "
+                "one per core; keep --reward_timeout above completions per batch / cores x this)."})
+    allow_unsandboxed_code_execution: bool = field(default=False, metadata={
+        "help": "code_tests: where no sandbox works on this machine, run model-written code anyway, with your own "
+                "rights, token and network (as eval_humaneval.py's flag of the same name)."})
 
 
 def completion_text(completion) -> str:
@@ -110,13 +128,22 @@ def reward_columns(functions) -> tuple[str, ...]:
                          and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)}))
 
 
-def load_reward_funcs(spec: str) -> list:
+def load_reward_funcs(spec: str, options: RewardArguments | None = None) -> list:
     from trl.rewards import accuracy_reward, reasoning_accuracy_reward, think_format_reward
 
     registry = {"accuracy_reward": accuracy_reward, "reasoning_accuracy_reward": reasoning_accuracy_reward,
-                "think_format_reward": think_format_reward, "number_match": number_match, "answer_format": answer_format}
+                "think_format_reward": think_format_reward, "number_match": number_match, "answer_format": answer_format,
+                "code_tests": None}
     functions = []
     for entry in filter(None, (item.strip() for item in spec.split(","))):
+        if entry == "code_tests":  # runs model-written code: the sandbox is chosen (or refused) before anything else
+            options = options or RewardArguments()
+            timeout = parse_duration(options.code_timeout, "--code_timeout")
+            isolation = choose_isolation(options.allow_unsandboxed_code_execution, "code_tests")
+            print(f"code_tests: each completion's code runs in the {isolation['level']} sandbox, {timeout:g}s for "
+                  "all its tests", flush=True)
+            functions.append(code_tests_reward(isolation, timeout))
+            continue
         if entry in registry:
             functions.append(registry[entry])
             continue
@@ -135,6 +162,200 @@ def load_reward_funcs(spec: str) -> list:
     return functions
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """45s, 2m, 1h30m or a plain number of seconds (as jobs.py reads --timeout)."""
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", str(text).strip())
+    if not str(text).strip() or not match or not any(match.groups()):
+        raise BadInput(f"{flag} {text!r} is not a duration; write e.g. 30s, 2m or 90.")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise BadInput(f"{flag} {text!r} is not a positive duration; write e.g. 30s or 2m.")
+    return total
+
+
+class RewardTimeout(BaseException):
+    """Raised in the main thread when a reward call runs past --reward_timeout. A BaseException, so that a reward's
+    own `except Exception` around the slow part cannot swallow it."""
+
+
+def prompt_start(prompts, index: int) -> str:
+    """The start of a row's prompt (its last turn when conversational), quoted, for a sentence naming the row."""
+    prompt = prompts[index] if prompts is not None and 0 <= index < len(prompts) else None
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        prompt = prompt[-1].get("content")
+    text = " ".join(str(prompt if prompt is not None else "").split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+def reward_value(value):
+    """A reward as TRL takes it: a finite float, or None ("does not apply to this completion"); ValueError otherwise.
+    Numbers of any kind (bool, int, numpy or 0-d torch scalars) are accepted."""
+    import math
+    import numbers
+
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real) and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise ValueError(f"returned {type(value).__name__} {str(value)[:40]!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"returned {float(value)}")
+    return float(value)
+
+
+def checked_rewards(functions: list, timeout_s: float) -> list:
+    """Each reward function wrapped so that every call is checked and bounded in time. A call must return one finite
+    number per completion, or None where the reward does not apply (TRL's convention for multi-task rewards), and
+    some function must score every completion. A bad output, a raise or a call past `timeout_s` stops the run with
+    BadInput: one sentence naming the function and the row (exit 2, run.json marked failed by train_and_save).
+
+    The time limit: TRL calls synchronous rewards in the training process's main thread, one after the other, so the
+    reward runs there as TRL means it to (math_verify's own signal.alarm timeouts inside TRL's accuracy rewards keep
+    working, which they would not in a worker thread) and a watchdog thread interrupts it with SIGUSR1 when it runs
+    late (SIGALRM is math_verify's, and its alarm(0) would cancel a shared timer). The handler raises in the main
+    thread, which also breaks a sleep or a wait on I/O. Async rewards run on TRL's event loop under asyncio.wait_for.
+    Code that holds the interpreter in C (a regex backtracking for ever) cannot be interrupted in the process; the
+    job's own --timeout bounds that."""
+    import asyncio
+    import functools
+    import signal
+    import threading
+
+    from trl.trainer.utils import get_callable_name, is_async_callable
+
+    names = [get_callable_name(function) for function in functions]
+    unscored = {}  # id(completions) of a batch -> [functions still to report, rows every function so far left None]
+    limit = f"{timeout_s:g}s"
+    main_thread = threading.main_thread()
+    state = {"running": None, "late": False}
+    lock = threading.Lock()
+    can_interrupt = hasattr(signal, "pthread_kill") and threading.current_thread() is main_thread
+
+    def interrupt(signum, frame):
+        if state["late"] and state["running"] is not None:
+            raise RewardTimeout()
+
+    if can_interrupt:
+        signal.signal(signal.SIGUSR1, interrupt)
+
+    def batch(kwargs) -> str:
+        completions = kwargs.get("completions") or []
+        return f"on a batch of {len(completions)} completions starting with prompt {prompt_start(kwargs.get('prompts'), 0)}"
+
+    def raised(name: str, error: BaseException, kwargs) -> BadInput:
+        import traceback
+
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        return BadInput(f"reward function {name} raised {type(error).__name__}: {first_line(error)[:200]}{where} "
+                        f"{batch(kwargs)}; fix the function, or the dataset column it reads.")
+
+    def too_slow(name: str, kwargs) -> BadInput:
+        return BadInput(f"reward function {name} took longer than {limit} (--reward_timeout) {batch(kwargs)}; make it "
+                        "faster (or bound its own work per completion), or raise --reward_timeout.")
+
+    def check(name: str, output, kwargs) -> list:
+        completions, prompts = kwargs.get("completions") or [], kwargs.get("prompts")
+        if isinstance(output, (str, bytes, dict)) or not hasattr(output, "__len__"):
+            raise BadInput(f"reward function {name} returned {type(output).__name__} instead of a list of "
+                           f"{len(completions)} rewards {batch(kwargs)}; return one number per completion.")
+        if len(output) != len(completions):
+            raise BadInput(f"reward function {name} returned {len(output)} rewards for the {len(completions)} "
+                           f"completions of a batch starting with prompt {prompt_start(prompts, 0)}; return exactly "
+                           "one number per completion, in order.")
+        rewards = []
+        for index, value in enumerate(output):
+            try:
+                rewards.append(reward_value(value))
+            except ValueError as error:
+                raise BadInput(f"reward function {name} {error} for completion {index} of {len(completions)} (prompt "
+                               f"{prompt_start(prompts, index)}); return a finite number for each completion (None "
+                               "only where the reward does not apply and another reward scores it).") from None
+        left, none = unscored.setdefault(id(completions), [len(functions), set(range(len(rewards)))])
+        none &= {index for index, reward in enumerate(rewards) if reward is None}
+        unscored[id(completions)][0] = left - 1
+        if left - 1 == 0:
+            del unscored[id(completions)]
+            if none:
+                index = min(none)
+                who = (f"reward function {names[0]}" if len(names) == 1 else
+                       f"reward functions {', '.join(names)} all")
+                raise BadInput(f"{who} returned None for completion {index} of {len(rewards)} (prompt "
+                               f"{prompt_start(prompts, index)}), so nothing scores it; return a number for every "
+                               "completion (None only where another reward scores it).")
+        return rewards
+
+    def wrap_sync(function, name: str):
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            if not can_interrupt or threading.current_thread() is not main_thread:
+                output = function(*args, **kwargs)  # TRL never calls a sync reward off the main thread
+                return check(name, output, kwargs)
+            done = threading.Event()
+
+            def watch():  # interrupts once the limit is past; again every 30s if the reward swallowed it (a bare
+                wait = timeout_s  # `except:`), slowly enough not to cut the reward's own cleanup short
+                while not done.wait(wait):
+                    with lock:
+                        if state["running"] is not done:
+                            return
+                        state["late"] = True
+                        signal.pthread_kill(main_thread.ident, signal.SIGUSR1)
+                    wait = 30.0
+
+            def stop() -> bool:  # whether the limit passed; safe to run twice (the interrupt may land in the first)
+                with lock:
+                    late = state["late"]
+                    state.update(running=None, late=False)
+                done.set()
+                return late
+
+            with lock:
+                state.update(running=done, late=False)
+            threading.Thread(target=watch, name=f"reward-timeout-{name}", daemon=True).start()
+            try:
+                try:
+                    output = function(*args, **kwargs)
+                finally:
+                    late = stop()
+            except RewardTimeout:
+                stop()
+                raise too_slow(name, kwargs) from None
+            except MemoryError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the person's reward: one sentence naming it, exit 2
+                if type(error).__name__ == "OutOfMemoryError":  # torch's: the machine, not the reward's logic
+                    raise
+                raise raised(name, error, kwargs) from None
+            if late:  # it returned, but past the limit
+                raise too_slow(name, kwargs)
+            return check(name, output, kwargs)
+
+        return checked
+
+    def wrap_async(function, name: str):
+        @functools.wraps(function)
+        async def checked(*args, **kwargs):
+            try:
+                output = await asyncio.wait_for(function(*args, **kwargs), timeout_s)
+            except TimeoutError:
+                raise too_slow(name, kwargs) from None
+            except Exception as error:  # noqa: BLE001 - the person's reward: one sentence naming it, exit 2
+                raise raised(name, error, kwargs) from None
+            return check(name, output, kwargs)
+
+        return checked
+
+    wrapped = []
+    for function, name in zip(functions, names):
+        checked = (wrap_async if is_async_callable(function) else wrap_sync)(function, name)
+        checked.__name__ = checked.__qualname__ = name  # TRL logs rewards/<name>/mean
+        wrapped.append(checked)
+    return wrapped
+
+
 def main():
     hw = hardware()
     parser = TrlParser((ScriptArguments, GRPOConfig, ModelConfig, RunArguments, RewardArguments))
@@ -144,7 +365,9 @@ def main():
         "use_vllm": on_gpu and importlib.util.find_spec("vllm") is not None,
         "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2})
     run = parse_run(parser, METHOD, hw)
-    reward_funcs = load_reward_funcs(run.method_args[0].reward_funcs)
+    reward_args = run.method_args[0]
+    timeout_s = parse_duration(reward_args.reward_timeout, "--reward_timeout")
+    reward_funcs = load_reward_funcs(reward_args.reward_funcs, reward_args)
     dataset, eval_dataset = load_training_data(run, reward_columns(reward_funcs))
     print_resolved(run, dataset)
 
@@ -152,7 +375,7 @@ def main():
     tokenizer.padding_side = tokenizer.truncation_side = "left"  # prompts are generated from: as TRL loads it
     trainer = GRPOTrainer(
         model=load_model(run),
-        reward_funcs=reward_funcs,
+        reward_funcs=checked_rewards(reward_funcs, timeout_s),
         args=run.training_args,
         processing_class=run.processor,  # the adapter's own when it has one
         train_dataset=dataset,
@@ -163,28 +386,65 @@ def main():
     train_and_save(run, trainer, dataset, eval_dataset)
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
 # ---- end of shared block: errors ----
 
 
-# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:056dd695ae6cdc47 ----
 
-# run.json: the record of one training run, which evaluations and GGUF exports append to.
+# run.json: the record of one training run. The trainer writes it; evaluations and GGUF exports append to it, in
+# the run's output directory or in the Hub repo it pushed to, sometimes while training goes on. Every write merges what
+# the other writers wrote: locally a read-modify-write under a file lock and an atomic replace, on the Hub a commit on
+# the parent it read, merged again and retried when another writer committed first. `append_to_run` is the one way to
+# write; `push_run` is the trainer's push of its own record, which keeps what others appended to the repo's copy.
+
+RUN_FILE = "run.json"
+# The lists other writers append to. A writer that pushes its own copy of the record keeps the entries of these lists
+# it does not have; every other field is the writer's own.
+APPENDED = ("evaluations", "exports")
+HUB_ATTEMPTS = 12
+
 
 def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -202,38 +462,172 @@ def job_from_env() -> dict:
     return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
-def read_run_record(path: Path) -> dict:
+def is_local(target) -> bool:
+    """A Path, or a string naming something on disk, is a local run; any other string is a Hub model repo id."""
+    return isinstance(target, Path) or Path(target).exists()
+
+
+def record_file(target) -> Path:
+    """The run.json of a local run: `target` is its directory (existing or not yet) or a .json file itself."""
+    path = Path(target)
+    return path if path.suffix == ".json" and not path.is_dir() else path / RUN_FILE
+
+
+def read_run(target) -> dict:
+    """A run's record, {} when it has none yet: a local run directory or its run.json, or a Hub model repo id."""
+    if is_local(target):
+        return parse_record(record_file(target))
+    return read_hub_run(str(target))[0]
+
+
+def locate_run(target: str, flag: str = "") -> str | None:
+    """The run `target` names, as append_to_run takes it: a local directory holding run.json (given as the
+    directory or the file) or a Hub model repo id whose repo has a run.json; None when there is no record there.
+    A record that cannot be read, a repo that does not exist or a Hub out of reach is refused (BadInput, its
+    sentence opening with `flag`)."""
+    target = str(target)
+    path = Path(target)
+    if path.is_file() and path.name == RUN_FILE:
+        path = path.parent
+    if path.is_dir():
+        if not (path / RUN_FILE).exists():
+            return None
+        parse_record(path / RUN_FILE)
+        return str(path)
+    if path.exists() or not is_repo_id(target):
+        raise BadInput(f"{flag} {target!r} is neither a run directory (with run.json) nor a Hub model repo id."
+                       .lstrip())
+    return target if read_hub_run(target)[0] else None
+
+
+def is_repo_id(text: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text and not text.startswith((".", "/"))
+
+
+def append_to_run(target, fields: dict | None = None, append: dict | None = None,
+                  message: str = "Update run.json", create: bool = False) -> dict:
+    """Merges `fields` into the run's record and appends `append`'s entries to its lists; returns the record written.
+    `target` is a local run directory (locked read-modify-write, atomic replace: a reader never sees half a file and
+    concurrent writers never lose each other's entries) or a Hub model repo id (a commit on the parent read, redone
+    on top of the new head when another writer committed first). A run without a record is refused unless `create`
+    (the trainer's first write)."""
+    def change(record: dict) -> dict:
+        if not record and not create:
+            raise BadInput(f"{target} has no {RUN_FILE}; pass the output directory or the Hub repo of a training run.")
+        record = record | (fields or {})
+        for key, entries in (append or {}).items():
+            existing = record.get(key)
+            record[key] = (existing if isinstance(existing, list) else []) + list(entries)
+        return record
+
+    if is_local(target):
+        if not create and not record_file(target).exists():
+            change({})  # refused before anything is made
+        return update_local_run(target, change)
+    return update_hub_run(str(target), change, message)
+
+
+def merge_runs(ours: dict, theirs: dict) -> dict:
+    """`ours` written over `theirs`, keeping what only `theirs` has: its other fields, and the entries of the
+    appended lists that `ours` lacks."""
+    merged = theirs | ours
+    for key in APPENDED:
+        mine, other = ours.get(key), theirs.get(key)
+        if isinstance(other, list):
+            mine = mine if isinstance(mine, list) else []
+            merged[key] = mine + [entry for entry in other if entry not in mine]
+    return merged
+
+
+def push_run(directory, repo: str, message: str, revision: str | None = None) -> dict:
+    """The trainer's push of its record: the repo's record is merged into the local one (under the local lock) and
+    the result committed on the parent that was read, so evaluations and exports recorded in the repo meanwhile stay
+    in both. A repo record that cannot be read is replaced by the local one, with a warning."""
+    return update_hub_run(repo, lambda theirs: update_local_run(directory, lambda ours: merge_runs(ours, theirs)),
+                          message, revision=revision, unreadable_is_empty=True)
+
+
+def lockless(error: OSError) -> bool:
+    """Whether a lock was refused because the filesystem has none (some network mounts)."""
+    import errno
+
+    return error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class RecordLock:
+    """An exclusive lock beside a run.json, for one read-modify-write. The lock file is removed by its holder before
+    it lets go, so a run directory keeps only run.json; a waiter that wakes on a removed lock file takes the new one."""
+
+    def __init__(self, record: Path):
+        self.path = record.with_name(f".{record.name}.lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # its directory was removed meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:  # a filesystem without locks (some network mounts): write unlocked
+                if not lockless(error):
+                    raise
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:  # the previous holder removed it while this one waited
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def parse_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
     if not isinstance(record, dict):
         raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
     return record
 
 
-def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
-    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
-    never sees half a file, and what evaluations and exports appended is kept."""
-    target = Path(directory) / "run.json"
-    record = read_run_record(target) | fields
-    for key, entries in (append or {}).items():
-        record[key] = record.get(key, []) + entries
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(partial, target)
+def update_local_run(target, change) -> dict:
+    """Applies `change` (record -> new record) to a local run.json under its lock, replacing the file atomically."""
+    path = record_file(target)
+    with RecordLock(path):
+        record = change(parse_record(path))
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(partial, "w") as f:
+            f.write(json.dumps(record, indent=2, default=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
     return record
 
 
-def hub_run_record(repo: str) -> tuple[dict, str]:
+def read_hub_run(repo: str, revision: str | None = None, unreadable_is_empty: bool = False) -> tuple[dict, str]:
     """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
+        head = HfApi().model_info(repo, revision=revision).sha
+        path = Path(hf_hub_download(repo, RUN_FILE, revision=head))
     except RepositoryNotFoundError:
         raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
                        "repo the training pushed to.")
@@ -244,38 +638,49 @@ def hub_run_record(repo: str) -> tuple[dict, str]:
                        "directory or go online.")
     try:
         record = json.loads(path.read_text())
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-    if not isinstance(record, dict):
-        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+        problem = None if isinstance(record, dict) else "is not a run record (a JSON object)"
+    except (ValueError, UnicodeDecodeError):
+        problem = "is not valid JSON"
+    if problem and unreadable_is_empty:
+        import sys
+
+        print(f"warning: {RUN_FILE} in {repo} {problem}; replacing it with this run's record.", file=sys.stderr)
+        return {}, head
+    if problem:
+        raise BadInput(f"{RUN_FILE} in {repo} {problem}; fix it in the repo before recording into it.")
     return record, head
 
 
-def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
-    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
-    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+def update_hub_run(repo: str, change, message: str, revision: str | None = None,
+                   unreadable_is_empty: bool = False) -> dict:
+    """Applies `change` to the repo's run.json in one commit on the head it read: when another writer committed
+    first, the Hub refuses (412/409) and the change is applied again to the new head."""
+    import random
     import sys
+    import time
 
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record[key] = record.get(key, []) + entries
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        record, head = read_hub_run(repo, revision, unreadable_is_empty)
+        record = change(record)
         try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=message, parent_commit=head)
-            return
+            HfApi().create_commit(repo, [CommitOperationAdd(RUN_FILE, json.dumps(record, indent=2, default=str)
+                                                            .encode())],
+                                  commit_message=message, parent_commit=head, revision=revision)
+            return record
         except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == HUB_ATTEMPTS:
                 raise
-            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+            print(f"{repo} changed while recording; merging again on its new head ({attempt}/{HUB_ATTEMPTS})",
                   file=sys.stderr, flush=True)
+            time.sleep(random.uniform(0, 0.2 * attempt))
 
 # ---- end of shared block: run_record ----
 
 
-# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:5292a000198e7931 ----
+# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:254d1e95cbf68a99 ----
 
 # Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
 # validator prints are the flags the trainer applies.
@@ -287,44 +692,212 @@ ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
-    import datasets
-    from datasets import load_dataset, load_from_disk
-    from datasets.exceptions import DatasetGenerationError
+WHOLE_FILE_BYTES = 1 << 30  # a local JSONL file up to this size is loaded whole even for a sample: a bad line anywhere is found
+SHAPES_KEPT = 100  # rows after a sample whose missing columns the sample never showed, kept so that the checks see them
+STOPPED_AT_LIMIT = ("length", "max_tokens", "max_length", "max_new_tokens")  # finish/stop reasons of a cut generation
+REASON_COLUMNS = ("finish_reason", "stop_reason")
+GENERATED_TEXT_COLUMNS = ("completion", "generation", "response", "output", "chosen")
 
-    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
+
+def open_rows(name: str, config: str | None = None, split: str = "train", limit: int | None = None):
+    """The one reader of rows: validate_dataset.py judges and the trainers train on what this returns, so a dataset
+    the validator calls READY is one the trainer opens. `name` is a local file (its format from its suffix, in any
+    case), a saved dataset, a folder of data files or a Hub dataset id with its configuration.
+
+    Returns (rows, total): with `limit` None, a datasets.Dataset of every row; with a limit, a list of the first
+    `limit` rows as dicts (images as stored, undecoded), read without loading the whole dataset where it is large (Hub
+    datasets stream, parquet is read lazily), plus the rows of other shapes found after them. `total`: the split's
+    row count, None where only a full read would tell."""
+    import datasets
+
+    # a row that does not parse is one sentence below, not logged lines too
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     path = Path(name)
     try:
         if path.is_file():
-            if path.suffix not in FILE_BUILDERS:
-                raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
-            if path.stat().st_size == 0:
-                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
-            if split not in (None, "train"):
-                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
-            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
-        if path.is_dir() and (path / "dataset_info.json").exists():
-            return load_from_disk(str(path))
-        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
-            raise BadInput(f"Dataset file {name} was not found; check the path.")
-        return load_dataset(name, config, split=split, streaming=streaming)
+            return _open_file(path, config, split, limit)
+        if path.is_dir():
+            if config:
+                raise BadInput(f"{name} is a local directory: it has no configurations; drop --dataset_config.")
+            return _open_dir(path, split, limit)
+        if name.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
+            raise BadInput(f"Dataset file {name} was not found: it does not exist here; check the path.")
+        return _open_hub(name, config, split, limit)
     except BadInput:
         raise
-    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = first_line(error.__cause__ or error)[:300]
-        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
-                       "line).")
-    except ConnectionError as error:
-        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
-    except FileNotFoundError as error:
-        raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
-    except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
-                       "file.")
-    except ValueError as error:
-        if "split" in str(error).lower():
-            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
-        raise BadInput(f"Dataset {name!r} could not be read: {error}")
+    except Exception as error:  # noqa: BLE001 - whatever the library raises while reading becomes one sentence
+        raise _read_error(name, config, split, error) from error
+
+
+def _open_file(path: Path, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    suffix = path.suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise BadInput(f"{path} has an unsupported format ({suffix or 'no extension'}); use jsonl, json, csv, parquet "
+                       "or arrow.")
+    if path.stat().st_size == 0:
+        raise BadInput(f"Dataset file {path} is empty; point it at a file with rows.")
+    if split not in (None, "train") or config:
+        raise BadInput(f"{path} is one file, which has one split, 'train', and no configuration; drop the split and "
+                       "configuration flags.")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    if suffix == ".jsonl" and path.stat().st_size <= WHOLE_FILE_BYTES:
+        scan_jsonl(path)  # the loader would read a number in a text column as text; the line is named either way
+    lazy = limit is not None and (suffix == ".parquet" or path.stat().st_size > WHOLE_FILE_BYTES)
+    try:
+        dataset = load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=lazy)
+        if lazy:
+            return _take(dataset, limit), total if suffix == ".parquet" else _count_lines(path)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a JSONL file says which line; the library's message otherwise
+        if suffix == ".jsonl":
+            scan_jsonl(path)
+        raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error.__cause__ or error)[:200]}); "
+                       "fix the file.")
+    return _sample(dataset, limit)
+
+
+def _open_dir(path: Path, split: str, limit: int | None):
+    from datasets import load_dataset, load_from_disk
+
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):
+            if split not in dataset:
+                raise BadInput(f"{path} has no split {split!r}; it has {', '.join(dataset)}: pass one of those.")
+            dataset = dataset[split]
+        return _sample(dataset, limit)
+    if not any(p.suffix.lower() in FILE_BUILDERS for p in path.rglob("*") if not p.name.startswith(".")):
+        raise BadInput(f"{path} holds no jsonl, json, csv, parquet or arrow files.")
+    return _sample(load_dataset(str(path), split=split), limit)
+
+
+def _open_hub(name: str, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config, split=split, streaming=limit is not None)
+    if limit is None:
+        return dataset, len(dataset)
+    info = getattr(dataset, "info", None)
+    total = info.splits[split].num_examples if info is not None and info.splits and split in info.splits else None
+    rows = _take(dataset, limit)
+    return rows, (total or None) if len(rows) == limit else len(rows)
+
+
+def _take(stream, limit: int) -> list[dict]:
+    import itertools
+
+    return list(itertools.islice(stream.decode(False), limit))  # images as stored (bytes or path): checked, not decoded
+
+
+def _sample(dataset, limit: int | None):
+    """Every row (a Dataset), or the first `limit` rows as dicts plus the first rows after them whose missing
+    columns the sample never showed (a schema change at row 50,000 still reaches the checks)."""
+    if limit is None:
+        return dataset, len(dataset)
+    import pyarrow.compute as pc
+
+    rows = dataset.select(range(min(limit, len(dataset)))).to_list()
+    if len(dataset) > limit:
+        table = dataset.with_format("arrow")[:]
+        shapes = [0] * len(table)
+        for bit, column in enumerate(table.columns):
+            for index in pc.indices_nonzero(pc.is_null(column)).to_pylist():
+                shapes[index] |= 1 << bit
+        seen, extra = set(shapes[:limit]), []
+        for index in range(limit, len(shapes)):
+            if shapes[index] not in seen and len(extra) < SHAPES_KEPT:
+                seen.add(shapes[index])
+                extra.append(index)
+        rows += dataset.select(extra).to_list() if extra else []
+    return rows, len(dataset)
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
+
+
+def scan_jsonl(path: Path):
+    """Names the first line of a JSONL file that cannot load: not JSON, not an object, or a column whose type
+    changes from the line that set it (a column holding text in one row and a number in another cannot load)."""
+    kinds = {}
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
+            if not isinstance(row, dict):
+                raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per "
+                               "line.")
+            for key, value in row.items():
+                kind = JSON_KINDS.get(type(value))
+                first = kinds.get(key)
+                if first is None and kind:
+                    kinds[key] = (kind, number)
+                elif kind and kind != first[0]:
+                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
+                                   "every row needs the same type in a column.")
+
+
+def _read_error(name: str, config: str | None, split: str, error: Exception) -> BadInput:
+    """What went wrong reading `name`, as one sentence with the flag that fixes it."""
+    from datasets.exceptions import DatasetGenerationError
+
+    message = str(error)
+    if isinstance(error, ConnectionError) or "offline" in message.lower():
+        return BadInput(f"The Hub could not be reached for {name!r} ({first_line(error)[:200]}); check the network, "
+                        "or pass a local file.")
+    if isinstance(error, DatasetGenerationError):  # a line that does not parse, a column whose type changes
+        return BadInput(f"Dataset {name!r} could not be read ({first_line(error.__cause__ or error)[:300]}); fix "
+                        "that row (validate_dataset.py names its line).")
+    if isinstance(error, FileNotFoundError):
+        return BadInput(f"Dataset {name!r} was not found on the Hub or locally ({first_line(error)[:200]}); check "
+                        "the id or the path.")
+    if isinstance(error, ValueError) and ("config" in message.lower()):
+        names = config_names(name, message)
+        listed = ", ".join(names) if names else "see the dataset card"
+        if config:
+            return BadInput(f"Dataset {name!r} has no configuration {config!r} (it has {listed}); pass one of "
+                            "them with --dataset_config NAME.")
+        return BadInput(f"Dataset {name!r} has {len(names) or 'several'} configurations and no default ({listed}); "
+                        f"pick one with --dataset_config NAME, e.g. --dataset_config {names[0] if names else 'NAME'}.")
+    if isinstance(error, ValueError) and "split" in message.lower():
+        found = re.findall(r"'([^']+)'", message.split("vailable", 1)[-1]) if "vailable" in message else []
+        return BadInput(f"Dataset {name!r} has no split {split!r}" + (f"; it has {', '.join(found)}" if found else "")
+                        + ": pass an existing split.")
+    if isinstance(error, OSError) and ".parquet" in name.lower():
+        return BadInput(f"{name} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    return BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:300]}); fix or replace it.")
+
+
+def config_names(name: str, message: str = "") -> list[str]:
+    """Every configuration of Hub dataset `name`: from the library, else from its error message."""
+    try:
+        from datasets import get_dataset_config_names
+
+        return list(get_dataset_config_names(name))
+    except Exception:  # noqa: BLE001 - the error message lists them too
+        found = re.search(r"\[([^\]]*)\]", message)
+        return re.findall(r"'([^']+)'", found.group(1)) if found else []
 
 
 def parse_map(spec: str | None) -> dict[str, str]:
@@ -354,8 +927,61 @@ def gsm8k_to_prompt(row):
             "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
 
 
+def gsm8k_final_answer(answer) -> str | None:
+    """The number after the last '####' of a GSM8K answer ('... #### 1,234' -> '1234'); None when there is none."""
+    head, mark, tail = str(answer if answer is not None else "").rpartition("####")
+    number = tail.strip().replace(",", "")
+    return number if mark and re.fullmatch(r"[-+]?\d+(\.\d+)?", number) else None
+
+
+def check_gsm8k_answers(dataset):
+    """--convert gsm8k takes the number after '####' as the solution the rewards compare with; answers without one
+    would make the whole answer text the solution, which no completion matches: every reward 0, and training runs on
+    teaching nothing. Most of the checked rows without one is refused (a few are left to score 0)."""
+    answers = dataset.select(range(min(CHECKED_ROWS, len(dataset))))["answer"]
+    lacking = [index for index, answer in enumerate(answers) if gsm8k_final_answer(answer) is None]
+    if answers and len(lacking) * 2 > len(answers):
+        example = " ".join(str(answers[lacking[0]] or "").split())[:60]
+        raise BadInput(f"--convert gsm8k needs answers ending in '#### <number>', but {len(lacking)} of the first "
+                       f"{len(answers)} answers have none (row {lacking[0]}: {example!r}), so every completion would "
+                       "score 0; drop --convert and pass --map prompt=question,solution=<a column holding just the "
+                       "final answer>, or --map prompt=question with --reward_funcs that read no 'solution' "
+                       "(answer_format, think_format_reward or your own path/to/file.py:function).")
+
+
+def open_think(text: str) -> bool:
+    """The text ends inside a `<think>` block that was never closed (an R1-style trace cut before its answer)."""
+    return text.rfind("<think>") > text.rfind("</think>")
+
+
+def unfinished(row: dict) -> bool:
+    """A generation the generator stopped at its limit: a finish_reason/stop_reason saying so ('length'), or a last
+    assistant turn (or a generated text column) that ends inside an unclosed <think>. SFT on it teaches the model
+    to stop mid-thought."""
+    if any(str(row.get(column) or "").lower() in STOPPED_AT_LIMIT for column in REASON_COLUMNS):
+        return True
+    for column, value in row.items():
+        if isinstance(value, list) and value and all(isinstance(turn, dict) for turn in value):
+            replies = [t for t in value if ROLE_NAMES.get(t.get("role", t.get("from"))) == "assistant"]
+            if replies and open_think(turn_text(replies[-1].get("content", replies[-1].get("value")))):
+                return True
+        elif isinstance(value, str) and column in GENERATED_TEXT_COLUMNS and open_think(value):
+            return True
+    return False
+
+
+def drop_unfinished_rows(dataset):
+    """The rows that are not unfinished generations (reads only the columns that can tell, images stay stored)."""
+    relevant = [c for c in dataset.column_names if c in REASON_COLUMNS or c in GENERATED_TEXT_COLUMNS
+                or column_kind(dataset, c) in ("turns", "sharegpt turns")]
+    if not relevant:
+        return dataset
+    return dataset.filter(lambda *values: not unfinished(dict(zip(relevant, values))), input_columns=relevant)
+
+
 def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
-    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume (after
+    --drop_unfinished, which reads the finish_reason column a conversion drops)."""
     mapping = parse_map(mapping_spec)
     missing = [old for old in mapping.values() if old not in dataset.column_names]
     if missing:
@@ -370,6 +996,8 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
         function, needs = conversions[convert]
         if any(column not in dataset.column_names for column in needs):
             raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+        if convert == "gsm8k":
+            check_gsm8k_answers(dataset)
         dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
     if max_samples:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -732,7 +1360,7 @@ def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float)
 # ---- end of shared block: recipes ----
 
 
-# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:9d1fc48095a51bf3 ----
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:45bdc66eace282a5 ----
 
 # The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
 # defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
@@ -752,6 +1380,9 @@ class RunArguments:
                                                             "'chosen=good_response,rejected=bad_response'."})
     convert: str | None = field(default=None, metadata={"help": "Structural conversion: sharegpt, alpaca or gsm8k."})
     max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
+    drop_unfinished: bool = field(default=False, metadata={"help": "Leave out generations cut at the generator's "
+                                                                   "limit (finish_reason 'length', or an assistant "
+                                                                   "turn ending inside an unclosed <think>)."})
     eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
     peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
     strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
@@ -931,11 +1562,13 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
         check_push_access(training_args)
+    name_outputs(run)
+    if "LOCAL_RANK" not in os.environ and os.environ.get("HFLT_NODE_RANK", "0") == "0":
+        hold_output_dir(training_args.output_dir)  # the launching process holds it for the processes it starts
     launcher = launch_command(run)
     if launcher:
         print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
         sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
-    name_outputs(run)
     model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
     run.resume_from = resume_point(run)
     return run
@@ -991,9 +1624,135 @@ def name_outputs(run: Run):
         args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
 
 
+RUN_LOCK = ".hflt-run.lock"
+
+
+def hold_output_dir(output_dir: str):
+    """A local output directory belongs to one live run: the run holds an exclusive lock on a file in it for the
+    whole process (the kernel lets go when the process ends, on a crash too), and a second run into it is refused
+    before anything loads. On a normal exit the lock file goes, and the directory too when this run made it and
+    left nothing in it (a refused run leaves nothing behind)."""
+    import atexit
+    import fcntl
+
+    directory = Path(output_dir)
+    created = not directory.exists()
+    path = directory / RUN_LOCK
+    while True:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise BadInput(f"--output_dir {output_dir} cannot be written ({error.strerror}); pass a directory you "
+                           "can write to.")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BadInput(f"--output_dir {output_dir} is in use by another run (process {holder}); wait for it to "
+                           "end, or pass another --output_dir.")
+        except OSError as error:
+            if not lockless(error):
+                raise
+            os.close(fd)
+            os.unlink(path)
+            print(f"warning: {output_dir} is on a filesystem without file locks: a second run into it would not be "
+                  "refused.", file=sys.stderr, flush=True)
+            return
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:  # its holder ended and removed it between the open and the lock
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release():
+        try:
+            os.unlink(path)  # while holding it: a run that opened this file meanwhile sees it gone and opens anew
+            if created and not any(directory.iterdir()):
+                directory.rmdir()
+        except OSError:  # the directory was moved or removed meanwhile: nothing left to tidy
+            pass
+        os.close(fd)
+
+    atexit.register(release)
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file is not whole (a save cut short), or None: its header parses and the file is as long
+    as the header says."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if length is None or length > size - 8:
+            return "is cut short inside its header"
+        try:
+            header = json.loads(f.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                      default=0)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "has an unreadable header"
+    if 8 + length + end != size:
+        return f"has {size} bytes where its header describes {8 + length + end}"
+    return None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when it is complete: its trainer state parses, its weights
+    are whole (safetensors headers and sizes, the shards an index names) and its torch files (optimizer, scheduler,
+    RNG states) are whole archives."""
+    import zipfile
+
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is not valid JSON"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights and not any(checkpoint.glob("*.bin")) and not any(checkpoint.glob("pytorch_model_fsdp_*")):
+        return "it has no weights"
+    for index in checkpoint.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return f"{index.name} is not a valid weight index"
+        missing = sorted(shard for shard in shards if not (checkpoint / shard).is_file())
+        if missing:
+            return f"the shard {missing[0]} that {index.name} names is missing"
+    for file in weights:
+        problem = safetensors_problem(file)
+        if problem:
+            return f"{file.name} {problem}"
+    for file in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
+        if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives: a cut one has no end
+            return f"{file.name} is cut short"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N in `output_dir` that is complete; each newer one that is not is named on stderr."""
+    def step(path: Path) -> int:
+        return int(path.name.split("-", 1)[1])
+
+    checkpoints = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    for checkpoint in sorted(checkpoints, key=step, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"Skipping {checkpoint.name}: {problem} (a save cut short); trying the checkpoint before it.",
+                  file=sys.stderr, flush=True)
+    return None
+
+
 def resume_point(run: Run) -> str | None:
     from huggingface_hub import snapshot_download
-    from transformers.trainer_utils import get_last_checkpoint
 
     args = run.training_args
     if run.run_args.resume_from_hub:
@@ -1002,14 +1761,20 @@ def resume_point(run: Run) -> str | None:
         local = snapshot_download(args.hub_model_id, allow_patterns=["last-checkpoint/*"],
                                   local_dir=Path(args.output_dir) / "hub-resume")
         checkpoint = Path(local) / "last-checkpoint"
-        if not (checkpoint / "trainer_state.json").exists():
+        problem = checkpoint_problem(checkpoint) if checkpoint.is_dir() else "missing"
+        if problem:
+            shutil.rmtree(local, ignore_errors=True)
+        if not checkpoint.is_dir():
             raise BadInput(f"{args.hub_model_id} has no last-checkpoint/ to resume from; start without "
                            "--resume_from_hub.")
+        if problem:
+            raise BadInput(f"last-checkpoint/ in {args.hub_model_id} is incomplete ({problem}); resume from a local "
+                           "checkpoint with --resume, or start without --resume_from_hub.")
         return str(checkpoint)
     if run.run_args.resume:
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        checkpoint = last_complete_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if checkpoint is None:
-            print(f"No checkpoint in {args.output_dir}; starting from scratch.", flush=True)
+            print(f"No complete checkpoint in {args.output_dir}; starting from scratch.", flush=True)
         return checkpoint
     return None
 
@@ -1017,8 +1782,13 @@ def resume_point(run: Run) -> str | None:
 def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
     """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
     them, and the held-out rows."""
-    dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
-                        run.script_args.dataset_train_split)
+    dataset, _ = open_rows(run.script_args.dataset_name, run.script_args.dataset_config,
+                           run.script_args.dataset_train_split)
+    if run.run_args.drop_unfinished:
+        kept = drop_unfinished_rows(dataset)
+        print(f"--drop_unfinished: {len(dataset) - len(kept):,} of {len(dataset):,} rows left out (generations cut "
+              "at the generator's limit).", flush=True)
+        dataset = kept
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
     run.processor = load_tokenizer(run.model_args)
@@ -1074,7 +1844,8 @@ def load_model(run: Run):
     return merge_adapter(name, getattr(torch, run.model_args.dtype), revision=run.model_args.model_revision)
 
 
-def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
+def starting_record(run: Run, dataset, eval_dataset) -> dict:
+    """What run.json says when training starts."""
     import torch
     import transformers
     import trl
@@ -1153,6 +1924,63 @@ def add_training_record(output_dir: str, record: dict) -> Path:
     return readme
 
 
+def merge_record_on_push(output_dir: str):
+    """The Trainer uploads the output directory at each checkpoint and at the end, and run.json with it: that upload
+    would replace what evaluations and exports appended to the repo's record meanwhile. Its uploads of the output
+    directory leave run.json (and the lock files) out; after each, push_run merges the repo's record with the local
+    one and commits it on the parent it read."""
+    import transformers
+    import transformers.trainer
+    from huggingface_hub import HfApi
+
+    folder = Path(output_dir).resolve()
+
+    class RecordMergingApi(HfApi):
+        def upload_folder(self, *, folder_path, run_as_future: bool = False, **kwargs):
+            if Path(folder_path).resolve() != folder:
+                return super().upload_folder(folder_path=folder_path, run_as_future=run_as_future, **kwargs)
+            if run_as_future:  # the Trainer's checkpoint pushes: in its background thread, record after upload
+                return self.run_as_future(self.upload_with_record, folder_path, kwargs)
+            return self.upload_with_record(folder_path, kwargs)
+
+        def upload_with_record(self, folder_path, kwargs: dict):
+            ignore = [*(kwargs.pop("ignore_patterns", None) or []), RUN_FILE, f".{RUN_FILE}*", RUN_LOCK]
+            info = super().upload_folder(folder_path=folder_path, ignore_patterns=ignore, **kwargs)
+            push_run(folder_path, kwargs["repo_id"], f"{kwargs.get('commit_message') or 'Upload'}: run.json",
+                     revision=kwargs.get("revision"))
+            return info
+
+    api = RecordMergingApi(library_name="transformers", library_version=transformers.__version__)
+    transformers.trainer.hf_api = lambda: api
+
+
+def guard_tracking(trainer):
+    """A tracker (Trackio or any other report_to integration) that fails to start or to log must not end a paid run:
+    it warns once, says why in a [tracking] line that `jobs.py status` shows, and training goes on without it."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    trackers = tuple(get_reporting_integration_callbacks(trainer.args.report_to))
+    events = [name for name in vars(TrainerCallback) if name.startswith("on_")]
+    for callback in trainer.callback_handler.callbacks:
+        if trackers and isinstance(callback, trackers):
+            for event in events:
+                setattr(callback, event, tracker_event(callback, getattr(callback, event)))
+
+
+def tracker_event(callback, event):
+    def call(*args, **kwargs):
+        if getattr(callback, "unavailable", None):
+            return None
+        try:
+            return event(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - whatever the tracker raised, the loss is still in the logs
+            callback.unavailable = f"{type(callback).__name__.removesuffix('Callback')}: {first_line(error)[:300]}"
+            print(f"warning: tracking unavailable ({callback.unavailable}); training goes on and the loss stays in the "
+                  "logs. Pass --report_to none to train without it.", file=sys.stderr, flush=True)
+            print("[tracking] " + json.dumps({"unavailable": callback.unavailable}), flush=True)
+    return call
+
+
 def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
@@ -1160,17 +1988,26 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     from huggingface_hub import HfApi
 
     args = run.training_args
-    record = run_record(run, trainer, dataset, eval_dataset)
+    output = Path(args.output_dir)
+    record = starting_record(run, dataset, eval_dataset)
     if trainer.is_world_process_zero():
-        update_run_record(args.output_dir, record)
+        append_to_run(output, fields=record, create=True)
         print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio", "job")}),
               flush=True)
+    if args.push_to_hub:
+        merge_record_on_push(args.output_dir)
+    guard_tracking(trainer)
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
-    except BaseException as error:  # the record says the run ended, and how
+    except BaseException as error:  # the record says the run ended, and how (in the repo too, when it can)
         if trainer.is_world_process_zero():
-            update_run_record(args.output_dir, {"status": "failed", "finished_at": utcnow(),
-                                                "error": f"{error.__class__.__name__}: {error}"[:500]})
+            append_to_run(output, fields={"status": "failed", "finished_at": utcnow(),
+                                          "error": f"{error.__class__.__name__}: {error}"[:500]})
+            if args.push_to_hub:
+                try:
+                    push_run(output, args.hub_model_id, "Training failed: run.json", revision=args.hub_revision)
+                except Exception:  # noqa: BLE001 - the local record says it; the error below is what matters
+                    pass
         if isinstance(error, torch.OutOfMemoryError):
             print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
                   "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
@@ -1183,7 +2020,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
         record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if trainer.is_world_process_zero():
-        record = update_run_record(args.output_dir, record)
+        record = append_to_run(output, fields=record)
         shutil.rmtree(Path(args.output_dir) / "hub-resume", ignore_errors=True)
     card = dict(dataset_name=None if Path(run.script_args.dataset_name).exists() else run.script_args.dataset_name,
                 tags=[run.method, "hf-llm-trainer"])
@@ -1224,9 +2061,561 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
 # ---- end of shared block: trainer ----
 
 
-if __name__ == "__main__":
+# ---- shared block: sandbox (tools/shared/sandbox.py; edit it there, then `make shared`) sha256:40ef9a9568bda239 ----
+
+# The sandbox that runs model-written code (eval_humaneval.py's scoring, train_grpo.py's code_tests reward): each
+# program in a fresh process with the strongest isolation the machine allows (`namespaces`, else `seccomp` with an
+# unprivileged uid, else nothing unless the person named the risk), CPU, memory, file-size and wall-clock limits, and
+# its output kept bounded. A function-level test runs as two sandboxed programs, the candidate and the checker, joined
+# by pipes that carry only literals, so that no completion can forge a pass; a stdin/stdout test runs the program
+# alone, with the test's input only: its output is compared by the caller, outside the sandbox.
+
+ISOLATION_LEVELS = ("namespaces", "seccomp", "none")
+NOBODY = 65534  # the candidate's uid at the seccomp level
+CHECKER_UID = 65533  # the checker's: the candidate can neither read its files nor reach its process
+OUTPUT_KEPT = 4096  # bytes of a program's stdout or stderr kept: the first and the last half
+DENIED_SYSCALLS = [
+    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "sendto", "sendmsg", "sendmmsg",
+    "fork", "vfork", "clone", "clone3", "ptrace", "process_vm_readv", "process_vm_writev", "kill", "tkill", "tgkill",
+    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "mount", "umount2",
+    "pivot_root", "chroot", "unshare", "setns", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key",
+    "request_key", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "kexec_load", "init_module",
+    "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl", "personality", "setsid",
+    "setpgid",
+    # SysV IPC and POSIX message queues outlive the process that made them (pinned memory, a channel to the next
+    # program): refused at every level ("ipc" is the multiplexer of some architectures)
+    "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+    "semctl", "ipc", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr"]
+# Without a private file system (the seccomp level), world-writable directories (/tmp, /dev/shm) are open to any
+# uid: the program may not write, create, rename or delete any file, change its metadata (times, mode, owner,
+# extended attributes), nor open one for writing ((syscall, the index of its flags argument)).
+DENIED_FILE_CHANGES = ["creat", "openat2", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+                       "rmdir", "link", "linkat", "symlink", "symlinkat", "truncate", "ftruncate", "mknod", "mknodat",
+                       "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime",
+                       "utimes", "utimensat", "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr",
+                       "lremovexattr", "fremovexattr"]
+DENIED_WRITE_OPENS = [("open", 1), ("openat", 2)]
+
+
+# ---------------------------------------------------------------- the sandbox's programs
+# Each function below is the source of a program that runs inside the sandbox: its text (inspect.getsource) is what
+# the sandbox executes, so it imports what it uses and reads no module-level name but the others listed in
+# CHILD_SOURCES (tests/test_eval_sandbox.py lints each program as it is sent).
+
+
+class CandidateError(Exception):
+    """In the checker: the candidate raised, answered something that is not a plain value, or stopped answering."""
+
+
+def literal(value) -> str:
+    """`value` as Python literal text that ast.literal_eval reads back as a plain builtin value: a subclass of a
+    builtin type crosses as its base (a namedtuple as a tuple, a Counter as a dict, an int with its own __eq__ as the
+    int it holds, written by int's own repr); anything else (a generator, NaN, a frozenset) is refused."""
+    if value is None or isinstance(value, bool):
+        return repr(bool(value)) if value is not None else "None"
+    if isinstance(value, float):
+        if value != value:
+            raise ValueError("NaN has no literal")
+        return float.__repr__(value) if abs(value) != float("inf") else ("1e999" if value > 0 else "-1e999")
+    for kind in (int, str, bytes):
+        if isinstance(value, kind):
+            return kind.__repr__(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(item) for item in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(literal(item) + ", " for item in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(literal(key) + ": " + literal(item) for key, item in value.items()) + "}"
+    if isinstance(value, set):
+        return "{" + ", ".join(literal(item) for item in value) + "}" if value else "set()"
+    raise TypeError(f"a value of type {type(value).__name__} is not a plain value (numbers, strings, bytes, lists, "
+                    "tuples, dicts, sets, None)")
+
+
+def serve_candidate(entry_point: str):
+    """The candidate's program: loads candidate.py (prompt + completion) and answers each call (a literal
+    `(args, kwargs)` line on stdin) with a literal `("returned", value)` or `("raised", message)` line. Whatever the
+    completion does to this process, only such lines reach the checker, and only as plain values."""
+    import ast
+    import os
+    import traceback
+
+    requests, answers = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the completion's input() and prints stay off the pipes
+    os.dup2(2, 1)
+    namespace, failure = {"__name__": "__main__"}, None
     try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        with open("candidate.py") as f:
+            exec(compile(f.read(), "candidate.py", "exec"), namespace)
+        function = namespace[entry_point]
+    except BaseException as error:  # noqa: BLE001 - told to the checker at each call
+        traceback.print_exc()
+        failure = error
+    for line in requests:
+        try:
+            if failure:
+                raise failure
+            args, kwargs = ast.literal_eval(line.decode())
+            answer = literal(("returned", function(*args, **kwargs)))
+        except BaseException as error:  # noqa: BLE001 - SystemExit too: a failure of this call
+            answer = literal(("raised", f"{type(error).__name__}: {error}"[:2000]))
+        answers.write(answer + "\n")
+        answers.flush()
+
+
+def run_check(entry_point: str):
+    """The checker's program: runs the problem's prompt and test, then `check` on a stand-in for the candidate's
+    function that crosses the pipes (requests on fd 3, answers on stdin). Only when `check` returns after at least one
+    call does it write its verdict, on its stdout, which only the evaluator reads (the test's prints go to stderr)."""
+    import ast
+    import json
+    import os
+
+    verdict, requests, answers = os.fdopen(os.dup(1), "w"), os.fdopen(3, "w"), os.fdopen(0, "rb")
+    os.dup2(2, 1)
+    calls = 0
+
+    def candidate(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        try:
+            requests.write(literal((args, kwargs)) + "\n")
+            requests.flush()
+        except BrokenPipeError:
+            raise CandidateError("the candidate exited before it was called") from None
+        line = answers.readline(16 * 2**20 + 1)
+        if not line.endswith(b"\n"):
+            raise CandidateError("the candidate stopped answering (it exited, or an answer passed 16 MiB)")
+        try:
+            answer = ast.literal_eval(line.decode())
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
+            answer = None
+        if type(answer) is not tuple or len(answer) != 2 or answer[0] not in ("returned", "raised"):
+            raise CandidateError("the candidate's answer is not a plain value")
+        if answer[0] == "raised":
+            raise CandidateError(str(answer[1]))
+        return answer[1]
+
+    namespace = {"__name__": "__main__"}
+    with open("prompt.py") as f:
+        prompt = f.read()
+    # the prompt defines helpers some tests use (poly, encode_cyclic); it ends with the function's signature (and
+    # docstring), given a body here when it has none
+    for source in (prompt, prompt + "    pass\n", ""):
+        try:
+            code = compile(source, "prompt.py", "exec")
+            break
+        except SyntaxError:
+            continue
+    exec(code, namespace)
+    with open("test.py") as f:
+        exec(compile(f.read(), "test.py", "exec"), namespace)
+    namespace[entry_point] = candidate
+    namespace["check"](candidate)
+    if not calls:
+        raise CandidateError("the test never called the candidate: a test that calls nothing passes nothing")
+    verdict.write(json.dumps({"check": "returned", "calls": calls}))
+    verdict.flush()
+
+
+def probe(paths: list[str]):
+    """The probe's program: prints "contained" when it can read none of `paths` (the token) and open no socket."""
+    import os
+    import socket
+
+    exposed = [path for path in paths if os.access(path, os.R_OK)]
+    try:
+        socket.socket().close()
+        exposed.append("the network")
+    except OSError:
+        pass
+    print("contained" if not exposed else "exposes " + ", ".join(exposed))
+
+
+def sandbox_boot():
+    """Run as `python -I -S -c <this> CONFIG` by the sandbox's interpreter: builds the isolation, then execs
+    `python -I program.py` in it."""
+    import ctypes
+    import json
+    import os
+    import resource
+    import sys
+
+    config = json.loads(sys.argv[1])
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result, what):
+        if result != 0:
+            raise OSError(ctypes.get_errno(), what)
+
+    def mount(source, target, fstype, flags, data=None):
+        def encode(text):
+            return text.encode() if text else None
+
+        check(libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)), target)
+
+    for source, target in config["fds"]:  # the pipes to the other program, where it expects them
+        if source != target:
+            os.dup2(source, target)
+            os.close(source)
+    if config["level"] == "namespaces":
+        rdonly, nosuid, nodev, remount, bind, rec, private, relatime = 1, 2, 4, 32, 4096, 16384, 1 << 18, 1 << 21
+        root, files = config["root"], {}
+        for name in config["files"]:
+            with open(name) as f:
+                files[name] = f.read()
+        mount(None, "/", None, rec | private)
+        mount("tmpfs", root, "tmpfs", nosuid | nodev, "size=1m,mode=0755")
+        for path in config["read_only"]:
+            target = root + path
+            if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+                os.symlink(os.readlink(path), target)
+                continue
+            os.makedirs(target if os.path.isdir(path) else os.path.dirname(target), exist_ok=True)
+            if not os.path.isdir(path):
+                open(target, "w").close()
+            mount(path, target, None, bind | rec)
+            # a remount must keep the flags the outer namespace locked (nosuid, nodev, noexec, atime)
+            flags = os.statvfs(path).f_flag
+            locked = flags & (2 | 4 | 8 | 1024 | 2048) | (relatime if flags & 4096 else 0)
+            mount(None, target, None, remount | bind | rdonly | locked)
+        os.makedirs(root + "/dev")
+        for device in ("null", "zero", "random", "urandom"):
+            open(f"{root}/dev/{device}", "w").close()
+            mount(f"/dev/{device}", f"{root}/dev/{device}", None, bind)
+        os.makedirs(root + "/sandbox")
+        mount("tmpfs", root + "/sandbox", "tmpfs", nosuid | nodev, f"size={config['disk_mb']}m,mode=0777")
+        mount(None, root, None, remount | bind | rdonly | nosuid | nodev)
+        os.chroot(root)
+        os.chdir("/sandbox")
+        for name, text in files.items():
+            with open(name, "w") as f:
+                f.write(text)
+        for capability in range(64):  # no capabilities survive the exec, even for the namespace's root
+            libc.prctl(24, capability, 0, 0, 0)  # PR_CAPBSET_DROP
+
+    for name, value in config["limits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if config["level"] != "none":
+        check(libc.prctl(38, 1, 0, 0, 0), "no_new_privs")  # PR_SET_NO_NEW_PRIVS
+        seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        seccomp.seccomp_init.restype = ctypes.c_void_p
+        rules = seccomp.seccomp_init(0x7FFF0000)  # allow, except:
+        for name in config["denied_syscalls"]:
+            number = seccomp.seccomp_syscall_resolve_name(name.encode())
+            if number >= 0:  # fork, vfork and ipc do not exist on every architecture
+                # clone3 answers ENOSYS so that libc falls back to clone, which the filter can inspect and refuses
+                errno = 38 if name == "clone3" else 1
+                check(seccomp.seccomp_rule_add(ctypes.c_void_p(rules), 0x00050000 | errno, number, 0), name)
+
+        class ArgumentTest(ctypes.Structure):  # libseccomp's struct scmp_arg_cmp
+            _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("mask", ctypes.c_uint64),
+                        ("value", ctypes.c_uint64)]
+
+        for name, flags_argument in config["denied_write_opens"]:  # an open for writing, creating or truncating
+            number = seccomp.seccomp_syscall_resolve_name(name.encode())
+            for bit in (0o1, 0o2, 0o100, 0o1000):  # O_WRONLY, O_RDWR, O_CREAT, O_TRUNC: one rule each, any denies
+                test = ArgumentTest(flags_argument, 7, bit, bit)  # SCMP_CMP_MASKED_EQ
+                check(seccomp.seccomp_rule_add_array(ctypes.c_void_p(rules), 0x00050001, number, 1,
+                                                     ctypes.byref(test)), name)
+        check(seccomp.seccomp_load(ctypes.c_void_p(rules)), "seccomp")
+    os.execv(config["python"], [config["python"], "-I", "program.py"])
+
+
+# What each program is made of: its function's source and the sources it calls.
+CHILD_SOURCES = {serve_candidate: [literal], run_check: [CandidateError, literal], probe: [], sandbox_boot: []}
+
+
+def child_program(function, *arguments) -> str:
+    """The text of a sandbox program: the function's source (and what it calls), then the call."""
+    parts = [inspect.getsource(part) for part in [*CHILD_SOURCES[function], function]]
+    return "\n\n".join(parts) + f"\n\n{function.__name__}({', '.join(map(repr, arguments))})\n"
+
+
+# ---------------------------------------------------------------- sandboxed execution
+
+
+def read_only_paths() -> list[str]:
+    """What the namespace sandbox sees: the system's programs and libraries and this Python, read-only."""
+    system = [path for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache")
+              if os.path.lexists(path)]
+    paths = list(system)
+    for prefix in sorted({os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}):
+        if not any(prefix == path or prefix.startswith(path + "/") for path in paths):
+            paths.append(prefix)
+    return paths
+
+
+def bounded(file, kept: int = OUTPUT_KEPT) -> str:
+    """What a program wrote to `file`, read without loading more than `kept` bytes: all of it when short, else its
+    head and its tail around a note of what was cut."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    if size <= kept:
+        return file.read().decode(errors="replace")
+    head = file.read(kept // 2).decode(errors="replace")
+    file.seek(size - kept // 2)
+    return f"{head}\n[... {size - kept} bytes cut ...]\n{file.read().decode(errors='replace')}"
+
+
+def start(stack: contextlib.ExitStack, files: dict[str, str], isolation: dict, timeout: float, uid: int, stdin,
+          stdout, fds: tuple[tuple[int, int], ...] = ()) -> tuple[subprocess.Popen, object]:
+    """Starts `python -I program.py` in a fresh sandbox whose working directory holds `files`, with `fds` ((fd here,
+    fd there) pairs) handed over; returns the process (killed with everything it ran when `stack` closes) and the
+    file its stderr goes to. At the seccomp level it runs as `uid`, in a directory only that uid can read."""
+    level = isolation["level"]
+    sandbox = stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-"))
+    stderr = stack.enter_context(tempfile.TemporaryFile())
+    for name, text in files.items():
+        Path(sandbox, name).write_text(text)
+    Path(sandbox, "root").mkdir()
+    limits = {"RLIMIT_AS": 1024 * 2**20, "RLIMIT_CPU": math.ceil(timeout), "RLIMIT_FSIZE": 10 * 2**20,
+              "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 64}
+    private_files = level == "namespaces"  # a read-only root and a tmpfs of its own
+    config = {"level": level, "python": isolation["python"], "root": f"{sandbox}/root", "disk_mb": 64,
+              "read_only": read_only_paths(), "limits": limits, "files": list(files), "fds": list(fds),
+              "denied_syscalls": DENIED_SYSCALLS + ([] if private_files else DENIED_FILE_CHANGES),
+              "denied_write_opens": [] if private_files else DENIED_WRITE_OPENS}
+    command = [isolation["python"], "-I", "-S", "-c", child_program(sandbox_boot), json.dumps(config)]
+    user = None
+    if level == "namespaces":
+        command = [shutil.which("unshare"), "--user", "--map-root-user", "--net", "--mount", "--pid", "--ipc",
+                   "--uts", "--fork", "--kill-child", "--", *command]
+    elif level == "seccomp" and os.geteuid() == 0:
+        user = uid
+        os.chown(sandbox, uid, uid)
+    process = subprocess.Popen(command, cwd=sandbox, env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
+                               stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True, user=user,
+                               group=user, extra_groups=[] if user else None, pass_fds=[fd for fd, _ in fds])
+    stack.callback(stop, process)
+    return process, stderr
+
+
+def stop(process: subprocess.Popen):
+    # the sandbox cannot start processes (and in namespaces, its pid namespace dies with its first process):
+    # killing the group ends everything it ran
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def finished(process: subprocess.Popen, timeout: float) -> bool:
+    try:
+        process.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def execute(program: str, isolation: dict, timeout: float = 10.0) -> tuple[bool, str, str]:
+    """Runs one program in a fresh sandbox: (timed out, stdout, stderr), each bounded."""
+    with contextlib.ExitStack() as stack:
+        stdout = stack.enter_context(tempfile.TemporaryFile())
+        process, stderr = start(stack, {"program.py": program}, isolation, timeout, NOBODY, subprocess.DEVNULL, stdout)
+        timed_out = not finished(process, timeout)
+        return timed_out, bounded(stdout), bounded(stderr)
+
+
+def run_with_input(program: str, given: bytes, isolation: dict, timeout: float,
+                   max_output: int) -> tuple[bool, int | None, bytes | None, str]:
+    """Runs one program in a fresh sandbox with `given` as its standard input: (timed out, exit status, its stdout,
+    or None when it wrote more than `max_output` bytes, its stderr bounded). Only the input enters the sandbox: what
+    the output is compared with stays with the caller, who compares the bytes the program wrote."""
+    with contextlib.ExitStack() as stack:
+        stdin, stdout = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(2))
+        stdin.write(given)
+        stdin.seek(0)
+        process, stderr = start(stack, {"program.py": program}, isolation, timeout, NOBODY, stdin, stdout)
+        timed_out = not finished(process, timeout)
+        size = stdout.seek(0, os.SEEK_END)
+        stdout.seek(0)
+        return timed_out, process.returncode, stdout.read() if size <= max_output else None, bounded(stderr)
+
+
+def run_sample(problem: dict, completion: str, isolation: dict, timeout: float = 10.0,
+               candidate_program: str | None = None) -> dict:
+    """Runs one completion against its problem's test: the candidate (`candidate_program`, by default the problem's
+    prompt followed by the completion) and the checker, each sandboxed, joined by two pipes that carry only literals;
+    passed only on the checker's verdict."""
+    entry_point = problem["entry_point"]
+    with contextlib.ExitStack() as stack:
+        verdict = stack.enter_context(tempfile.TemporaryFile())
+        requests_read, requests_write = os.pipe()
+        answers_read, answers_write = os.pipe()
+        try:
+            candidate, candidate_err = start(
+                stack, {"program.py": child_program(serve_candidate, entry_point),
+                        "candidate.py": problem["prompt"] + completion if candidate_program is None
+                        else candidate_program}, isolation, timeout, NOBODY,
+                requests_read, answers_write)
+            checker, checker_err = start(
+                stack, {"program.py": child_program(run_check, entry_point), "prompt.py": problem["prompt"],
+                        "test.py": problem["test"]}, isolation, timeout, CHECKER_UID, answers_read, verdict,
+                fds=((requests_write, 3),))
+        finally:  # only the two programs hold the pipes now: either one's end is the other's end of file
+            for fd in (requests_read, requests_write, answers_read, answers_write):
+                os.close(fd)
+        timed_out = not finished(checker, timeout)
+        try:
+            said = json.loads(bounded(verdict, 1024))
+        except ValueError:
+            said = {}
+        passed = not timed_out and checker.returncode == 0 and said.get("check") == "returned" and said["calls"] > 0
+        result = "timed out" if timed_out else "passed" if passed else "failed"
+        error = bounded(checker_err).strip().splitlines()[-1:] if result == "failed" else []
+        output = bounded(candidate_err).strip()
+    return {"task_id": problem["task_id"], "completion": completion, "passed": passed, "result": result,
+            "error": [line[:1000] for line in error]} | ({"output": output} if output and not passed else {})
+
+
+def sandbox_interpreters(level: str) -> list[str]:
+    """Pythons to try at a level: as an unprivileged uid, a Python installed in root's home is unreadable, and the
+    system's Python runs the (standard-library only) programs as well."""
+    if level == "namespaces":
+        return [sys.executable] if shutil.which("unshare") else []
+    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    return [sys.executable] + ([system] if system and os.path.realpath(system) != os.path.realpath(sys.executable)
+                               else [])
+
+
+def choose_isolation(allow_unsandboxed: bool, tag: str = "eval") -> dict:
+    """The strongest isolation that really contains a probe here: it must see no token and no network. Refuses (one
+    sentence naming --allow_unsandboxed_code_execution) where none does, unless the person passed that flag."""
+    from huggingface_hub import constants
+
+    def log(message: str):
+        print(f"[{tag}] {message}", file=sys.stderr, flush=True)
+
+    ceiling = os.environ.get("HFLT_MAX_ISOLATION", ISOLATION_LEVELS[0])
+    if ceiling not in ISOLATION_LEVELS:
+        raise BadInput(f"HFLT_MAX_ISOLATION={ceiling!r} is not one of {', '.join(ISOLATION_LEVELS)}; unset it.")
+    secrets_here = [constants.HF_TOKEN_PATH, constants.HF_STORED_TOKENS_PATH, f"/proc/{os.getpid()}/environ"]
+    for level in ISOLATION_LEVELS[ISOLATION_LEVELS.index(ceiling):-1]:
+        for python in sandbox_interpreters(level):
+            isolation = {"level": level, "python": python}
+            try:
+                timed_out, stdout, stderr = execute(child_program(probe, secrets_here), isolation)
+                reason = stdout.strip() or (stderr.strip().splitlines() or ["timed out"])[-1]
+            except OSError as error:  # e.g. a Python the unprivileged uid may not execute
+                reason = str(error)
+            if reason == "contained":
+                return isolation
+            log(f"sandbox level {level} with {python} is not available here: {reason}")
+    if not allow_unsandboxed:
+        raise BadInput("No sandbox can contain generated code on this machine (user namespaces refused, and no "
+                       "seccomp filter with an unprivileged uid); pass --allow_unsandboxed_code_execution to run "
+                       "model-written code with your own rights, your token and your network.")
+    log("WARNING: generated code runs unsandboxed (resource limits only): it can read your token and files.")
+    return {"level": "none", "python": sys.executable}
+
+# ---- end of shared block: sandbox ----
+
+
+# ---- shared block: code_reward (tools/shared/code_reward.py; edit it there, then `make shared`) sha256:be4f6ac6e03616da ----
+
+# train_grpo.py's built-in `code_tests` reward: the share of a row's tests that the code of a completion passes, run
+# in the sandbox eval_humaneval.py scores with (the shared `sandbox` block). A row carries HumanEval-style `test` (a
+# `check(candidate)` function) and `entry_point`, scored 1 or 0 by the candidate/checker split, or `tests`, a list of
+# stdin/stdout pairs ({"input": ..., "output": ...}, or {"inputs": [...], "outputs": [...]}), each run with its input
+# alone: the program's output is compared here (per line, whitespace-normalised), so the expected output never enters
+# the sandbox. Each completion has --code_timeout for all its tests; completions run side by side, one per core.
+
+FENCED = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", flags=re.S)
+
+
+def extract_code(completion) -> str:
+    """The code of a completion (text, or a conversation whose last turn is the answer): after any closed <think>
+    block, the last ```python fenced block, else the last fenced block, else the whole text."""
+    text = completion[-1].get("content") if isinstance(completion, list) and completion else completion
+    text = str(text or "")
+    text = text.rsplit("</think>", 1)[-1]
+    blocks = FENCED.findall(text)
+    python = [code for language, code in blocks if language.lower() in ("python", "python3", "py")]
+    if python or blocks:
+        return (python or [code for _, code in blocks])[-1]
+    return text
+
+
+def io_pairs(tests) -> list[tuple[str, str]]:
+    """A row's stdin/stdout tests as (input, expected output) pairs; ValueError when they are not such pairs."""
+    if isinstance(tests, str):
+        tests = json.loads(tests)
+    if isinstance(tests, dict) and isinstance(tests.get("inputs"), list) and isinstance(tests.get("outputs"), list):
+        tests = [{"input": given, "output": expected} for given, expected in zip(tests["inputs"], tests["outputs"])]
+    if not isinstance(tests, list) or not tests or not all(
+            isinstance(test, dict) and isinstance(test.get("input"), str) and isinstance(test.get("output"), str)
+            for test in tests):
+        raise ValueError("not a non-empty list of {\"input\": text, \"output\": text}")
+    return [(test["input"], test["output"]) for test in tests]
+
+
+def same_output(written: bytes, expected: str) -> bool:
+    """The judge's comparison: the same lines, each with its whitespace normalised, blank lines at either end
+    ignored."""
+    def lines(text: str) -> list[str]:
+        return [" ".join(line.split()) for line in text.strip().splitlines()]
+
+    return lines(written.decode(errors="replace")) == lines(expected)
+
+
+def io_share(code: str, pairs: list[tuple[str, str]], isolation: dict, timeout: float) -> float:
+    """The share of the pairs the program passes: exit 0 and the expected output, all within `timeout`."""
+    deadline, passed = time.monotonic() + timeout, 0
+    for given, expected in pairs:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        timed_out, status, written, _ = run_with_input(code, given.encode(), isolation, left,
+                                                       max_output=2 * len(expected.encode()) + 65536)
+        if timed_out:
+            break
+        passed += status == 0 and written is not None and same_output(written, expected)
+    return passed / len(pairs)
+
+
+def function_pass(code: str, prompt, test: str, entry_point: str, isolation: dict, timeout: float) -> float:
+    """1.0 when the benchmark-style `check` passes on the completion's function (eval_humaneval.py's run_sample):
+    the code alone when it defines `entry_point`, else a text prompt continued by it (a base model's completion)."""
+    prompt = prompt if isinstance(prompt, str) else ""
+    defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, flags=re.M)
+    problem = {"task_id": "code_tests", "prompt": prompt, "test": test, "entry_point": entry_point}
+    outcome = run_sample(problem, code, isolation, timeout, candidate_program=code if defines else prompt + code)
+    return float(outcome["passed"])
+
+
+def code_tests_reward(isolation: dict, timeout: float, workers: int | None = None):
+    """The code_tests reward function, bound to a sandbox level and a time limit per completion."""
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+    def code_tests(completions, prompts=None, test=None, entry_point=None, tests=None, **kwargs) -> list[float]:
+        """The share of the row's tests the completion's code passes (see the code_reward block)."""
+        jobs = []
+        for index, completion in enumerate(completions):
+            code, prompt = extract_code(completion), prompts[index] if prompts is not None else None
+            if tests is not None and tests[index] is not None:
+                try:
+                    pairs = io_pairs(tests[index])
+                except ValueError as error:
+                    raise BadInput(f"code_tests: the 'tests' of row {index} of a batch are {error}; fix that column "
+                                   "(e.g. [{\"input\": \"1 2\\n\", \"output\": \"3\\n\"}]).") from None
+                jobs.append(lambda code=code, pairs=pairs: io_share(code, pairs, isolation, timeout))
+            elif test is not None and entry_point is not None and test[index] and entry_point[index]:
+                jobs.append(lambda code=code, prompt=prompt, index=index: function_pass(
+                    code, prompt, test[index], entry_point[index], isolation, timeout))
+            else:
+                raise BadInput(f"code_tests: row {index} of a batch has neither 'tests' (stdin/stdout pairs) nor "
+                               "'test' and 'entry_point' (a HumanEval-style check); give every row one of them, or "
+                               "rename the dataset's columns with --map.")
+        pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs))))
+        try:
+            return list(pool.map(lambda job: job(), jobs))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return code_tests
+
+# ---- end of shared block: code_reward ----
+
+
+if __name__ == "__main__":
+    run_cli(main)

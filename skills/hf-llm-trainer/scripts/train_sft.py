@@ -33,12 +33,12 @@
 """Supervised fine-tuning (SFT) with TRL, the same locally and on Hugging Face Jobs.
 
 Every TRL `SFTConfig`/`ModelConfig` flag works, and `--config recipe.yaml`. Our own flags:
-`--dataset_name` (Hub id, local file or directory), `--map new=old,...`, `--convert sharegpt|alpaca|gsm8k`,
-`--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`, `--resume`,
-`--resume_from_hub`.
+`--dataset_name` (Hub id, local file or directory) with `--dataset_config NAME` (its configuration, when it has
+several), `--map new=old,...`, `--convert sharegpt|alpaca|gsm8k`, `--drop_unfinished`, `--max_samples N`,
+`--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`, `--resume`, `--resume_from_hub`.
 
     uv run train_sft.py --model_name_or_path Qwen/Qwen3-0.6B --dataset_name open-r1/codeforces-cots \
-        --output_dir qwen3-codeforces-sft --push_to_hub --max_samples 100
+        --dataset_config solutions --drop_unfinished --output_dir qwen3-codeforces-sft --push_to_hub --max_samples 100
 
 Defaults come from the hardware found (bf16, fp16 on T4, fp32 on CPU; gradient checkpointing on GPU; LoRA above
 3B parameters with 10x the learning rate; padding-free packing; Liger kernels when installed) and are printed at
@@ -70,32 +70,31 @@ from trl.chat_template_utils import get_training_chat_template, has_generation_m
 METHOD = "sft"
 
 
-def choose_loss_masking(run, dataset, processor) -> str:
-    """Train on what the model should learn to write: the assistant's turns, or the completion."""
-    args, tokenizer = run.training_args, getattr(processor, "tokenizer", processor)
+def choose_loss_masking(run, dataset, processor) -> tuple[bool, str]:
+    """Train on what the model should learn to write: the assistant's turns, or the completion. Returns the value of
+    --assistant_only_loss and what the loss is computed on."""
+    flag, tokenizer = run.training_args.assistant_only_loss, getattr(processor, "tokenizer", processor)
     if "messages" not in dataset.column_names:
-        if {"prompt", "completion"} <= set(dataset.column_names) and args.completion_only_loss is not False:
-            return "completion tokens"
-        args.assistant_only_loss = False
-        return "whole sequence (not conversational data)"
-    if args.assistant_only_loss is False:
-        return "whole sequence (--assistant_only_loss false)"
+        if {"prompt", "completion"} <= set(dataset.column_names) and run.training_args.completion_only_loss is not False:
+            return False, "completion tokens"
+        return False, "whole sequence (not conversational data)"
+    if flag is False:
+        return False, "whole sequence (--assistant_only_loss false)"
     try:
         maskable = (has_generation_markers(tokenizer.chat_template or "")
                     or get_training_chat_template(tokenizer) is not None)
     except ValueError:  # TRL ships no training template for this family
         maskable = False
-    args.assistant_only_loss = maskable
-    return ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} markers "
-            "and TRL has no training template for it)")
+    return maskable, ("assistant tokens" if maskable else "whole sequence (the chat template has no {% generation %} "
+                      "markers and TRL has no training template for it)")
 
 
-def swap_in_chat_template(run, processor):
+def chosen_chat_template(run, processor) -> str | None:
     """--chat_template_path replaces the model's template when the trainer starts (TRL reads a .jinja/.j2 file, else
     the template of that model id's tokenizer): the decisions below are taken on the one that will train."""
     path = run.training_args.chat_template_path
     if not path:
-        return
+        return getattr(processor, "tokenizer", processor).chat_template
     try:
         template = (Path(path).read_text() if path.endswith((".jinja", ".j2"))
                     else AutoTokenizer.from_pretrained(path).chat_template)
@@ -104,12 +103,13 @@ def swap_in_chat_template(run, processor):
                        "file or a model id whose tokenizer has a chat template.")
     if not template:
         raise BadInput(f"--chat_template_path {path} holds no chat template; pass a .jinja file or another model id.")
-    getattr(processor, "tokenizer", processor).chat_template = template
+    return template
 
 
-def choose_pad_token(run, processor):
+def choose_pad_token(run, processor) -> str | None:
     """Padding must be neither the end-of-sequence token nor a token the chat template writes (its end of turn), or
-    masking the padding would mask the stop. Else a special token the template never writes pads, "pad" ones first."""
+    masking the padding would mask the stop. Else a special token the template never writes pads, "pad" ones first.
+    Returns the token to pad with (None: the tokenizer's own is right)."""
     tokenizer = getattr(processor, "tokenizer", processor)
     template = tokenizer.chat_template or ""
     forbidden = {tokenizer.eos_token, tokenizer.bos_token}  # templates name these by variable, not by their text
@@ -120,13 +120,13 @@ def choose_pad_token(run, processor):
         if wanted in forbidden or wanted in template:
             raise BadInput(f"--pad_token {wanted} ends a sequence or a turn, so masking the padding would mask the "
                            "stop; pass another token the data never contains.")
-        return
+        return wanted
     if tokenizer.pad_token in usable:
-        return
+        return None
     if not usable:
         raise BadInput(f"The tokenizer pads with {tokenizer.pad_token!r}, which ends a sequence or a turn, and has no "
                        "other special token to pad with; pass --pad_token with a token the data never contains.")
-    run.training_args.pad_token = min(usable, key=lambda token: "pad" not in token)
+    return min(usable, key=lambda token: "pad" not in token)
 
 
 def check_end_of_turn_trained(trainer, rows: int = 8, scan: int = 256):
@@ -170,11 +170,10 @@ def main():
                         assistant_only_loss=None)  # None: decided from the data and the chat template
     run = parse_run(parser, METHOD, hw)
     dataset, eval_dataset = load_training_data(run)
-    processor = run.processor
-    swap_in_chat_template(run, processor)
-    run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
-    choose_pad_token(run, processor)
-    args = run.training_args
+    processor, args = run.processor, run.training_args
+    getattr(processor, "tokenizer", processor).chat_template = chosen_chat_template(run, processor)
+    args.assistant_only_loss, run.notes["loss_masking"] = choose_loss_masking(run, dataset, processor)
+    args.pad_token = choose_pad_token(run, processor)
     run.model_args.attn_implementation, run.notes["attention"] = choose_attention(
         run.model_args.attn_implementation, run.hardware["device"],
         args.padding_free or (args.packing and args.packing_strategy in ("bfd", "bfd_split")), args.bf16 or args.fp16,
@@ -201,28 +200,65 @@ def main():
     train_and_save(run, trainer, dataset, eval_dataset)
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
 # ---- end of shared block: errors ----
 
 
-# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:0665ecf0cade8a92 ----
+# ---- shared block: run_record (tools/shared/run_record.py; edit it there, then `make shared`) sha256:056dd695ae6cdc47 ----
 
-# run.json: the record of one training run, which evaluations and GGUF exports append to.
+# run.json: the record of one training run. The trainer writes it; evaluations and GGUF exports append to it, in
+# the run's output directory or in the Hub repo it pushed to, sometimes while training goes on. Every write merges what
+# the other writers wrote: locally a read-modify-write under a file lock and an atomic replace, on the Hub a commit on
+# the parent it read, merged again and retried when another writer committed first. `append_to_run` is the one way to
+# write; `push_run` is the trainer's push of its own record, which keeps what others appended to the repo's copy.
+
+RUN_FILE = "run.json"
+# The lists other writers append to. A writer that pushes its own copy of the record keeps the entries of these lists
+# it does not have; every other field is the writer's own.
+APPENDED = ("evaluations", "exports")
+HUB_ATTEMPTS = 12
+
 
 def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -240,38 +276,172 @@ def job_from_env() -> dict:
     return {"id": job_id, "url": url} | ({"group": group} if group else {})
 
 
-def read_run_record(path: Path) -> dict:
+def is_local(target) -> bool:
+    """A Path, or a string naming something on disk, is a local run; any other string is a Hub model repo id."""
+    return isinstance(target, Path) or Path(target).exists()
+
+
+def record_file(target) -> Path:
+    """The run.json of a local run: `target` is its directory (existing or not yet) or a .json file itself."""
+    path = Path(target)
+    return path if path.suffix == ".json" and not path.is_dir() else path / RUN_FILE
+
+
+def read_run(target) -> dict:
+    """A run's record, {} when it has none yet: a local run directory or its run.json, or a Hub model repo id."""
+    if is_local(target):
+        return parse_record(record_file(target))
+    return read_hub_run(str(target))[0]
+
+
+def locate_run(target: str, flag: str = "") -> str | None:
+    """The run `target` names, as append_to_run takes it: a local directory holding run.json (given as the
+    directory or the file) or a Hub model repo id whose repo has a run.json; None when there is no record there.
+    A record that cannot be read, a repo that does not exist or a Hub out of reach is refused (BadInput, its
+    sentence opening with `flag`)."""
+    target = str(target)
+    path = Path(target)
+    if path.is_file() and path.name == RUN_FILE:
+        path = path.parent
+    if path.is_dir():
+        if not (path / RUN_FILE).exists():
+            return None
+        parse_record(path / RUN_FILE)
+        return str(path)
+    if path.exists() or not is_repo_id(target):
+        raise BadInput(f"{flag} {target!r} is neither a run directory (with run.json) nor a Hub model repo id."
+                       .lstrip())
+    return target if read_hub_run(target)[0] else None
+
+
+def is_repo_id(text: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text and not text.startswith((".", "/"))
+
+
+def append_to_run(target, fields: dict | None = None, append: dict | None = None,
+                  message: str = "Update run.json", create: bool = False) -> dict:
+    """Merges `fields` into the run's record and appends `append`'s entries to its lists; returns the record written.
+    `target` is a local run directory (locked read-modify-write, atomic replace: a reader never sees half a file and
+    concurrent writers never lose each other's entries) or a Hub model repo id (a commit on the parent read, redone
+    on top of the new head when another writer committed first). A run without a record is refused unless `create`
+    (the trainer's first write)."""
+    def change(record: dict) -> dict:
+        if not record and not create:
+            raise BadInput(f"{target} has no {RUN_FILE}; pass the output directory or the Hub repo of a training run.")
+        record = record | (fields or {})
+        for key, entries in (append or {}).items():
+            existing = record.get(key)
+            record[key] = (existing if isinstance(existing, list) else []) + list(entries)
+        return record
+
+    if is_local(target):
+        if not create and not record_file(target).exists():
+            change({})  # refused before anything is made
+        return update_local_run(target, change)
+    return update_hub_run(str(target), change, message)
+
+
+def merge_runs(ours: dict, theirs: dict) -> dict:
+    """`ours` written over `theirs`, keeping what only `theirs` has: its other fields, and the entries of the
+    appended lists that `ours` lacks."""
+    merged = theirs | ours
+    for key in APPENDED:
+        mine, other = ours.get(key), theirs.get(key)
+        if isinstance(other, list):
+            mine = mine if isinstance(mine, list) else []
+            merged[key] = mine + [entry for entry in other if entry not in mine]
+    return merged
+
+
+def push_run(directory, repo: str, message: str, revision: str | None = None) -> dict:
+    """The trainer's push of its record: the repo's record is merged into the local one (under the local lock) and
+    the result committed on the parent that was read, so evaluations and exports recorded in the repo meanwhile stay
+    in both. A repo record that cannot be read is replaced by the local one, with a warning."""
+    return update_hub_run(repo, lambda theirs: update_local_run(directory, lambda ours: merge_runs(ours, theirs)),
+                          message, revision=revision, unreadable_is_empty=True)
+
+
+def lockless(error: OSError) -> bool:
+    """Whether a lock was refused because the filesystem has none (some network mounts)."""
+    import errno
+
+    return error.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+class RecordLock:
+    """An exclusive lock beside a run.json, for one read-modify-write. The lock file is removed by its holder before
+    it lets go, so a run directory keeps only run.json; a waiter that wakes on a removed lock file takes the new one."""
+
+    def __init__(self, record: Path):
+        self.path = record.with_name(f".{record.name}.lock")
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        while True:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # its directory was removed meanwhile
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as error:  # a filesystem without locks (some network mounts): write unlocked
+                if not lockless(error):
+                    raise
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    self.fd = fd
+                    return self
+            except FileNotFoundError:  # the previous holder removed it while this one waited
+                pass
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        os.unlink(self.path)
+        os.close(self.fd)
+
+
+def parse_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BadInput(f"{path} is not valid JSON; restore it (or move it away) and run again.")
     if not isinstance(record, dict):
         raise BadInput(f"{path} is not a run record (a JSON object); restore it (or move it away) and run again.")
     return record
 
 
-def update_run_record(directory, fields: dict, append: dict | None = None) -> dict:
-    """Merges `fields` into <directory>/run.json and appends `append`'s entries to its lists, atomically: a reader
-    never sees half a file, and what evaluations and exports appended is kept."""
-    target = Path(directory) / "run.json"
-    record = read_run_record(target) | fields
-    for key, entries in (append or {}).items():
-        record[key] = record.get(key, []) + entries
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".run.json.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(partial, target)
+def update_local_run(target, change) -> dict:
+    """Applies `change` (record -> new record) to a local run.json under its lock, replacing the file atomically."""
+    path = record_file(target)
+    with RecordLock(path):
+        record = change(parse_record(path))
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(partial, "w") as f:
+            f.write(json.dumps(record, indent=2, default=str))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
     return record
 
 
-def hub_run_record(repo: str) -> tuple[dict, str]:
+def read_hub_run(repo: str, revision: str | None = None, unreadable_is_empty: bool = False) -> tuple[dict, str]:
     """The run.json of a Hub model repo ({} when it has none) and the commit it was read at."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        head = HfApi().model_info(repo).sha
-        path = Path(hf_hub_download(repo, "run.json", revision=head))
+        head = HfApi().model_info(repo, revision=revision).sha
+        path = Path(hf_hub_download(repo, RUN_FILE, revision=head))
     except RepositoryNotFoundError:
         raise BadInput(f"{repo}: no such model repo (or your token cannot read it); pass a run directory or the "
                        "repo the training pushed to.")
@@ -282,38 +452,49 @@ def hub_run_record(repo: str) -> tuple[dict, str]:
                        "directory or go online.")
     try:
         record = json.loads(path.read_text())
-    except ValueError:
-        raise BadInput(f"run.json in {repo} is not valid JSON; fix it in the repo before recording into it.")
-    if not isinstance(record, dict):
-        raise BadInput(f"run.json in {repo} is not a run record (a JSON object); fix it in the repo first.")
+        problem = None if isinstance(record, dict) else "is not a run record (a JSON object)"
+    except (ValueError, UnicodeDecodeError):
+        problem = "is not valid JSON"
+    if problem and unreadable_is_empty:
+        import sys
+
+        print(f"warning: {RUN_FILE} in {repo} {problem}; replacing it with this run's record.", file=sys.stderr)
+        return {}, head
+    if problem:
+        raise BadInput(f"{RUN_FILE} in {repo} {problem}; fix it in the repo before recording into it.")
     return record, head
 
 
-def append_to_hub_run_record(repo: str, key: str, entries: list[dict], message: str, attempts: int = 5):
-    """Appends `entries` to the list `key` of the repo's run.json in one commit on top of the head it read: when
-    another writer committed first, the Hub refuses (412/409) and they are appended again to the new head."""
+def update_hub_run(repo: str, change, message: str, revision: str | None = None,
+                   unreadable_is_empty: bool = False) -> dict:
+    """Applies `change` to the repo's run.json in one commit on the head it read: when another writer committed
+    first, the Hub refuses (412/409) and the change is applied again to the new head."""
+    import random
     import sys
+    import time
 
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    for attempt in range(1, attempts + 1):
-        record, head = hub_run_record(repo)
-        record[key] = record.get(key, []) + entries
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        record, head = read_hub_run(repo, revision, unreadable_is_empty)
+        record = change(record)
         try:
-            HfApi().create_commit(repo, [CommitOperationAdd("run.json", json.dumps(record, indent=2).encode())],
-                                  commit_message=message, parent_commit=head)
-            return
+            HfApi().create_commit(repo, [CommitOperationAdd(RUN_FILE, json.dumps(record, indent=2, default=str)
+                                                            .encode())],
+                                  commit_message=message, parent_commit=head, revision=revision)
+            return record
         except HfHubHTTPError as error:
-            if error.response is None or error.response.status_code not in (409, 412) or attempt == attempts:
+            if error.response is None or error.response.status_code not in (409, 412) or attempt == HUB_ATTEMPTS:
                 raise
-            print(f"{repo} changed while recording; appending again to its new head ({attempt}/{attempts})",
+            print(f"{repo} changed while recording; merging again on its new head ({attempt}/{HUB_ATTEMPTS})",
                   file=sys.stderr, flush=True)
+            time.sleep(random.uniform(0, 0.2 * attempt))
 
 # ---- end of shared block: run_record ----
 
 
-# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:5292a000198e7931 ----
+# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:254d1e95cbf68a99 ----
 
 # Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
 # validator prints are the flags the trainer applies.
@@ -325,44 +506,212 @@ ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
-    import datasets
-    from datasets import load_dataset, load_from_disk
-    from datasets.exceptions import DatasetGenerationError
+WHOLE_FILE_BYTES = 1 << 30  # a local JSONL file up to this size is loaded whole even for a sample: a bad line anywhere is found
+SHAPES_KEPT = 100  # rows after a sample whose missing columns the sample never showed, kept so that the checks see them
+STOPPED_AT_LIMIT = ("length", "max_tokens", "max_length", "max_new_tokens")  # finish/stop reasons of a cut generation
+REASON_COLUMNS = ("finish_reason", "stop_reason")
+GENERATED_TEXT_COLUMNS = ("completion", "generation", "response", "output", "chosen")
 
-    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
+
+def open_rows(name: str, config: str | None = None, split: str = "train", limit: int | None = None):
+    """The one reader of rows: validate_dataset.py judges and the trainers train on what this returns, so a dataset
+    the validator calls READY is one the trainer opens. `name` is a local file (its format from its suffix, in any
+    case), a saved dataset, a folder of data files or a Hub dataset id with its configuration.
+
+    Returns (rows, total): with `limit` None, a datasets.Dataset of every row; with a limit, a list of the first
+    `limit` rows as dicts (images as stored, undecoded), read without loading the whole dataset where it is large (Hub
+    datasets stream, parquet is read lazily), plus the rows of other shapes found after them. `total`: the split's
+    row count, None where only a full read would tell."""
+    import datasets
+
+    # a row that does not parse is one sentence below, not logged lines too
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     path = Path(name)
     try:
         if path.is_file():
-            if path.suffix not in FILE_BUILDERS:
-                raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
-            if path.stat().st_size == 0:
-                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
-            if split not in (None, "train"):
-                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
-            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
-        if path.is_dir() and (path / "dataset_info.json").exists():
-            return load_from_disk(str(path))
-        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
-            raise BadInput(f"Dataset file {name} was not found; check the path.")
-        return load_dataset(name, config, split=split, streaming=streaming)
+            return _open_file(path, config, split, limit)
+        if path.is_dir():
+            if config:
+                raise BadInput(f"{name} is a local directory: it has no configurations; drop --dataset_config.")
+            return _open_dir(path, split, limit)
+        if name.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
+            raise BadInput(f"Dataset file {name} was not found: it does not exist here; check the path.")
+        return _open_hub(name, config, split, limit)
     except BadInput:
         raise
-    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = first_line(error.__cause__ or error)[:300]
-        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
-                       "line).")
-    except ConnectionError as error:
-        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
-    except FileNotFoundError as error:
-        raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
-    except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
-                       "file.")
-    except ValueError as error:
-        if "split" in str(error).lower():
-            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
-        raise BadInput(f"Dataset {name!r} could not be read: {error}")
+    except Exception as error:  # noqa: BLE001 - whatever the library raises while reading becomes one sentence
+        raise _read_error(name, config, split, error) from error
+
+
+def _open_file(path: Path, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    suffix = path.suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise BadInput(f"{path} has an unsupported format ({suffix or 'no extension'}); use jsonl, json, csv, parquet "
+                       "or arrow.")
+    if path.stat().st_size == 0:
+        raise BadInput(f"Dataset file {path} is empty; point it at a file with rows.")
+    if split not in (None, "train") or config:
+        raise BadInput(f"{path} is one file, which has one split, 'train', and no configuration; drop the split and "
+                       "configuration flags.")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    if suffix == ".jsonl" and path.stat().st_size <= WHOLE_FILE_BYTES:
+        scan_jsonl(path)  # the loader would read a number in a text column as text; the line is named either way
+    lazy = limit is not None and (suffix == ".parquet" or path.stat().st_size > WHOLE_FILE_BYTES)
+    try:
+        dataset = load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=lazy)
+        if lazy:
+            return _take(dataset, limit), total if suffix == ".parquet" else _count_lines(path)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a JSONL file says which line; the library's message otherwise
+        if suffix == ".jsonl":
+            scan_jsonl(path)
+        raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error.__cause__ or error)[:200]}); "
+                       "fix the file.")
+    return _sample(dataset, limit)
+
+
+def _open_dir(path: Path, split: str, limit: int | None):
+    from datasets import load_dataset, load_from_disk
+
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):
+            if split not in dataset:
+                raise BadInput(f"{path} has no split {split!r}; it has {', '.join(dataset)}: pass one of those.")
+            dataset = dataset[split]
+        return _sample(dataset, limit)
+    if not any(p.suffix.lower() in FILE_BUILDERS for p in path.rglob("*") if not p.name.startswith(".")):
+        raise BadInput(f"{path} holds no jsonl, json, csv, parquet or arrow files.")
+    return _sample(load_dataset(str(path), split=split), limit)
+
+
+def _open_hub(name: str, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config, split=split, streaming=limit is not None)
+    if limit is None:
+        return dataset, len(dataset)
+    info = getattr(dataset, "info", None)
+    total = info.splits[split].num_examples if info is not None and info.splits and split in info.splits else None
+    rows = _take(dataset, limit)
+    return rows, (total or None) if len(rows) == limit else len(rows)
+
+
+def _take(stream, limit: int) -> list[dict]:
+    import itertools
+
+    return list(itertools.islice(stream.decode(False), limit))  # images as stored (bytes or path): checked, not decoded
+
+
+def _sample(dataset, limit: int | None):
+    """Every row (a Dataset), or the first `limit` rows as dicts plus the first rows after them whose missing
+    columns the sample never showed (a schema change at row 50,000 still reaches the checks)."""
+    if limit is None:
+        return dataset, len(dataset)
+    import pyarrow.compute as pc
+
+    rows = dataset.select(range(min(limit, len(dataset)))).to_list()
+    if len(dataset) > limit:
+        table = dataset.with_format("arrow")[:]
+        shapes = [0] * len(table)
+        for bit, column in enumerate(table.columns):
+            for index in pc.indices_nonzero(pc.is_null(column)).to_pylist():
+                shapes[index] |= 1 << bit
+        seen, extra = set(shapes[:limit]), []
+        for index in range(limit, len(shapes)):
+            if shapes[index] not in seen and len(extra) < SHAPES_KEPT:
+                seen.add(shapes[index])
+                extra.append(index)
+        rows += dataset.select(extra).to_list() if extra else []
+    return rows, len(dataset)
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
+
+
+def scan_jsonl(path: Path):
+    """Names the first line of a JSONL file that cannot load: not JSON, not an object, or a column whose type
+    changes from the line that set it (a column holding text in one row and a number in another cannot load)."""
+    kinds = {}
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
+            if not isinstance(row, dict):
+                raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per "
+                               "line.")
+            for key, value in row.items():
+                kind = JSON_KINDS.get(type(value))
+                first = kinds.get(key)
+                if first is None and kind:
+                    kinds[key] = (kind, number)
+                elif kind and kind != first[0]:
+                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
+                                   "every row needs the same type in a column.")
+
+
+def _read_error(name: str, config: str | None, split: str, error: Exception) -> BadInput:
+    """What went wrong reading `name`, as one sentence with the flag that fixes it."""
+    from datasets.exceptions import DatasetGenerationError
+
+    message = str(error)
+    if isinstance(error, ConnectionError) or "offline" in message.lower():
+        return BadInput(f"The Hub could not be reached for {name!r} ({first_line(error)[:200]}); check the network, "
+                        "or pass a local file.")
+    if isinstance(error, DatasetGenerationError):  # a line that does not parse, a column whose type changes
+        return BadInput(f"Dataset {name!r} could not be read ({first_line(error.__cause__ or error)[:300]}); fix "
+                        "that row (validate_dataset.py names its line).")
+    if isinstance(error, FileNotFoundError):
+        return BadInput(f"Dataset {name!r} was not found on the Hub or locally ({first_line(error)[:200]}); check "
+                        "the id or the path.")
+    if isinstance(error, ValueError) and ("config" in message.lower()):
+        names = config_names(name, message)
+        listed = ", ".join(names) if names else "see the dataset card"
+        if config:
+            return BadInput(f"Dataset {name!r} has no configuration {config!r} (it has {listed}); pass one of "
+                            "them with --dataset_config NAME.")
+        return BadInput(f"Dataset {name!r} has {len(names) or 'several'} configurations and no default ({listed}); "
+                        f"pick one with --dataset_config NAME, e.g. --dataset_config {names[0] if names else 'NAME'}.")
+    if isinstance(error, ValueError) and "split" in message.lower():
+        found = re.findall(r"'([^']+)'", message.split("vailable", 1)[-1]) if "vailable" in message else []
+        return BadInput(f"Dataset {name!r} has no split {split!r}" + (f"; it has {', '.join(found)}" if found else "")
+                        + ": pass an existing split.")
+    if isinstance(error, OSError) and ".parquet" in name.lower():
+        return BadInput(f"{name} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    return BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:300]}); fix or replace it.")
+
+
+def config_names(name: str, message: str = "") -> list[str]:
+    """Every configuration of Hub dataset `name`: from the library, else from its error message."""
+    try:
+        from datasets import get_dataset_config_names
+
+        return list(get_dataset_config_names(name))
+    except Exception:  # noqa: BLE001 - the error message lists them too
+        found = re.search(r"\[([^\]]*)\]", message)
+        return re.findall(r"'([^']+)'", found.group(1)) if found else []
 
 
 def parse_map(spec: str | None) -> dict[str, str]:
@@ -392,8 +741,61 @@ def gsm8k_to_prompt(row):
             "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
 
 
+def gsm8k_final_answer(answer) -> str | None:
+    """The number after the last '####' of a GSM8K answer ('... #### 1,234' -> '1234'); None when there is none."""
+    head, mark, tail = str(answer if answer is not None else "").rpartition("####")
+    number = tail.strip().replace(",", "")
+    return number if mark and re.fullmatch(r"[-+]?\d+(\.\d+)?", number) else None
+
+
+def check_gsm8k_answers(dataset):
+    """--convert gsm8k takes the number after '####' as the solution the rewards compare with; answers without one
+    would make the whole answer text the solution, which no completion matches: every reward 0, and training runs on
+    teaching nothing. Most of the checked rows without one is refused (a few are left to score 0)."""
+    answers = dataset.select(range(min(CHECKED_ROWS, len(dataset))))["answer"]
+    lacking = [index for index, answer in enumerate(answers) if gsm8k_final_answer(answer) is None]
+    if answers and len(lacking) * 2 > len(answers):
+        example = " ".join(str(answers[lacking[0]] or "").split())[:60]
+        raise BadInput(f"--convert gsm8k needs answers ending in '#### <number>', but {len(lacking)} of the first "
+                       f"{len(answers)} answers have none (row {lacking[0]}: {example!r}), so every completion would "
+                       "score 0; drop --convert and pass --map prompt=question,solution=<a column holding just the "
+                       "final answer>, or --map prompt=question with --reward_funcs that read no 'solution' "
+                       "(answer_format, think_format_reward or your own path/to/file.py:function).")
+
+
+def open_think(text: str) -> bool:
+    """The text ends inside a `<think>` block that was never closed (an R1-style trace cut before its answer)."""
+    return text.rfind("<think>") > text.rfind("</think>")
+
+
+def unfinished(row: dict) -> bool:
+    """A generation the generator stopped at its limit: a finish_reason/stop_reason saying so ('length'), or a last
+    assistant turn (or a generated text column) that ends inside an unclosed <think>. SFT on it teaches the model
+    to stop mid-thought."""
+    if any(str(row.get(column) or "").lower() in STOPPED_AT_LIMIT for column in REASON_COLUMNS):
+        return True
+    for column, value in row.items():
+        if isinstance(value, list) and value and all(isinstance(turn, dict) for turn in value):
+            replies = [t for t in value if ROLE_NAMES.get(t.get("role", t.get("from"))) == "assistant"]
+            if replies and open_think(turn_text(replies[-1].get("content", replies[-1].get("value")))):
+                return True
+        elif isinstance(value, str) and column in GENERATED_TEXT_COLUMNS and open_think(value):
+            return True
+    return False
+
+
+def drop_unfinished_rows(dataset):
+    """The rows that are not unfinished generations (reads only the columns that can tell, images stay stored)."""
+    relevant = [c for c in dataset.column_names if c in REASON_COLUMNS or c in GENERATED_TEXT_COLUMNS
+                or column_kind(dataset, c) in ("turns", "sharegpt turns")]
+    if not relevant:
+        return dataset
+    return dataset.filter(lambda *values: not unfinished(dict(zip(relevant, values))), input_columns=relevant)
+
+
 def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
-    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume (after
+    --drop_unfinished, which reads the finish_reason column a conversion drops)."""
     mapping = parse_map(mapping_spec)
     missing = [old for old in mapping.values() if old not in dataset.column_names]
     if missing:
@@ -408,6 +810,8 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
         function, needs = conversions[convert]
         if any(column not in dataset.column_names for column in needs):
             raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+        if convert == "gsm8k":
+            check_gsm8k_answers(dataset)
         dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
     if max_samples:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -914,7 +1318,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
 # ---- end of shared block: attention ----
 
 
-# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:9d1fc48095a51bf3 ----
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:45bdc66eace282a5 ----
 
 # The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
 # defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
@@ -934,6 +1338,9 @@ class RunArguments:
                                                             "'chosen=good_response,rejected=bad_response'."})
     convert: str | None = field(default=None, metadata={"help": "Structural conversion: sharegpt, alpaca or gsm8k."})
     max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only (quick test runs)."})
+    drop_unfinished: bool = field(default=False, metadata={"help": "Leave out generations cut at the generator's "
+                                                                   "limit (finish_reason 'length', or an assistant "
+                                                                   "turn ending inside an unclosed <think>)."})
     eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
     peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
     strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
@@ -1113,11 +1520,13 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
         check_push_access(training_args)
+    name_outputs(run)
+    if "LOCAL_RANK" not in os.environ and os.environ.get("HFLT_NODE_RANK", "0") == "0":
+        hold_output_dir(training_args.output_dir)  # the launching process holds it for the processes it starts
     launcher = launch_command(run)
     if launcher:
         print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
         sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
-    name_outputs(run)
     model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
     run.resume_from = resume_point(run)
     return run
@@ -1173,9 +1582,135 @@ def name_outputs(run: Run):
         args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
 
 
+RUN_LOCK = ".hflt-run.lock"
+
+
+def hold_output_dir(output_dir: str):
+    """A local output directory belongs to one live run: the run holds an exclusive lock on a file in it for the
+    whole process (the kernel lets go when the process ends, on a crash too), and a second run into it is refused
+    before anything loads. On a normal exit the lock file goes, and the directory too when this run made it and
+    left nothing in it (a refused run leaves nothing behind)."""
+    import atexit
+    import fcntl
+
+    directory = Path(output_dir)
+    created = not directory.exists()
+    path = directory / RUN_LOCK
+    while True:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise BadInput(f"--output_dir {output_dir} cannot be written ({error.strerror}); pass a directory you "
+                           "can write to.")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BadInput(f"--output_dir {output_dir} is in use by another run (process {holder}); wait for it to "
+                           "end, or pass another --output_dir.")
+        except OSError as error:
+            if not lockless(error):
+                raise
+            os.close(fd)
+            os.unlink(path)
+            print(f"warning: {output_dir} is on a filesystem without file locks: a second run into it would not be "
+                  "refused.", file=sys.stderr, flush=True)
+            return
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:  # its holder ended and removed it between the open and the lock
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+
+    def release():
+        try:
+            os.unlink(path)  # while holding it: a run that opened this file meanwhile sees it gone and opens anew
+            if created and not any(directory.iterdir()):
+                directory.rmdir()
+        except OSError:  # the directory was moved or removed meanwhile: nothing left to tidy
+            pass
+        os.close(fd)
+
+    atexit.register(release)
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """Why a safetensors file is not whole (a save cut short), or None: its header parses and the file is as long
+    as the header says."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+        if length is None or length > size - 8:
+            return "is cut short inside its header"
+        try:
+            header = json.loads(f.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+                      default=0)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return "has an unreadable header"
+    if 8 + length + end != size:
+        return f"has {size} bytes where its header describes {8 + length + end}"
+    return None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None when it is complete: its trainer state parses, its weights
+    are whole (safetensors headers and sizes, the shards an index names) and its torch files (optimizer, scheduler,
+    RNG states) are whole archives."""
+    import zipfile
+
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is not valid JSON"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights and not any(checkpoint.glob("*.bin")) and not any(checkpoint.glob("pytorch_model_fsdp_*")):
+        return "it has no weights"
+    for index in checkpoint.glob("*.index.json"):
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return f"{index.name} is not a valid weight index"
+        missing = sorted(shard for shard in shards if not (checkpoint / shard).is_file())
+        if missing:
+            return f"the shard {missing[0]} that {index.name} names is missing"
+    for file in weights:
+        problem = safetensors_problem(file)
+        if problem:
+            return f"{file.name} {problem}"
+    for file in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth"), *checkpoint.glob("*.bin")]):
+        if file.is_file() and not zipfile.is_zipfile(file):  # torch.save writes zip archives: a cut one has no end
+            return f"{file.name} is cut short"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N in `output_dir` that is complete; each newer one that is not is named on stderr."""
+    def step(path: Path) -> int:
+        return int(path.name.split("-", 1)[1])
+
+    checkpoints = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    for checkpoint in sorted(checkpoints, key=step, reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"Skipping {checkpoint.name}: {problem} (a save cut short); trying the checkpoint before it.",
+                  file=sys.stderr, flush=True)
+    return None
+
+
 def resume_point(run: Run) -> str | None:
     from huggingface_hub import snapshot_download
-    from transformers.trainer_utils import get_last_checkpoint
 
     args = run.training_args
     if run.run_args.resume_from_hub:
@@ -1184,14 +1719,20 @@ def resume_point(run: Run) -> str | None:
         local = snapshot_download(args.hub_model_id, allow_patterns=["last-checkpoint/*"],
                                   local_dir=Path(args.output_dir) / "hub-resume")
         checkpoint = Path(local) / "last-checkpoint"
-        if not (checkpoint / "trainer_state.json").exists():
+        problem = checkpoint_problem(checkpoint) if checkpoint.is_dir() else "missing"
+        if problem:
+            shutil.rmtree(local, ignore_errors=True)
+        if not checkpoint.is_dir():
             raise BadInput(f"{args.hub_model_id} has no last-checkpoint/ to resume from; start without "
                            "--resume_from_hub.")
+        if problem:
+            raise BadInput(f"last-checkpoint/ in {args.hub_model_id} is incomplete ({problem}); resume from a local "
+                           "checkpoint with --resume, or start without --resume_from_hub.")
         return str(checkpoint)
     if run.run_args.resume:
-        checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        checkpoint = last_complete_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
         if checkpoint is None:
-            print(f"No checkpoint in {args.output_dir}; starting from scratch.", flush=True)
+            print(f"No complete checkpoint in {args.output_dir}; starting from scratch.", flush=True)
         return checkpoint
     return None
 
@@ -1199,8 +1740,13 @@ def resume_point(run: Run) -> str | None:
 def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
     """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
     them, and the held-out rows."""
-    dataset = load_rows(run.script_args.dataset_name, run.script_args.dataset_config,
-                        run.script_args.dataset_train_split)
+    dataset, _ = open_rows(run.script_args.dataset_name, run.script_args.dataset_config,
+                           run.script_args.dataset_train_split)
+    if run.run_args.drop_unfinished:
+        kept = drop_unfinished_rows(dataset)
+        print(f"--drop_unfinished: {len(dataset) - len(kept):,} of {len(dataset):,} rows left out (generations cut "
+              "at the generator's limit).", flush=True)
+        dataset = kept
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
     run.processor = load_tokenizer(run.model_args)
@@ -1256,7 +1802,8 @@ def load_model(run: Run):
     return merge_adapter(name, getattr(torch, run.model_args.dtype), revision=run.model_args.model_revision)
 
 
-def run_record(run: Run, trainer, dataset, eval_dataset) -> dict:
+def starting_record(run: Run, dataset, eval_dataset) -> dict:
+    """What run.json says when training starts."""
     import torch
     import transformers
     import trl
@@ -1335,6 +1882,63 @@ def add_training_record(output_dir: str, record: dict) -> Path:
     return readme
 
 
+def merge_record_on_push(output_dir: str):
+    """The Trainer uploads the output directory at each checkpoint and at the end, and run.json with it: that upload
+    would replace what evaluations and exports appended to the repo's record meanwhile. Its uploads of the output
+    directory leave run.json (and the lock files) out; after each, push_run merges the repo's record with the local
+    one and commits it on the parent it read."""
+    import transformers
+    import transformers.trainer
+    from huggingface_hub import HfApi
+
+    folder = Path(output_dir).resolve()
+
+    class RecordMergingApi(HfApi):
+        def upload_folder(self, *, folder_path, run_as_future: bool = False, **kwargs):
+            if Path(folder_path).resolve() != folder:
+                return super().upload_folder(folder_path=folder_path, run_as_future=run_as_future, **kwargs)
+            if run_as_future:  # the Trainer's checkpoint pushes: in its background thread, record after upload
+                return self.run_as_future(self.upload_with_record, folder_path, kwargs)
+            return self.upload_with_record(folder_path, kwargs)
+
+        def upload_with_record(self, folder_path, kwargs: dict):
+            ignore = [*(kwargs.pop("ignore_patterns", None) or []), RUN_FILE, f".{RUN_FILE}*", RUN_LOCK]
+            info = super().upload_folder(folder_path=folder_path, ignore_patterns=ignore, **kwargs)
+            push_run(folder_path, kwargs["repo_id"], f"{kwargs.get('commit_message') or 'Upload'}: run.json",
+                     revision=kwargs.get("revision"))
+            return info
+
+    api = RecordMergingApi(library_name="transformers", library_version=transformers.__version__)
+    transformers.trainer.hf_api = lambda: api
+
+
+def guard_tracking(trainer):
+    """A tracker (Trackio or any other report_to integration) that fails to start or to log must not end a paid run:
+    it warns once, says why in a [tracking] line that `jobs.py status` shows, and training goes on without it."""
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    trackers = tuple(get_reporting_integration_callbacks(trainer.args.report_to))
+    events = [name for name in vars(TrainerCallback) if name.startswith("on_")]
+    for callback in trainer.callback_handler.callbacks:
+        if trackers and isinstance(callback, trackers):
+            for event in events:
+                setattr(callback, event, tracker_event(callback, getattr(callback, event)))
+
+
+def tracker_event(callback, event):
+    def call(*args, **kwargs):
+        if getattr(callback, "unavailable", None):
+            return None
+        try:
+            return event(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - whatever the tracker raised, the loss is still in the logs
+            callback.unavailable = f"{type(callback).__name__.removesuffix('Callback')}: {first_line(error)[:300]}"
+            print(f"warning: tracking unavailable ({callback.unavailable}); training goes on and the loss stays in the "
+                  "logs. Pass --report_to none to train without it.", file=sys.stderr, flush=True)
+            print("[tracking] " + json.dumps({"unavailable": callback.unavailable}), flush=True)
+    return call
+
+
 def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
@@ -1342,17 +1946,26 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     from huggingface_hub import HfApi
 
     args = run.training_args
-    record = run_record(run, trainer, dataset, eval_dataset)
+    output = Path(args.output_dir)
+    record = starting_record(run, dataset, eval_dataset)
     if trainer.is_world_process_zero():
-        update_run_record(args.output_dir, record)
+        append_to_run(output, fields=record, create=True)
         print("[run] " + json.dumps({key: record[key] for key in ("method", "output_dir", "hub_repo", "trackio", "job")}),
               flush=True)
+    if args.push_to_hub:
+        merge_record_on_push(args.output_dir)
+    guard_tracking(trainer)
     try:
         trainer.train(resume_from_checkpoint=run.resume_from)
-    except BaseException as error:  # the record says the run ended, and how
+    except BaseException as error:  # the record says the run ended, and how (in the repo too, when it can)
         if trainer.is_world_process_zero():
-            update_run_record(args.output_dir, {"status": "failed", "finished_at": utcnow(),
-                                                "error": f"{error.__class__.__name__}: {error}"[:500]})
+            append_to_run(output, fields={"status": "failed", "finished_at": utcnow(),
+                                          "error": f"{error.__class__.__name__}: {error}"[:500]})
+            if args.push_to_hub:
+                try:
+                    push_run(output, args.hub_model_id, "Training failed: run.json", revision=args.hub_revision)
+                except Exception:  # noqa: BLE001 - the local record says it; the error below is what matters
+                    pass
         if isinstance(error, torch.OutOfMemoryError):
             print("CUDA out of memory: halve --per_device_train_batch_size (double --gradient_accumulation_steps), "
                   "shorten --max_length, use --peft lora/qlora, or a bigger flavor from plan.py.", flush=True)
@@ -1365,7 +1978,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         record["hardware"]["peak_memory_gb"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
         record["hardware"]["peak_memory_allocated_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if trainer.is_world_process_zero():
-        record = update_run_record(args.output_dir, record)
+        record = append_to_run(output, fields=record)
         shutil.rmtree(Path(args.output_dir) / "hub-resume", ignore_errors=True)
     card = dict(dataset_name=None if Path(run.script_args.dataset_name).exists() else run.script_args.dataset_name,
                 tags=[run.method, "hf-llm-trainer"])
@@ -1407,8 +2020,4 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

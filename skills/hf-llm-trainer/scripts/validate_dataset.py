@@ -56,167 +56,15 @@ VARIANTS = {  # target column: the names real datasets use for it
     "text": ["text", "content", "document"],
 }
 TRAINED = ("sft", "dpo", "grpo")  # methods with a trainer here: their verdicts go through the trainer's own checks
-WHOLE_FILE_BYTES = 1 << 30  # local JSONL up to this size is parsed whole: about 3M short rows, seconds
-SHAPES_KEPT = 100  # rows of a new shape found after the sample, kept so that the checks see them
+EVERY_ROW = 10**15  # --full: a limit no dataset reaches, so rows stream as they do for a sample
 
 
 # ---------------------------------------------------------------- reading a sample
 
 
-def count_lines(path: Path) -> int:
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
-
-
-def parse_line(path: Path, number: int, line) -> dict:
-    try:
-        row = json.loads(line)
-    except ValueError:
-        raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
-    if not isinstance(row, dict):
-        raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per line.")
-    return row
-
-
-JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
-
-
-def read_whole_jsonl(path: Path, limit: int | None) -> tuple[list[dict], int]:
-    """Parses every line (a broken one anywhere is found) and keeps the first `limit` rows, plus the first rows of
-    each other set of columns seen after them: a schema change at row 50,000 still reaches the checks. A column
-    holding text in one row and a number in another cannot load at all, so it is bad input here as in the trainer."""
-    rows, shapes, kinds, total = [], set(), {}, 0
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            row = parse_line(path, number, line)
-            total += 1
-            shape = tuple((key, type(value)) for key, value in row.items())
-            if shape in shapes:
-                if limit is None or len(rows) < limit:
-                    rows.append(row)
-                continue
-            for key, value in row.items():
-                kind = JSON_KINDS.get(type(value))
-                first = kinds.get(key)
-                if first is None and kind:
-                    kinds[key] = (kind, number)
-                elif kind and kind != first[0]:
-                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
-                                   "every row needs the same type in a column.")
-            if limit is None or len(rows) < limit + SHAPES_KEPT:
-                rows.append(row)
-            if len(shapes) < 100_000:
-                shapes.add(shape)
-    return rows, total
-
-
-def read_local_file(path: Path, limit: int | None) -> tuple[list[dict], int | None]:
-    if path.stat().st_size == 0:
-        raise BadInput(f"{path} is empty; point --dataset at a file with rows.")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            parquet = pq.ParquetFile(path)
-        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
-            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
-        rows = parquet.metadata.num_rows
-        batches = parquet.iter_batches(batch_size=min(limit or rows, 65536) or 1)
-        table_rows = []
-        for batch in batches:
-            table_rows += batch.to_pylist()
-            if limit and len(table_rows) >= limit:
-                break
-        return table_rows[:limit] if limit else table_rows, rows
-    if suffix == ".jsonl":
-        if limit is None or path.stat().st_size <= WHOLE_FILE_BYTES:
-            return read_whole_jsonl(path, limit)
-        sample = []
-        with open(path) as f:
-            for number, line in enumerate(itertools.islice(f, limit), start=1):
-                if line.strip():
-                    sample.append(parse_line(path, number, line))
-        return sample, count_lines(path)
-    if suffix in (".json", ".csv", ".arrow"):
-        from datasets import Dataset, load_dataset
-
-        try:
-            dataset = (Dataset.from_file(str(path)) if suffix == ".arrow"
-                       else load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train"))
-        except Exception as error:  # noqa: BLE001 - the datasets error names the bad line
-            raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error)[:200]}); fix the file.")
-        return dataset.select(range(min(limit or len(dataset), len(dataset)))).to_list(), len(dataset)
-    raise BadInput(f"{path} has an unsupported format {suffix or '(no extension)'}; use jsonl, json, csv, parquet or arrow.")
-
-
-def read_local_dir(path: Path, split: str, limit: int | None) -> tuple[list[dict], int | None]:
-    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-        from datasets import load_from_disk
-
-        dataset = load_from_disk(str(path))
-        if hasattr(dataset, "keys"):
-            if split not in dataset:
-                raise BadInput(f"{path} has no split {split!r}; it has {', '.join(dataset)}. Pass --split.")
-            dataset = dataset[split]
-        return dataset.select(range(min(limit or len(dataset), len(dataset)))).to_list(), len(dataset)
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in FILE_BUILDERS and not p.name.startswith("."))
-    if not files:
-        raise BadInput(f"{path} holds no jsonl, json, csv, parquet or arrow files.")
-    matching = [p for p in files if split in p.stem or split in p.parent.name] or files
-    sample, total = [], 0
-    for file in matching:
-        rows, count = read_local_file(file, None if limit is None else max(limit - len(sample), 1))
-        if limit is None or len(sample) < limit:
-            sample += rows
-        total += count
-    return sample[:limit] if limit else sample, total
-
-
-def read_hub(name: str, config: str | None, split: str, limit: int | None) -> tuple[list[dict], int | None]:
-    from datasets import load_dataset
-
-    try:
-        stream = load_dataset(name, config, split=split, streaming=True)
-    except FileNotFoundError as error:
-        raise BadInput(f"Dataset {name!r} was not found on the Hub or locally ({error.__class__.__name__}); check the id "
-                       "or the path.")
-    except ValueError as error:
-        message = str(error)
-        if "split" in message.lower():
-            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --split with one of its splits.")
-        if "config" in message.lower():
-            raise BadInput(f"Dataset {name!r} needs a config: {message.splitlines()[0][:300]} Pass --config NAME.")
-        raise BadInput(f"Dataset {name!r} could not be read: {message.splitlines()[0][:300]}")
-    except ConnectionError as error:
-        raise BadInput(f"The Hub could not be reached for {name!r} ({error}); check the network or pass a local file.")
-    stream = stream.decode(False)  # images as stored (bytes or path): checked, not decoded
-    rows = list(itertools.islice(stream, limit)) if limit else list(stream)
-    total = None
-    info = getattr(stream, "info", None)
-    if info is not None and info.splits and split in info.splits and info.splits[split].num_examples:
-        total = info.splits[split].num_examples
-    return rows, total if limit else len(rows)
-
-
 def read_sample(args) -> tuple[list[dict], int | None]:
-    path = Path(args.dataset)
-    limit = None if args.full else args.sample
-    if path.is_file():
-        if args.split != "train" or args.config:
-            raise BadInput(f"{path} is one file: one split, 'train', and no configuration; drop --split/--config.")
-        return read_local_file(path, limit)
-    if path.is_dir():
-        return read_local_dir(path, args.split, limit)
-    if args.dataset.startswith((".", "/")) or Path(args.dataset).suffix.lower() in FILE_BUILDERS:
-        raise BadInput(f"{args.dataset} does not exist; check the path.")
-    return read_hub(args.dataset, args.config, args.split, limit)
+    """The rows the trainers would read (the shared open_rows), the first --sample of them or all with --full."""
+    return open_rows(args.dataset, args.dataset_config, args.split, EVERY_ROW if args.full else args.sample)
 
 
 # ---------------------------------------------------------------- shapes
@@ -389,12 +237,22 @@ def analyse_grpo(rows, columns) -> dict:
             return verdict("incompatible", reasons=["GRPO needs prompts only; this is a conversation dataset (use SFT, "
                                                     "or build a 'prompt' column of the turns before the answer)"])
         return verdict("incompatible", reasons=[f"no prompt column among {columns}"])
+    if code_test_columns(columns):
+        return verdict("ready", mapping={"prompt": prompt}, reasons=["code with tests ('test' + 'entry_point', or "
+                                                                     "'tests' as stdin/stdout pairs)"],
+                       warnings=["rewards: pass --reward_funcs code_tests, which runs each completion's code against "
+                                 "the row's tests in a sandbox"])
     # the default rewards compare completions with a reference answer in 'solution'
     solution = "solution" if "solution" in columns else find_column(columns, "completion", exclude={prompt})
     mapping = {"prompt": prompt} | ({"solution": solution} if solution else {})
     extra = [c for c in columns if c not in mapping.values()]
     return verdict("ready", mapping=mapping,
                    warnings=[f"columns {extra} reach the reward functions as keyword arguments"] if extra else [])
+
+
+def code_test_columns(columns) -> bool:
+    """Rows train_grpo.py's code_tests reward scores: HumanEval-style `test` + `entry_point`, or `tests`."""
+    return {"test", "entry_point"} <= set(columns) or "tests" in columns
 
 
 def analyse_kto(rows, columns) -> dict:
@@ -493,7 +351,8 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict, model: str | No
             mapping_spec = ",".join(f"{new}={old}" for new, old in result["mapping"].items()) if fixable else None
             prepared = check_training_rows(prepare_dataset(dataset, mapping_spec, result["convert"] if fixable else None,
                                                            None), method,
-                                           DEFAULT_REWARD_COLUMNS if method == "grpo" else ())
+                                           () if method != "grpo" or code_test_columns(dataset.column_names)
+                                           else DEFAULT_REWARD_COLUMNS)
             check_chat_template(prepared, method, model, has_template)
         except BadInput as error:
             if fixable:
@@ -504,6 +363,22 @@ def confirm_with_trainer_checks(rows: list[dict], methods: dict, model: str | No
             continue
         if not fixable:  # the trainer takes the rows as they are: what the heuristics objected to is a warning
             methods[method] = verdict("ready", warnings=result["warnings"] + result["reasons"])
+
+
+def unfinished_share(rows: list[dict], methods: dict) -> dict:
+    """Generations the generator stopped at its limit (the shared `unfinished`: finish_reason 'length', or an
+    assistant turn ending inside an unclosed <think>). SFT and DPO would learn to stop mid-thought: their fix
+    gains --drop_unfinished, which the trainers apply before anything else."""
+    cut = sum(1 for row in rows if unfinished(row))
+    if cut:
+        for method in ("sft", "dpo"):
+            result = methods[method]
+            if result["status"] != "incompatible":
+                result["fix"] = " ".join(filter(None, [result["fix"], "--drop_unfinished"]))
+                result["warnings"].append(f"{cut} of {len(rows)} rows are unfinished generations (cut at the "
+                                          "generator's limit, inside an unclosed <think>): --drop_unfinished leaves "
+                                          "them out")
+    return {"rows": cut, "rows_checked": len(rows), "share": round(cut / len(rows), 4)}
 
 
 # ---------------------------------------------------------------- tokens
@@ -541,14 +416,19 @@ def token_stats(rows, methods, args) -> dict:
             lengths.append(len(tokenizer(text, add_special_tokens=False).input_ids))
     if not lengths:
         return {"model": args.model, "p50": None, "p95": None, "max": None, "truncated_share": None,
-                "total_estimate": None}
+                "total_estimate": None, "total": None, "seen_at_max_length": None, "rows_cut": None,
+                "share_cut": None, "max_length": args.max_length}
     ordered = sorted(lengths)
     total_rows = args.total_rows or len(rows)
+    cut = sum(1 for n in lengths if n > args.max_length)
+    total = int(statistics.fmean(ordered) * total_rows)
+    seen = int(statistics.fmean(min(n, args.max_length) for n in ordered) * total_rows)  # the rest is truncated
     return {"model": args.model, "p50": int(statistics.median(ordered)),
             "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], "max": ordered[-1],
-            "mean": round(statistics.fmean(ordered), 1),
-            "truncated_share": round(sum(1 for n in lengths if n > args.max_length) / len(lengths), 4),
-            "total_estimate": int(statistics.fmean(ordered) * total_rows), "max_length": args.max_length}
+            "mean": round(statistics.fmean(ordered), 1), "max_length": args.max_length,
+            "rows_measured": len(lengths), "rows_cut": cut, "share_cut": round(cut / len(lengths), 4),
+            "truncated_share": round(cut / len(lengths), 4),  # the older name of share_cut
+            "total": total, "total_estimate": total, "seen_at_max_length": seen}
 
 
 def _as_chat(value) -> list[dict] | None:
@@ -588,7 +468,8 @@ def render_row(row, sft, dpo, tokenizer) -> str | None:
 
 
 def print_report(report: dict):
-    print(f"Dataset validation for {report['dataset']} (split {report['split']}, {report['rows_checked']} rows "
+    subset = f"configuration {report['config']}, " if report["config"] else ""
+    print(f"Dataset validation for {report['dataset']} ({subset}split {report['split']}, {report['rows_checked']} rows "
           f"checked of {report['rows'] if report['rows'] is not None else 'unknown'}):")
     print(f"Format: {report['format']}, modality: {report['modality']}, columns: "
           + ", ".join(f"{k} ({v})" for k, v in report["columns"].items()))
@@ -602,18 +483,26 @@ def print_report(report: dict):
             print(f"{'':25}! {warning}")
     for warning in report["warnings"]:
         print(f"Warning: {warning}")
+    unfinished_rows = report["unfinished"]
+    if unfinished_rows["rows"]:
+        print(f"Unfinished: {unfinished_rows['rows']} of {unfinished_rows['rows_checked']} rows "
+              f"({unfinished_rows['share']:.1%}) were cut at the generator's limit (finish_reason 'length' or an "
+              "unclosed <think>); SFT would learn to stop mid-thought: train with --drop_unfinished.")
     tokens = report.get("tokens")
     if tokens and tokens.get("p50") is not None:
         print(f"Tokens ({tokens['model']}): p50 {tokens['p50']}, p95 {tokens['p95']}, max {tokens['max']}; "
-              f"{tokens['truncated_share']:.1%} of rows exceed --max_length {tokens['max_length']}; about "
-              f"{tokens['total_estimate']:,} tokens in the split.")
+              f"{tokens['share_cut']:.1%} of rows ({tokens['rows_cut']} of {tokens['rows_measured']}) are cut at "
+              f"--max_length {tokens['max_length']}: training sees about {tokens['seen_at_max_length']:,} of the "
+              f"{tokens['total']:,} tokens in the split.")
 
 
 def build_parser():
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="Hub dataset id, local file (jsonl, json, csv, parquet, "
                                                          "arrow) or directory")
-    parser.add_argument("--config", default=None, help="dataset configuration (subset) name")
+    parser.add_argument("--dataset_config", "--config", dest="dataset_config", default=None,
+                        help="dataset configuration (subset) name, as the trainers' --dataset_config (--config is an "
+                             "alias)")
     parser.add_argument("--split", default="train", help="split of a Hub dataset or a saved DatasetDict")
     parser.add_argument("--model", default=None, help="measure token lengths with this model's tokenizer")
     parser.add_argument("--max_length", type=int, default=2048, help="the training --max_length to check against")
@@ -642,29 +531,56 @@ def main():
     if kind == "vision":
         check_vision(rows, methods)
     confirm_with_trainer_checks(rows, methods, args.model)
-    report = {"dataset": args.dataset, "split": args.split, "rows": total, "rows_checked": len(rows),
-              "columns": types, "format": data_format, "modality": kind, "warnings": warnings, "methods": methods,
+    report = {"dataset": args.dataset, "config": args.dataset_config, "split": args.split, "rows": total,
+              "rows_checked": len(rows), "columns": types, "format": data_format, "modality": kind,
+              "warnings": warnings, "methods": methods, "unfinished": unfinished_share(rows, methods),
               "tokens": token_stats(rows, methods, args) if args.model else None}
     print(json.dumps(report, indent=2, default=str) if args.json else "", end="\n" if args.json else "")
     if not args.json:
         print_report(report)
 
 
-# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:83701308960d8e22 ----
+# ---- shared block: errors (tools/shared/errors.py; edit it there, then `make shared`) sha256:aa79b8ee73e35093 ----
 
-# The exception every script turns into one sentence on stderr and exit code 2.
+# The two exceptions every script turns into one sentence on stderr, and the entry point that does it: BadInput (a
+# mistake the person fixes: exit 2) and Failure (something failed at run time: exit 1); anything else is a bug and
+# keeps its traceback.
 
 class BadInput(Exception):
     """A mistake in the flags, paths or data: one sentence on stderr, exit 2. A token quoted back from the flags
     (`--hub_tokne hf_...`) is masked, since the sentence is printed and logged."""
 
     def __init__(self, message: str):
-        super().__init__(re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", message))
+        super().__init__(mask_tokens(message))
+
+
+class Failure(Exception):
+    """Something failed at run time (network, a tool, corrupt state), with a message that says what happened and
+    what to do next: one sentence on stderr, exit 1, no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(mask_tokens(message))
+
+
+def mask_tokens(text: str) -> str:
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
 
 
 def first_line(error) -> str:
     """What an exception (or a server's message) says, in one line; its class name when it says nothing."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def run_cli(main):
+    """Runs a script's main: BadInput exits 2 and Failure exits 1, each with its one sentence on stderr."""
+    try:
+        main()
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 # ---- end of shared block: errors ----
 
@@ -681,7 +597,7 @@ class Parser(argparse.ArgumentParser):
 # ---- end of shared block: cli ----
 
 
-# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:5292a000198e7931 ----
+# ---- shared block: data (tools/shared/data.py; edit it there, then `make shared`) sha256:254d1e95cbf68a99 ----
 
 # Loading and reshaping training data, the same in validate_dataset.py and the trainers, so that the flags the
 # validator prints are the flags the trainer applies.
@@ -693,44 +609,212 @@ ROLE_NAMES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
-def load_rows(name: str, config: str | None, split: str, streaming: bool = False):
-    import datasets
-    from datasets import load_dataset, load_from_disk
-    from datasets.exceptions import DatasetGenerationError
+WHOLE_FILE_BYTES = 1 << 30  # a local JSONL file up to this size is loaded whole even for a sample: a bad line anywhere is found
+SHAPES_KEPT = 100  # rows after a sample whose missing columns the sample never showed, kept so that the checks see them
+STOPPED_AT_LIMIT = ("length", "max_tokens", "max_length", "max_new_tokens")  # finish/stop reasons of a cut generation
+REASON_COLUMNS = ("finish_reason", "stop_reason")
+GENERATED_TEXT_COLUMNS = ("completion", "generation", "response", "output", "chosen")
 
-    datasets.logging.set_verbosity_error()  # a row that does not parse is one sentence below, not a logged line too
+
+def open_rows(name: str, config: str | None = None, split: str = "train", limit: int | None = None):
+    """The one reader of rows: validate_dataset.py judges and the trainers train on what this returns, so a dataset
+    the validator calls READY is one the trainer opens. `name` is a local file (its format from its suffix, in any
+    case), a saved dataset, a folder of data files or a Hub dataset id with its configuration.
+
+    Returns (rows, total): with `limit` None, a datasets.Dataset of every row; with a limit, a list of the first
+    `limit` rows as dicts (images as stored, undecoded), read without loading the whole dataset where it is large (Hub
+    datasets stream, parquet is read lazily), plus the rows of other shapes found after them. `total`: the split's
+    row count, None where only a full read would tell."""
+    import datasets
+
+    # a row that does not parse is one sentence below, not logged lines too
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     path = Path(name)
     try:
         if path.is_file():
-            if path.suffix not in FILE_BUILDERS:
-                raise BadInput(f"{name} is a {path.suffix or 'extensionless'} file; use jsonl, json, csv, parquet or arrow.")
-            if path.stat().st_size == 0:
-                raise BadInput(f"Dataset file {name} is empty; point it at a file with rows.")
-            if split not in (None, "train"):
-                raise BadInput(f"Dataset file {name} has one split, 'train', not {split!r}; drop the split flag.")
-            return load_dataset(FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=streaming)
-        if path.is_dir() and (path / "dataset_info.json").exists():
-            return load_from_disk(str(path))
-        if not path.exists() and (path.suffix in FILE_BUILDERS or name.startswith((".", "/"))):
-            raise BadInput(f"Dataset file {name} was not found; check the path.")
-        return load_dataset(name, config, split=split, streaming=streaming)
+            return _open_file(path, config, split, limit)
+        if path.is_dir():
+            if config:
+                raise BadInput(f"{name} is a local directory: it has no configurations; drop --dataset_config.")
+            return _open_dir(path, split, limit)
+        if name.startswith((".", "/")) or path.suffix.lower() in FILE_BUILDERS:
+            raise BadInput(f"Dataset file {name} was not found: it does not exist here; check the path.")
+        return _open_hub(name, config, split, limit)
     except BadInput:
         raise
-    except DatasetGenerationError as error:  # a line that does not parse, a column whose type changes between rows
-        cause = first_line(error.__cause__ or error)[:300]
-        raise BadInput(f"Dataset {name!r} could not be read ({cause}); fix that row (validate_dataset.py names its "
-                       "line).")
-    except ConnectionError as error:
-        raise BadInput(f"Dataset {name!r} could not be fetched ({error}); check the id and the network, or pass a local file.")
-    except FileNotFoundError as error:
-        raise BadInput(f"Dataset {name!r} was not found ({error}); pass a Hub dataset id, a local file or a directory.")
-    except OSError as error:  # a file that cannot be opened as what its name says
-        raise BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:200]}); fix or replace the "
-                       "file.")
-    except ValueError as error:
-        if "split" in str(error).lower():
-            raise BadInput(f"Dataset {name!r} has no split {split!r}; pass --dataset_train_split with an existing one.")
-        raise BadInput(f"Dataset {name!r} could not be read: {error}")
+    except Exception as error:  # noqa: BLE001 - whatever the library raises while reading becomes one sentence
+        raise _read_error(name, config, split, error) from error
+
+
+def _open_file(path: Path, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    suffix = path.suffix.lower()
+    if suffix not in FILE_BUILDERS:
+        raise BadInput(f"{path} has an unsupported format ({suffix or 'no extension'}); use jsonl, json, csv, parquet "
+                       "or arrow.")
+    if path.stat().st_size == 0:
+        raise BadInput(f"Dataset file {path} is empty; point it at a file with rows.")
+    if split not in (None, "train") or config:
+        raise BadInput(f"{path} is one file, which has one split, 'train', and no configuration; drop the split and "
+                       "configuration flags.")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            total = pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise BadInput(f"{path} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    if suffix == ".jsonl" and path.stat().st_size <= WHOLE_FILE_BYTES:
+        scan_jsonl(path)  # the loader would read a number in a text column as text; the line is named either way
+    lazy = limit is not None and (suffix == ".parquet" or path.stat().st_size > WHOLE_FILE_BYTES)
+    try:
+        dataset = load_dataset(FILE_BUILDERS[suffix], data_files=str(path), split="train", streaming=lazy)
+        if lazy:
+            return _take(dataset, limit), total if suffix == ".parquet" else _count_lines(path)
+    except BadInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - a JSONL file says which line; the library's message otherwise
+        if suffix == ".jsonl":
+            scan_jsonl(path)
+        raise BadInput(f"{path} could not be parsed as {suffix[1:]} ({first_line(error.__cause__ or error)[:200]}); "
+                       "fix the file.")
+    return _sample(dataset, limit)
+
+
+def _open_dir(path: Path, split: str, limit: int | None):
+    from datasets import load_dataset, load_from_disk
+
+    if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):
+            if split not in dataset:
+                raise BadInput(f"{path} has no split {split!r}; it has {', '.join(dataset)}: pass one of those.")
+            dataset = dataset[split]
+        return _sample(dataset, limit)
+    if not any(p.suffix.lower() in FILE_BUILDERS for p in path.rglob("*") if not p.name.startswith(".")):
+        raise BadInput(f"{path} holds no jsonl, json, csv, parquet or arrow files.")
+    return _sample(load_dataset(str(path), split=split), limit)
+
+
+def _open_hub(name: str, config: str | None, split: str, limit: int | None):
+    from datasets import load_dataset
+
+    dataset = load_dataset(name, config, split=split, streaming=limit is not None)
+    if limit is None:
+        return dataset, len(dataset)
+    info = getattr(dataset, "info", None)
+    total = info.splits[split].num_examples if info is not None and info.splits and split in info.splits else None
+    rows = _take(dataset, limit)
+    return rows, (total or None) if len(rows) == limit else len(rows)
+
+
+def _take(stream, limit: int) -> list[dict]:
+    import itertools
+
+    return list(itertools.islice(stream.decode(False), limit))  # images as stored (bytes or path): checked, not decoded
+
+
+def _sample(dataset, limit: int | None):
+    """Every row (a Dataset), or the first `limit` rows as dicts plus the first rows after them whose missing
+    columns the sample never showed (a schema change at row 50,000 still reaches the checks)."""
+    if limit is None:
+        return dataset, len(dataset)
+    import pyarrow.compute as pc
+
+    rows = dataset.select(range(min(limit, len(dataset)))).to_list()
+    if len(dataset) > limit:
+        table = dataset.with_format("arrow")[:]
+        shapes = [0] * len(table)
+        for bit, column in enumerate(table.columns):
+            for index in pc.indices_nonzero(pc.is_null(column)).to_pylist():
+                shapes[index] |= 1 << bit
+        seen, extra = set(shapes[:limit]), []
+        for index in range(limit, len(shapes)):
+            if shapes[index] not in seen and len(extra) < SHAPES_KEPT:
+                seen.add(shapes[index])
+                extra.append(index)
+        rows += dataset.select(extra).to_list() if extra else []
+    return rows, len(dataset)
+
+
+def _count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+JSON_KINDS = {str: "text", int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "an object"}
+
+
+def scan_jsonl(path: Path):
+    """Names the first line of a JSONL file that cannot load: not JSON, not an object, or a column whose type
+    changes from the line that set it (a column holding text in one row and a number in another cannot load)."""
+    kinds = {}
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise BadInput(f"{path} line {number} is not valid JSON; fix or remove that line.")
+            if not isinstance(row, dict):
+                raise BadInput(f"{path} line {number} is not a JSON object; write one object with named columns per "
+                               "line.")
+            for key, value in row.items():
+                kind = JSON_KINDS.get(type(value))
+                first = kinds.get(key)
+                if first is None and kind:
+                    kinds[key] = (kind, number)
+                elif kind and kind != first[0]:
+                    raise BadInput(f"{path}: '{key}' holds {first[0]} on line {first[1]} but {kind} on line {number}; "
+                                   "every row needs the same type in a column.")
+
+
+def _read_error(name: str, config: str | None, split: str, error: Exception) -> BadInput:
+    """What went wrong reading `name`, as one sentence with the flag that fixes it."""
+    from datasets.exceptions import DatasetGenerationError
+
+    message = str(error)
+    if isinstance(error, ConnectionError) or "offline" in message.lower():
+        return BadInput(f"The Hub could not be reached for {name!r} ({first_line(error)[:200]}); check the network, "
+                        "or pass a local file.")
+    if isinstance(error, DatasetGenerationError):  # a line that does not parse, a column whose type changes
+        return BadInput(f"Dataset {name!r} could not be read ({first_line(error.__cause__ or error)[:300]}); fix "
+                        "that row (validate_dataset.py names its line).")
+    if isinstance(error, FileNotFoundError):
+        return BadInput(f"Dataset {name!r} was not found on the Hub or locally ({first_line(error)[:200]}); check "
+                        "the id or the path.")
+    if isinstance(error, ValueError) and ("config" in message.lower()):
+        names = config_names(name, message)
+        listed = ", ".join(names) if names else "see the dataset card"
+        if config:
+            return BadInput(f"Dataset {name!r} has no configuration {config!r} (it has {listed}); pass one of "
+                            "them with --dataset_config NAME.")
+        return BadInput(f"Dataset {name!r} has {len(names) or 'several'} configurations and no default ({listed}); "
+                        f"pick one with --dataset_config NAME, e.g. --dataset_config {names[0] if names else 'NAME'}.")
+    if isinstance(error, ValueError) and "split" in message.lower():
+        found = re.findall(r"'([^']+)'", message.split("vailable", 1)[-1]) if "vailable" in message else []
+        return BadInput(f"Dataset {name!r} has no split {split!r}" + (f"; it has {', '.join(found)}" if found else "")
+                        + ": pass an existing split.")
+    if isinstance(error, OSError) and ".parquet" in name.lower():
+        return BadInput(f"{name} could not be read as parquet ({first_line(error)[:200]}); fix the file.")
+    return BadInput(f"Dataset {name!r} could not be read ({first_line(error)[:300]}); fix or replace it.")
+
+
+def config_names(name: str, message: str = "") -> list[str]:
+    """Every configuration of Hub dataset `name`: from the library, else from its error message."""
+    try:
+        from datasets import get_dataset_config_names
+
+        return list(get_dataset_config_names(name))
+    except Exception:  # noqa: BLE001 - the error message lists them too
+        found = re.search(r"\[([^\]]*)\]", message)
+        return re.findall(r"'([^']+)'", found.group(1)) if found else []
 
 
 def parse_map(spec: str | None) -> dict[str, str]:
@@ -760,8 +844,61 @@ def gsm8k_to_prompt(row):
             "solution": row["answer"].split("####")[-1].strip().replace(",", "")}
 
 
+def gsm8k_final_answer(answer) -> str | None:
+    """The number after the last '####' of a GSM8K answer ('... #### 1,234' -> '1234'); None when there is none."""
+    head, mark, tail = str(answer if answer is not None else "").rpartition("####")
+    number = tail.strip().replace(",", "")
+    return number if mark and re.fullmatch(r"[-+]?\d+(\.\d+)?", number) else None
+
+
+def check_gsm8k_answers(dataset):
+    """--convert gsm8k takes the number after '####' as the solution the rewards compare with; answers without one
+    would make the whole answer text the solution, which no completion matches: every reward 0, and training runs on
+    teaching nothing. Most of the checked rows without one is refused (a few are left to score 0)."""
+    answers = dataset.select(range(min(CHECKED_ROWS, len(dataset))))["answer"]
+    lacking = [index for index, answer in enumerate(answers) if gsm8k_final_answer(answer) is None]
+    if answers and len(lacking) * 2 > len(answers):
+        example = " ".join(str(answers[lacking[0]] or "").split())[:60]
+        raise BadInput(f"--convert gsm8k needs answers ending in '#### <number>', but {len(lacking)} of the first "
+                       f"{len(answers)} answers have none (row {lacking[0]}: {example!r}), so every completion would "
+                       "score 0; drop --convert and pass --map prompt=question,solution=<a column holding just the "
+                       "final answer>, or --map prompt=question with --reward_funcs that read no 'solution' "
+                       "(answer_format, think_format_reward or your own path/to/file.py:function).")
+
+
+def open_think(text: str) -> bool:
+    """The text ends inside a `<think>` block that was never closed (an R1-style trace cut before its answer)."""
+    return text.rfind("<think>") > text.rfind("</think>")
+
+
+def unfinished(row: dict) -> bool:
+    """A generation the generator stopped at its limit: a finish_reason/stop_reason saying so ('length'), or a last
+    assistant turn (or a generated text column) that ends inside an unclosed <think>. SFT on it teaches the model
+    to stop mid-thought."""
+    if any(str(row.get(column) or "").lower() in STOPPED_AT_LIMIT for column in REASON_COLUMNS):
+        return True
+    for column, value in row.items():
+        if isinstance(value, list) and value and all(isinstance(turn, dict) for turn in value):
+            replies = [t for t in value if ROLE_NAMES.get(t.get("role", t.get("from"))) == "assistant"]
+            if replies and open_think(turn_text(replies[-1].get("content", replies[-1].get("value")))):
+                return True
+        elif isinstance(value, str) and column in GENERATED_TEXT_COLUMNS and open_think(value):
+            return True
+    return False
+
+
+def drop_unfinished_rows(dataset):
+    """The rows that are not unfinished generations (reads only the columns that can tell, images stay stored)."""
+    relevant = [c for c in dataset.column_names if c in REASON_COLUMNS or c in GENERATED_TEXT_COLUMNS
+                or column_kind(dataset, c) in ("turns", "sharegpt turns")]
+    if not relevant:
+        return dataset
+    return dataset.filter(lambda *values: not unfinished(dict(zip(relevant, values))), input_columns=relevant)
+
+
 def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_samples: int | None):
-    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume."""
+    """Applies --map, --convert and --max_samples, in that order, as the validator's fix flags assume (after
+    --drop_unfinished, which reads the finish_reason column a conversion drops)."""
     mapping = parse_map(mapping_spec)
     missing = [old for old in mapping.values() if old not in dataset.column_names]
     if missing:
@@ -776,6 +913,8 @@ def prepare_dataset(dataset, mapping_spec: str | None, convert: str | None, max_
         function, needs = conversions[convert]
         if any(column not in dataset.column_names for column in needs):
             raise BadInput(f"--convert {convert} needs columns {needs}; the dataset has {dataset.column_names}.")
+        if convert == "gsm8k":
+            check_gsm8k_answers(dataset)
         dataset = dataset.map(function, remove_columns=[c for c in dataset.column_names if c not in ("images", "image")])
     if max_samples:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -985,8 +1124,5 @@ def check_chat_template(dataset, method: str, model: str, has_template: bool):
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        main()
-    except BadInput as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    run_cli(main)
