@@ -34,3 +34,36 @@ def test_convert_gguf_output_flags(run_script, tmp_path, flags):
     result = same_outcome(run_script, "convert_gguf.py", [flags[0], value], [flags[1], value],
                           "--model", tmp_path / "missing-model")
     assert result.returncode == 2 and flags[0] in result.stderr, result.stderr
+
+
+def test_validate_dataset_config_and_its_old_spelling(run_script, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n' * 4)
+    result = same_outcome(run_script, "validate_dataset.py", ["--dataset_config", "main"], ["--config", "main"],
+                          "--dataset", rows, "--json")
+    assert result.returncode == 2 and "configuration" in result.stderr.lower(), result.output
+
+
+def test_report_output_dir_and_its_old_spelling(run_script, tmp_path):
+    first = run_script("report.py", "--experiment", "spell", "--output_dir", tmp_path / "new")
+    second = run_script("report.py", "--experiment", "spell", "--out", tmp_path / "old")
+    assert first.returncode == second.returncode == 0, first.output + second.output
+    assert (tmp_path / "new" / "spell.md").read_text() == (tmp_path / "old" / "spell.md").read_text()
+
+
+@pytest.mark.parametrize("script,args", [
+    ("plan.py", ["--model", CONFIG, "--method", "sft", "--hub_model_id", "../x"]),
+    ("jobs.py", ["submit", "--backend", "local", "--name", "two\nlines", "--", SCRIPTS / "train_sft.py"]),
+    ("jobs.py", ["submit", "--backend", "local", "--experiment", "\x1b[31m", "--", SCRIPTS / "train_sft.py"])])
+def test_names_and_ids_that_cannot_be_are_one_sentence(run_script, script, args):
+    result = run_script(script, *args)
+    assert result.returncode == 2 and "Traceback" not in result.output, result.output[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_trainer_refuses_a_bad_repo_id_before_loading_anything(run_script, tiny_model, tmp_path):
+    output = tmp_path / "out"
+    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", ROOT / "data" / "sample" /
+                        "sft_code.jsonl", "--output_dir", output, "--push_to_hub", "--hub_model_id", "../../x")
+    assert result.returncode == 2 and "is not a Hub repo id" in result.stderr, result.output[-2000:]
+    assert "Resolved" not in result.output and not output.exists()

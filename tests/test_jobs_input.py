@@ -258,3 +258,17 @@ def test_hf_job_builds_its_url_from_the_platform_env(jobs, tmp_path, env):
         assert f"url {submitted['url']}" in jobs("logs", submitted["id"]).stdout
     finally:
         server.close()
+
+
+def test_a_second_job_into_a_live_jobs_output_is_refused(jobs, tmp_path, state):
+    script = tmp_path / "slow.py"
+    script.write_text("import time\ntime.sleep(120)\n")
+    first = json_output(jobs("submit", "--backend", "local", "--json", "--", script, "--output_dir", tmp_path / "out"))
+    one_sentence(jobs("submit", "--backend", "local", "--", script, "--output_dir=" + str(tmp_path / "out")), 2,
+                 "is the output of job", first["id"], "--output_dir")
+    elsewhere = json_output(jobs("submit", "--backend", "local", "--json", "--", script, "--output_dir",
+                                 tmp_path / "elsewhere"))
+    for job in (first, elsewhere):
+        assert jobs("cancel", job["id"]).returncode == 0
+    again = json_output(jobs("submit", "--backend", "local", "--json", "--", script, "--output_dir", tmp_path / "out"))
+    assert jobs("cancel", again["id"]).returncode == 0

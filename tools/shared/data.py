@@ -3,6 +3,7 @@ validator prints are the flags the trainer applies."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from .errors import BadInput, first_line
@@ -349,8 +350,11 @@ def column_kind(dataset, column: str) -> str:
 
 
 def first_values(dataset, column: str) -> list:
-    """The column's raw values in the first CHECKED_ROWS rows (images stay undecoded)."""
-    return dataset.with_format("arrow")[:CHECKED_ROWS].column(column).to_pylist()
+    """The column's values in the first CHECKED_ROWS rows: images stay undecoded, JSON content parts (typed content
+    read from JSONL) are decoded."""
+    if column in ("image", "images"):
+        return dataset.with_format("arrow")[:CHECKED_ROWS].column(column).to_pylist()
+    return dataset.select_columns([column])[:CHECKED_ROWS][column]
 
 
 def turn_text(content) -> str:
@@ -388,8 +392,13 @@ def check_roles(dataset, column: str):
     raise BadInput(f"'{column}' has roles {unknown}; use system, user, assistant or tool.")
 
 
+IMAGE_MAX_PIXELS = 64_000_000  # far above any model's input; a larger image is a mistake or a decompression bomb
+IMAGES_OPENED = 64
+
+
 def check_image_files(dataset):
-    """Images stored as paths must exist here, or loading them fails in the middle of training."""
+    """Images stored as paths must exist here, and images must decode at a sane size, or loading them fails in the
+    middle of training: every path is checked, the first rows' images are opened as the trainer will."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -399,13 +408,44 @@ def check_image_files(dataset):
         values = dataset.with_format("arrow")[column].combine_chunks()
         if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
             values = pc.list_flatten(values)
-        if not pa.types.is_struct(values.type) or {"bytes", "path"} - {f.name for f in values.type}:
+        if pa.types.is_struct(values.type) and not {"bytes", "path"} - {f.name for f in values.type}:
+            stored_as_path = pc.and_(pc.is_null(values.field("bytes")), pc.is_valid(values.field("path")))
+            paths = values.field("path").filter(stored_as_path).to_pylist()
+        elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            paths = [v for v in values.to_pylist() if v and not v.startswith(("http://", "https://", "data:"))]
+        else:
             continue
-        stored_as_path = pc.and_(pc.is_null(values.field("bytes")), pc.is_valid(values.field("path")))
-        missing = [path for path in values.field("path").filter(stored_as_path).to_pylist() if not Path(path).exists()]
+        missing = [path for path in paths if not Path(path).exists()]
         if missing:
             raise BadInput(f"{len(missing)} image files in '{column}' do not exist (e.g. {missing[0]}); put them at "
                            "those paths or store the image bytes in the dataset.")
+        for row, images in enumerate(dataset.with_format("arrow")[:IMAGES_OPENED][column].to_pylist()):
+            for image in images if isinstance(images, list) else [images]:
+                check_image(image, row, column)
+
+
+def check_image(image, row: int, column: str):
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, dict):
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image.get("path")
+        name = image.get("path") or "embedded bytes"
+    else:
+        source, name = image, image
+    if source is None or (isinstance(source, str) and source.startswith(("http://", "https://", "data:"))):
+        return
+    try:
+        with Image.open(source) as opened:
+            width, height = opened.size
+            if width * height > IMAGE_MAX_PIXELS:
+                raise BadInput(f"Row {row}: the image in '{column}' ({name}) is {width}x{height} pixels, beyond "
+                               f"{IMAGE_MAX_PIXELS:,}; resize it (models take well under 10 megapixels).")
+            opened.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise BadInput(f"Row {row}: the image in '{column}' ({name}) cannot be decoded ({first_line(error)[:120]}); "
+                       "fix or drop that row.")
 
 
 def sft_columns(dataset) -> list[str]:
@@ -425,6 +465,18 @@ def sft_columns(dataset) -> list[str]:
         return ["input_ids"]
     raise BadInput(f"SFT needs a 'messages', 'text' or 'prompt'+'completion' column but the dataset has "
                    f"{sorted(columns)}; rename columns with --map new=old (validate_dataset.py prints the flags).")
+
+
+def drop_unanswered(dataset):
+    """A conversation with no assistant turn gives the assistant-only loss nothing to learn, and TRL refuses the whole
+    run for it: such rows are left out, and said so (the validator's READY and the trainer agree)."""
+    conversations = dataset.select_columns(["messages"])["messages"]  # images stay undecoded
+    answered = [i for i, turns in enumerate(conversations) if any(t.get("role") == "assistant" for t in turns or [])]
+    if len(answered) == len(dataset):
+        return dataset
+    print(f"note: {len(dataset) - len(answered):,} of {len(dataset):,} conversations have no assistant turn and are "
+          "left out (nothing to learn from them).", file=sys.stderr, flush=True)
+    return dataset.select(answered)
 
 
 def check_sft_content(dataset, target: list[str]):
@@ -489,6 +541,8 @@ def check_training_rows(dataset, method: str, reward_columns: tuple[str, ...] = 
             dataset = dataset.remove_columns([c for c in ("messages", "prompt", "completion", "text")
                                               if c in dataset.column_names and c not in target])
             check_no_nulls(dataset, target)
+            if target == ["messages"]:
+                dataset = drop_unanswered(dataset)
             check_sft_content(dataset, target)
     elif method == "dpo":
         if unused_prompt(dataset):

@@ -191,6 +191,7 @@ def parse_run(parser, method: str, hw: dict) -> Run:
         raise BadInput(f"The --config file could not be read ({first_line(error)}); pass a YAML file of "
                        "flag: value lines.")
     check_numbers(training_args)
+    check_repo_id(training_args.hub_model_id, "--hub_model_id")
     if not script_args.dataset_name:
         raise BadInput("--dataset_name is required: a Hub dataset id, a local file or a directory.")
     if not model_args.model_name_or_path:
@@ -234,6 +235,18 @@ def parse_run(parser, method: str, hw: dict) -> Run:
 POSITIVE_FLAGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
                   "max_prompt_length", "max_completion_length", "num_generations", "save_steps", "logging_steps",
                   "eval_steps")
+
+
+def check_repo_id(repo: str | None, flag: str):
+    """A repo id the Hub would refuse, found before the model and data load rather than at the first push."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo is not None:
+            validate_repo_id(repo)
+    except HFValidationError:
+        raise BadInput(f"{flag} {repo!r} is not a Hub repo id; use user/name (letters, digits, '-', '_', '.').")
 
 
 def check_numbers(training_args):

@@ -40,6 +40,7 @@ went wrong and what to change; for GRPO it also watches the reward.
 import argparse
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import os
@@ -850,6 +851,10 @@ def cmd_submit(args, script_and_args: list[str]):
     if not script.startswith(("http://", "https://")) and not Path(script).is_file():
         raise BadInput(f"Script {script} does not exist; pass the path of a bundled script such as scripts/train_sft.py.")
     refuse_tokens_in_args(script_args)
+    for flag, value in (("--name", args.name), ("--experiment", args.experiment)):
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise BadInput(f"{flag} {value!r} holds a line break or another control character (or nothing); use "
+                           "printable text such as sft-a10g.")
     plan = load_plan(args.plan)
     present = {arg.split("=", 1)[0] for arg in script_args}  # --flag value and --flag=value alike
     extra = plan.get("training_args", [])
@@ -889,6 +894,11 @@ def cmd_submit(args, script_and_args: list[str]):
             script_args += ["--trackio_space_id", f"{namespace}/trackio"]
     name = args.name or f"{Path(script).stem.replace('_', '-')}-{time.strftime('%m%d-%H%M%S')}"
     labels = {"tool": "hf-llm-trainer", "script": Path(script).stem}
+    output = output_of(script_args)
+    if output:
+        labels["output"] = hashlib.sha256(output.encode()).hexdigest()[:16]  # label values: short and plain
+        if backend == "local" or not args.dry_run:
+            refuse_a_second_writer(output, labels["output"], backend)
     if args.experiment:
         labels["experiment"] = args.experiment
     price = plan.get("price_per_hour") or (prices or {}).get(flavor)
@@ -910,6 +920,34 @@ def cmd_submit(args, script_and_args: list[str]):
         print(json.dumps(result, indent=2))
         return
     print_submitted(result, script_args)
+
+
+def output_of(script_args: list[str]) -> str | None:
+    """Where the script writes: the Hub repo it pushes to, else its output directory (absolute)."""
+    def value(flag: str) -> str | None:
+        for i, arg in enumerate(script_args):
+            if arg == flag and i + 1 < len(script_args):
+                return script_args[i + 1]
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1]
+        return None
+
+    if "--push_to_hub" in script_args and value("--hub_model_id"):
+        return f"hub:{value('--hub_model_id')}"
+    directory = value("--output_dir")
+    return f"dir:{Path(directory).resolve()}" if directory else None
+
+
+def refuse_a_second_writer(output: str, label: str, backend: str):
+    """An output directory or Hub repo belongs to one live run: two runs into it would mix their checkpoints and
+    records."""
+    running = [job for job in (local_list() if backend == "local" else hf_list({"tool": "hf-llm-trainer",
+                                                                                  "output": label}, False))
+               if job["stage"] in ("SCHEDULING", "RUNNING") and (job.get("labels") or {}).get("output") == label]
+    if running:
+        raise BadInput(f"{output.split(':', 1)[1]} is the output of job {running[0]['id']}, which is still "
+                       f"{running[0]['stage'].lower()}; wait for it (jobs.py wait {running[0]['id']}), cancel it, or "
+                       "choose another --output_dir / --hub_model_id.")
 
 
 def print_submitted(result: dict, script_args: list[str]):

@@ -589,6 +589,14 @@ def parse_request(argv: list[str] | None = None) -> Request:
         value = getattr(request, flag)
         if value is not None and not 0 < value < float("inf"):  # also refuses nan
             raise BadInput(f"--{flag} {value:g} must be a finite number above 0.")
+    if request.output_repo is not None:
+        from huggingface_hub.errors import HFValidationError
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(request.output_repo)
+        except HFValidationError:
+            raise BadInput(f"--hub_model_id {request.output_repo!r} is not a Hub repo id; use user/name.")
     if request.vllm and request.method != "grpo":
         raise BadInput("--vllm only applies to --method grpo (vLLM generates GRPO's completions); drop it.")
     return request
