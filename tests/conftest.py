@@ -1,7 +1,11 @@
+import atexit
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,12 +41,55 @@ def run_script(env):
     """Runs a bundled script the way the agent does (a subprocess with real flags), with the dev venv's Python."""
 
     def run(name: str, *args, extra_env: dict | None = None, timeout: int = 600, cwd=None):
-        result = subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True,
-                                text=True, env={**env, **(extra_env or {})}, timeout=timeout, cwd=cwd)
+        result = run_python([str(SCRIPTS / name), *map(str, args)], {**env, **(extra_env or {})}, cwd, timeout)
         result.output = result.stdout + result.stderr
         return result
 
     return run
+
+
+FORK_SERVER: list[str] = []  # this worker's fork server socket, once started
+FORKED_CPU_S = [0.0]  # CPU seconds of the runs forked for this worker (not its children: the server's)
+
+
+def fork_server() -> str:
+    """The socket of this worker's fork server (tests/fork_server.py), started on first use."""
+    if not FORK_SERVER:
+        path = str(Path(tempfile.mkdtemp(prefix="hflt-fork-")) / "socket")
+        server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "fork_server.py"), path],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        assert server.stdout.readline() == b"ready\n", "the fork server did not start"
+        atexit.register(server.kill)
+        FORK_SERVER.append(path)
+    return FORK_SERVER[0]
+
+
+def run_python(argv: list[str], env: dict, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python *argv` as subprocess.run(capture_output=True, text=True) runs it, forked from a Python that has
+    imported torch already (see tests/fork_server.py). HFLT_TEST_FRESH_PYTHON=1 starts a fresh interpreter."""
+    if os.environ.get("HFLT_TEST_FRESH_PYTHON"):
+        return subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=timeout,
+                              cwd=cwd)
+    with (tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, open(os.devnull) as stdin,
+          socket.socket(socket.AF_UNIX) as connection):
+        connection.connect(fork_server())
+        request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd) if cwd else None}).encode() + b"\n"
+        socket.send_fds(connection, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
+        answers = connection.makefile("rb")
+        pid = json.loads(answers.readline())["pid"]
+        connection.settimeout(timeout)
+        try:
+            ended = json.loads(answers.readline())
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            raise subprocess.TimeoutExpired(argv, timeout)
+
+        def text(file) -> str:  # universal newlines, as text=True reads them
+            file.seek(0)
+            return file.read().decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+
+        FORKED_CPU_S[0] += ended["cpu_s"]
+        return subprocess.CompletedProcess(argv, ended["status"], text(stdout), text(stderr))
 
 
 def json_output(result) -> dict:
@@ -126,3 +173,42 @@ def hub(env):
 def hub_runner(env):
     """The loopback Hub whose Jobs API really runs submitted jobs on this machine (see tests/hub_server.py)."""
     yield from loopback_hub(env, run_jobs=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Long tests first: with several workers, a long test started last would run on alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the processes it has waited for: what a test costs whatever the load."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + FORKED_CPU_S[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = cpu_seconds()
+    item.user_properties.append(("cpu_start", start))
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    start = dict(item.user_properties)["cpu_start"]
+    item.user_properties[:] = [p for p in item.user_properties if p[0] != "cpu_s"] + [("cpu_s", cpu_seconds() - start)]
+    yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Wall time hides what a test costs on a loaded machine; CPU seconds (its subprocesses included) do not."""
+    costs = {report.nodeid: dict(report.user_properties).get("cpu_s", 0.0)
+             for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+             + terminalreporter.stats.get("", []) if report.when == "teardown"}
+    if not costs:
+        return
+    terminalreporter.write_sep("=", f"CPU seconds: {sum(costs.values()):.0f} in all, the 25 heaviest tests")
+    for nodeid, cost in sorted(costs.items(), key=lambda item: -item[1])[:25]:
+        terminalreporter.write_line(f"{cost:8.1f}s  {nodeid}")

@@ -4,9 +4,10 @@ Shapes follow what `huggingface_hub` 2.x parses (hf_api.py, _commit_api.py, file
 whoami-v2, repo create, preupload + NDJSON commit (every file "regular", so no LFS/xet), repo info, tree,
 paths-info, resolve (HEAD + GET, at a branch or a commit sha; a `Range: bytes=...` GET gets 206 with
 `Content-Range`, as `datasets` reads parquet shards when it streams, and every answer says `Accept-Ranges: bytes`),
-buckets and the xet CAS that `run_uv_job` ships local scripts through, and the Jobs API (create, inspect, SSE
-logs, cancel, list, hardware). Every request is recorded (with its Range header) so tests can assert on what was
-sent. A commit whose `parentCommit` is not the branch head gets 412, as on the Hub.
+buckets (create, info, batch) and the xet CAS that `run_uv_job` ships local scripts through and Trackio stores
+metrics through, Spaces as Trackio makes one (a gradio repo, secrets, variables, volumes, a runtime), and the Jobs
+API (create, inspect, SSE logs, cancel, list, hardware). Every request is recorded (with its Range header) so tests
+can assert on what was sent. A commit whose `parentCommit` is not the branch head gets 412, as on the Hub.
 
 With `run_jobs=True` a created job really runs on this machine, as the platform would run it:
 - `uv run [--with PKG] [--python V] SCRIPT ARGS` runs as `sys.executable SCRIPT ARGS` (the dev environment has every
@@ -15,8 +16,10 @@ With `run_jobs=True` a created job really runs on this machine, as the platform 
 - Each volume (the `jobs-artifacts` bucket that holds the shipped script, repos) is materialised into a per-job
   directory that stands for its mount path (`/data`); command arguments and env values under a mount path are
   rewritten to that directory. The job's cwd is a fresh per-job work dir and HF_HOME a fresh per-job cache.
-- The environment is this process's, without HF_* variables, plus the job's env, its secrets, `JOB_ID`, and
-  `HF_ENDPOINT` pointing back at this server, so a job pulls seeded models/datasets and pushes to repos here.
+- A job starts from a clean environment, as a container starts from its image: none of this process's variables
+  but what running on this machine needs (PATH, library path, temp dir, uv/pip settings, the user cache as
+  XDG_CACHE_HOME, a fresh HOME), then the job's env, its secrets, `JOB_ID`, and `HF_ENDPOINT` pointing back at this
+  server, so a job pulls seeded models/datasets and pushes to repos here.
 - Stages go SCHEDULING -> RUNNING -> COMPLETED (exit 0) / ERROR ("Job failed with exit code: N") / CANCELED.
   A job past its `timeoutSeconds` ends in ERROR with a message containing "timeout" (huggingface_hub 2.4 knows no
   TIMEOUT stage: `fetch_job_logs(follow=True)` and `wait_for_job` stop on its terminal stages only). Cancel, timeout
@@ -36,9 +39,14 @@ Dataset repos hold whatever files a test seeds, served as the Hub serves them: a
 writes one shaped like open-r1/codeforces-cots) are read by `datasets` itself through the tree, info and resolve
 routes, so configuration errors and listings are the library's own.
 
+Trackio logging from a job (`trackio.init(space_id=...)`, what TRL's `report_to="trackio"` calls) makes its Space
+and its bucket here; no Space app runs (a Space stays BUILDING), so Trackio stores the run's metrics as JSONL
+fragments in the bucket (`trackio/inbox/...`), which `LoopbackHub.bucket_files` reads back.
+
 Job creation answers 400 for a flavor missing from the hardware list. Refusals tests can switch on (see HubState):
 no pre-paid credit (402), a flavor the account cannot use (403), a token without the Jobs permission (403, and
-whoami shows a fine-grained token without job.write), read-only tokens (403) and transient errors (503) for commits.
+whoami shows a fine-grained token without job.write), read-only tokens (403) and transient errors (503) for commits,
+and bucket outages (`bucket_outages`: every route of a bucket answers 500, or its uploads 403).
 
 `python tests/hub_server.py --run-jobs [--port N] [--seed-model NAME=DIR] [--seed-dataset NAME=FILE|DIR]` prints
 `HF_ENDPOINT=<url>` and `HF_TOKEN=<token>`, then serves until SIGTERM/SIGINT.
@@ -69,6 +77,7 @@ TOKEN = "hf_loopback_secret_token_0123456789"
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 GRACE_S = 3  # between SIGTERM and SIGKILL when a job is stopped
 HOSTS = Path("/etc/hosts")
+MACHINE_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES")  # what a job needs from this machine
 
 
 def _now(moment: float | None = None) -> str:
@@ -197,6 +206,11 @@ class HubState:
         self.refused_flavors: set[str] = set()  # flavors the account cannot use: job creation answers 403
         self.token_without_jobs_scope = False  # a fine-grained token without job.write: job creation answers 403
         self.buckets: dict[str, dict[str, str]] = {}  # bucket id -> {path: xet hash}
+        self.bucket_created: dict[str, str] = {}
+        # bucket id -> "all": every route answers 500 (the service is down); "uploads": adding files answers 403
+        # (writes refused while reads work; a 403 is not retried, so a test sees the failure at once)
+        self.bucket_outages: dict[str, str] = {}
+        self.spaces: dict[str, dict] = {}  # space id -> its settings: sdk, variables, secrets (keys only), volumes
         self.xorbs: dict[str, bytes] = {}
         self.xet_files: dict[str, list[tuple[str, int, int]]] = {}  # xet file hash -> terms, from uploaded shards
         self.runner: JobRunner | None = None
@@ -224,6 +238,9 @@ class HubState:
         if revision in (None, "main", "refs/heads/main"):
             return self.sha(repo), repo["files"]
         return next(((c["oid"], c["tree"]) for c in repo["commits"] if c["oid"] == revision), None)
+
+    def space(self, space_id: str) -> dict:
+        return self.spaces.setdefault(space_id, {"sdk": None, "variables": {}, "secrets": {}, "volumes": []})
 
     def xet_file(self, file_hash: str) -> bytes:
         return b"".join(_xorb_chunks(self.xorbs[xorb], start, end) for xorb, start, end in self.xet_files[file_hash])
@@ -330,7 +347,7 @@ class JobRunner:
         command = [_local_path(arg, mounts) for arg in [*spec["command"], *spec.get("arguments", [])]]
         argv, packages = _interpreter_argv(command)
         job["_runner"] = {"argv": argv, "with": packages, "dir": str(job_dir), "mounts": mounts}
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING"))}
+        env = self._machine_env(job_dir)
         env.update({key: _local_path(str(value), mounts) for key, value in spec.get("environment", {}).items()})
         env.update(spec.get("secrets") or {})
         env.update(JOB_ID=job["id"], HF_ENDPOINT=self.endpoint, HF_HOME=str(job_dir / "hf_home"))
@@ -340,6 +357,17 @@ class JobRunner:
             unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
             argv = [*unshare, "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(hosts), *argv]
         return argv, env
+
+    def _machine_env(self, job_dir: Path) -> dict:
+        """A container starts from its image, not from whoever submitted the job: this process's environment stays
+        out (an HF_HUB_OFFLINE=1 here must not hide a job that needs the Hub). What running here needs comes in: the
+        machine's PATH, libraries and temp dir, uv/pip settings so a `uv run` inside the job works offline as it
+        does here, a fresh home, and the user cache (the tiny models, the llama.cpp build) as XDG_CACHE_HOME."""
+        env = {key: value for key, value in os.environ.items()
+               if key in MACHINE_VARIABLES or key.startswith(("UV_", "PIP_"))}
+        (job_dir / "home").mkdir()
+        return env | {"HOME": str(job_dir / "home"),
+                      "XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")}
 
     def _materialise(self, volume: dict, local: Path):
         if volume["type"] == "bucket":
@@ -533,6 +561,8 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             existed = self.state.repo(repo_type, repo_id) is not None
             self.state.repo(repo_type, repo_id, create=True)
+            if repo_type == "space" and not existed:
+                self.state.space(repo_id)["sdk"] = payload.get("sdk")
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         url = f"http://{self.headers['Host']}/{prefix}{repo_id}"
         if existed:
@@ -553,15 +583,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._commit(repo_type, repo_id, body)
         if repo is None:
             return self._send(404, {"error": "Repository not found"}, headers={"X-Error-Code": "RepoNotFound"})
+        if repo_type == "space" and tail in (["variables"], ["secrets"], ["volumes"], ["runtime"]):
+            return self._space_settings(repo_id, tail[0], body)
         found = self.state.at(repo, tail[1] if len(tail) > 1 else None)
         if found is None:
             return self._error(404, f"Invalid rev id: {tail[1]}", code="RevisionNotFound")
         sha, files = found
         if tail[:1] == ["revision"] or not tail:
             siblings = [{"rfilename": path} for path in sorted(files)]
+            space = {"sdk": self.state.space(repo_id)["sdk"], "runtime": self._space_runtime(repo_id)} \
+                if repo_type == "space" else {}
             return self._send(200, {"id": repo_id, "_id": repo_id, "sha": sha, "private": False,
                                     "siblings": siblings, "tags": [], "downloads": 0, "likes": 0,
-                                    "lastModified": _now(), "author": repo_id.split("/")[0]})
+                                    "lastModified": _now(), "author": repo_id.split("/")[0], **space})
         if tail[:1] == ["tree"]:
             prefix = "/".join(tail[2:]).strip("/")
             return self._send(200, self._tree(files, prefix, query.get("recursive", ["false"])[0] in ("true", "1")))
@@ -572,6 +606,30 @@ class Handler(BaseHTTPRequestHandler):
             entries += [{"type": "directory", "path": p, "oid": _sha(p.encode()), "size": 0} for p in folders]
             return self._send(200, entries)
         return self._error(404, f"unsupported repo route {tail}")
+
+    def _space_runtime(self, space_id: str) -> dict:
+        """No Space app runs here: a Space stays BUILDING, so a client waiting for it (Trackio's) keeps what it logs in
+        the Space's bucket, as it does while a real Space starts."""
+        return {"stage": "BUILDING", "hardware": {"current": None, "requested": "cpu-basic"},
+                "volumes": self.state.space(space_id)["volumes"]}
+
+    def _space_settings(self, space_id: str, setting: str, body: bytes):
+        """Variables, secrets (write-only: their keys are kept, never their values), volumes and the runtime."""
+        if not self._authorized():
+            return self._error(401, "Invalid credentials in Authorization header")
+        space, payload = self.state.space(space_id), json.loads(body) if body else {}
+        if setting == "runtime":
+            return self._send(200, self._space_runtime(space_id))
+        if setting == "volumes":
+            space["volumes"] = payload.get("volumes", []) if self.command == "PUT" else []
+            return self._send(200, {})
+        entries = space[setting]
+        if self.command == "POST":
+            entries[payload["key"]] = {"description": payload.get("description"), "updatedAt": _now()} \
+                | ({"value": payload["value"]} if setting == "variables" else {})
+        elif self.command == "DELETE":
+            entries.pop(payload["key"], None)
+        return self._send(200, entries)
 
     def _tree(self, files: dict, prefix: str, recursive: bool) -> list[dict]:
         entries, folders = [], set()
@@ -653,12 +711,25 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return self._error(401, "Invalid credentials in Authorization header")
         bucket_id = f"{rest[0]}/{rest[1]}"
+        outage = self.state.bucket_outages.get(bucket_id)
+        if outage == "all":
+            return self._error(500, "Internal Error - We're working hard to fix this as soon as possible!")
+        if outage == "uploads" and rest[2:] == ["batch"]:
+            return self._error(403, "You don't have write access to this bucket")
         if len(rest) == 2 and self.command == "POST":
             url = f"http://{self.headers['Host']}/buckets/{bucket_id}"
             if bucket_id in self.state.buckets:
                 return self._send(409, {"error": "Bucket already exists", "url": url})
             self.state.buckets[bucket_id] = {}
+            self.state.bucket_created[bucket_id] = _now()
             return self._send(200, {"url": url, "name": rest[1], "id": bucket_id})
+        if bucket_id not in self.state.buckets:
+            return self._error(404, "Bucket not found", code="RepoNotFound")  # the code huggingface_hub reads
+        if len(rest) == 2 and self.command == "GET":
+            files = self.state.buckets[bucket_id]
+            return self._send(200, {"id": bucket_id, "private": False, "totalFiles": len(files),
+                                    "createdAt": self.state.bucket_created[bucket_id],
+                                    "size": sum(len(self.state.xet_file(h)) for h in files.values())})
         if rest[2:] == ["xet-write-token"] or rest[2:] == ["xet-read-token"]:
             return self._send(200, {"accessToken": "xet_loopback", "exp": int(time.time()) + 3600,
                                     "casUrl": f"http://{self.headers['Host']}/cas"})
@@ -667,7 +738,7 @@ class Handler(BaseHTTPRequestHandler):
             for line in body.decode().splitlines():
                 item = json.loads(line)
                 if item["type"] == "addFile":
-                    self.state.buckets.setdefault(bucket_id, {})[item["path"]] = item["xetHash"]
+                    self.state.buckets[bucket_id][item["path"]] = item["xetHash"]
                     added.append(item["path"])
             return self._send(200, {"success": added, "failed": []})
         return self._error(404, f"unsupported bucket route {rest}")
@@ -802,6 +873,11 @@ class LoopbackHub:
         directory = Path(directory)
         self.state.add_files("model", name, {path.relative_to(directory).as_posix(): path.read_bytes()
                                              for path in sorted(directory.rglob("*")) if path.is_file()})
+
+    def bucket_files(self, bucket_id: str) -> dict[str, bytes]:
+        """A bucket's files as a download reads them back from the xet CAS."""
+        files = self.state.buckets.get(bucket_id, {})
+        return {path: self.state.xet_file(file_hash) for path, file_hash in files.items()}
 
     def expire_job(self, job_id: str):
         """The job's time runs out now: the runner stops it as it does at its `timeoutSeconds`. Lets a test time a

@@ -56,7 +56,7 @@ def qwen3(tiny_qwen3, tmp_path_factory):
     return convert(model, work / "out", "F16,Q8_0"), model, work / "out"
 
 
-def test_files_carry_the_right_metadata_and_match_the_hf_model(llama):
+def files_carry_the_right_metadata_and_match_the_hf_model(llama):
     result, _, outdir = llama
     files = {f["quant"]: f for f in result["files"]}
     assert set(files) == {"F16", "Q8_0", "Q4_K_M"}
@@ -74,19 +74,19 @@ def test_files_carry_the_right_metadata_and_match_the_hf_model(llama):
     assert 0 <= files["Q4_K_M"]["golden"]["agree"] <= 8 and files["Q8_0"]["golden"]["of"] == 8
 
 
-def test_every_file_answers_a_chat_turn_and_stops_at_end_of_turn(llama):
+def every_file_answers_a_chat_turn_and_stops_at_end_of_turn(llama):
     result, _, _ = llama
     for entry in result["files"]:
         chat = entry["chat"]
         assert chat["answer"].strip() and "<|im_end|>" not in chat["answer"]
         assert chat["finish_reason"] == "stop" and chat["stops_at_end_of_turn"], entry["file"]
 
-def test_no_llama_server_is_left_running(llama):
+def no_llama_server_is_left_running(llama):
     _, _, outdir = llama
     assert not subprocess.run(["pgrep", "-f", f"llama-server.*{outdir}"], capture_output=True).stdout
 
 
-def test_modelfiles_sit_beside_the_files(llama):
+def modelfiles_sit_beside_the_files(llama):
     result, _, outdir = llama
     assert result["ollama_template"] == "chatml" and result["stop_tokens"] == ["<|im_end|>"]
     for entry in result["files"]:
@@ -98,7 +98,7 @@ def test_modelfiles_sit_beside_the_files(llama):
         name for e in result["files"] for name in (e["file"], e["modelfile"])), "nothing half-made left behind"
 
 
-def test_exports_are_recorded_in_run_json(llama):
+def exports_are_recorded_in_run_json(llama):
     _, model, _ = llama
     exports = json.loads((model / "run.json").read_text())["exports"]
     assert [e["quant"] for e in exports] == ["F16", "Q8_0", "Q4_K_M"] and all(e["date"] for e in exports)
@@ -106,6 +106,18 @@ def test_exports_are_recorded_in_run_json(llama):
     assert exports[2]["modelfile"].endswith("-Q4_K_M.Modelfile") and exports[2]["repo"] is None
 
 
+
+@pytest.mark.long
+def test_the_chat_trained_llama_in_three_quants(llama):
+    """One conversion (training, llama.cpp, parity checks in three quants: minutes), every check made on it in one
+    test: tests that share it would each redo it on their own xdist worker."""
+    for check in (files_carry_the_right_metadata_and_match_the_hf_model,
+                  every_file_answers_a_chat_turn_and_stops_at_end_of_turn, no_llama_server_is_left_running,
+                  modelfiles_sit_beside_the_files, exports_are_recorded_in_run_json):
+        check(llama)
+
+
+@pytest.mark.long
 def test_qwen3_exports_with_the_qwen2_tokenizer_and_chats(qwen3):
     result, _, outdir = qwen3
     files = {f["quant"]: f for f in result["files"]}

@@ -4,6 +4,7 @@ the command line."""
 
 import hashlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -30,6 +31,9 @@ print("whoami", HfApi().whoami()["name"], flush=True)
 print("config", Path(sys.argv[1]).read_text().strip(), "from", Path(sys.argv[1]).parent == Path(__file__).parent)
 print("cwd is fresh", os.listdir(".") == [])
 sys.exit(int(sys.argv[2]))
+"""
+ENVIRONMENT = """import json, os
+print(json.dumps({key: "[set]" if key == "HF_TOKEN" else value for key, value in os.environ.items()}))
 """
 SLEEPER = """import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -82,6 +86,21 @@ def test_uv_job_runs_with_the_platform_env_and_streams_its_logs(api, hub_runner,
     assert runner["with"] == ["sympy"] and runner["argv"][0] == sys.executable
     assert [j.id for j in api.list_jobs(status="COMPLETED", labels={"experiment": "probe"}, namespace="tester")] == [job.id]
     assert list(api.list_jobs(status="RUNNING", namespace="tester")) == []
+
+
+def test_job_starts_from_a_clean_environment(api, hub_runner, tmp_path, monkeypatch):
+    """What the test process has set (offline switches, the jobs.py settings) never reaches a job; what the job
+    declares does, with the platform's own variables and a home of its own."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HFLT_POLL_S", "PYTHONPATH"):
+        monkeypatch.setenv(name, "1")
+    job = api.run_uv_job(write(tmp_path / "env.py", ENVIRONMENT), env={"MODE": "test", "HF_HUB_OFFLINE": "0"},
+                         secrets={"HF_TOKEN": TOKEN})
+    assert api.wait_for_job(job.id, timeout=60, poll_interval=0.2).status.stage == "COMPLETED"
+    env = json.loads(list(api.fetch_job_logs(job_id=job.id))[-1])
+    assert not {"TRANSFORMERS_OFFLINE", "HFLT_POLL_S", "PYTHONPATH"} & set(env), sorted(env)
+    assert env["MODE"] == "test" and env["HF_HUB_OFFLINE"] == "0" and env["HF_TOKEN"] == "[set]"
+    assert env["JOB_ID"] == job.id and env["HF_ENDPOINT"] == hub_runner.endpoint
+    assert env["PATH"] == os.environ["PATH"] and Path(env["HOME"]).parent == Path(env["HF_HOME"]).parent != Path.home()
 
 
 def test_failing_job_ends_in_error_with_its_exit_code(api, tmp_path):

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, SCRIPTS, alive, json_output, wait_for
+from conftest import CONFIGS, SAMPLE, SCRIPTS, alive, json_output, wait_for
+from conftest import plan as run_plan
 
 LOGS = Path(__file__).parent / "data" / "failure_logs"
 SLEEPER = """import json, subprocess, sys, time
@@ -69,7 +70,9 @@ def test_cancel_ends_the_group_and_state_is_consistent(jobs, tmp_path):
     submitted = json_output(jobs("submit", "--backend", "local", "--json", "--", script))
     wait_for(lambda: json_output(jobs("status", submitted["id"], "--json"))["step"])
     cancel = jobs("cancel", submitted["id"])
-    assert cancel.returncode == 0 and cancel.stdout.strip() == f"Job {submitted['id']} was cancelled."
+    assert cancel.returncode == 0, cancel.output
+    said, stopped = cancel.stdout.strip().splitlines()
+    assert said == f"Job {submitted['id']} was cancelled." and stopped.startswith("Stopped 2 processes (pids ")
     info = json_output(jobs("status", submitted["id"], "--json"))
     assert info["stage"] == "CANCELED" and info["diagnosis"] is None
     log = jobs("logs", submitted["id"], "--tail", "1000").stdout
@@ -205,3 +208,135 @@ def test_failure_classifier(log):
     assert diagnosis["fix"] and diagnosis["problem"]
     if log == "missing_dependency":
         assert "'sympy_tools'" in diagnosis["problem"] and "--with sympy_tools" in diagnosis["fix"]
+
+
+# plan.py's shape for a test run (--max_steps 50): the run it launches at the top level and in `estimate`, the full run
+# beside it; 20.7M tokens an epoch, two epochs.
+TEST_PLAN = {"flavor": "t4-small", "timeout": "30m", "time_hours": 0.2, "cost_usd": 0.08, "price_per_hour": 0.4,
+             "dataset_tokens": 20_700_000, "epochs": 2, "test_run": True, "max_steps": 50, "max_samples": None,
+             "estimate": {"steps": 50, "rows": 800, "time_hours": 0.2, "cost_usd": 0.08, "timeout": "30m"},
+             "full_run_estimate": {"steps": 2600, "rows": 41600, "time_hours": 4.5, "cost_usd": 1.8,
+                                   "timeout": "6h15m"},
+             "training_args": ["--max_steps", "50"]}
+FULL_PLAN = {"flavor": "t4-small", "timeout": "6h", "time_hours": 4.5, "cost_usd": 1.8, "dataset_tokens": 20_700_000,
+             "epochs": 2}
+
+
+def train(repo: str, script: str = "train_sft.py") -> list:
+    return [SCRIPTS / script, "--model_name_or_path", "m", "--dataset_name", "d", "--push_to_hub",
+            "--hub_model_id", f"tester/{repo}"]
+
+
+def hf_time(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(moment))
+
+
+def test_submit_announces_the_estimate_of_the_run_it_submits(jobs, hub, tmp_path, run_script):
+    planned = run_plan(run_script, "--model", CONFIGS / "qwen3-0.6b", "--method", "sft", "--dataset_tokens", "2e7",
+                   "--flavor", "t4-small", "--max_steps", "50")
+    test, full = planned["estimate"], planned["full_run_estimate"]
+    test_plan, full_plan = tmp_path / "test_plan.json", tmp_path / "full_plan.json"
+    test_plan.write_text(json.dumps(planned))
+    full_plan.write_text(json.dumps(FULL_PLAN))
+    test_run = jobs("submit", "--plan", test_plan, "--", *train("test"))
+    assert test_run.returncode == 0, test_run.output
+    assert (f"Test run (--max_steps 50): estimated time ~{test['time_hours'] * 60:.0f} min, estimated cost "
+            f"~${test['cost_usd']:.2f}.") in test_run.stdout
+    full_minutes = round(full["time_hours"] * 60)
+    assert (f"The plan's full run: ~{full_minutes // 60} h {full_minutes % 60} min, ~${full['cost_usd']:.2f}; when "
+            "the test run ends, `jobs.py status` turns its measured speed into the full run's time and cost.") \
+        in test_run.stdout
+    labels = hub.requests("POST", "/api/jobs/tester")[-1]["json"]["labels"]
+    assert {key: labels.get(key) for key in ("estimate_s", "full_run_s", "full_run_tokens", "full_run_steps")} == \
+        {"estimate_s": str(round(test["time_hours"] * 3600)), "full_run_s": str(round(full["time_hours"] * 3600)),
+         "full_run_tokens": "20000000", "full_run_steps": str(full["steps"])}
+    # a plan for the full run, cut short by hand: its estimate is not this run's
+    by_hand = jobs("submit", "--plan", full_plan, "--", *train("by-hand"), "--max_samples=100")
+    assert by_hand.returncode == 0, by_hand.output
+    assert "Test run (--max_samples 100): the plan's estimate (~4 h 30 min, ~$1.80) is for the full run, not this one" \
+        in by_hand.stdout and "Estimated time" not in by_hand.stdout
+    assert "Cost: ~$0.40/hour (t4-small) until it ends or times out." in by_hand.stdout
+    labels = hub.requests("POST", "/api/jobs/tester")[-1]["json"]["labels"]
+    assert "estimate_s" not in labels and labels["full_run_tokens"] == "41400000", "dataset tokens x epochs"
+    # the test plan with other limits than its own, and the full plan as it is
+    other = json_output(jobs("submit", "--plan", test_plan, "--json", "--", *train("other"), "--max_steps", "10"))
+    assert other["estimated_time_hours"] is None and other["test_run"] == {"--max_steps": "10"}
+    whole = json_output(jobs("submit", "--plan", full_plan, "--json", "--", *train("whole")))
+    assert whole["estimated_time_hours"] == 4.5 and whole["test_run"] is None
+    assert whole["labels"]["estimate_s"] == "16200"
+
+
+def test_status_says_when_a_job_is_far_behind_its_plan(jobs, hub, tmp_path):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(FULL_PLAN | {"time_hours": 1.0, "timeout": "2h"}))
+    job_id = json_output(jobs("submit", "--plan", plan_file, "--json", "--", *train("m")))["id"]
+    job = hub.state.jobs[job_id]
+    job["status"], job["startedAt"] = {"stage": "RUNNING", "message": None}, hf_time(time.time() - 600)
+    hub.state.job_logs[job_id] += ["Downloading the model"]
+    assert json_output(jobs("status", job_id, "--json"))["checks"] == []
+    assert "Check:" not in jobs("status", job_id).stdout
+    job["startedAt"] = hf_time(time.time() - 5400)
+    info = json_output(jobs("status", job_id, "--json"))
+    assert [check["kind"] for check in info["checks"]] == ["no_step"]
+    text = jobs("status", job_id).stdout
+    assert ("Check: no training step logged after 90 min, longer than the plan's estimate for the whole run (60 min); "
+            f"read the last lines (jobs.py logs {job_id} --tail 50)") in text
+    hub.state.job_logs[job_id].insert(0, "[hardware] no CUDA device found on a GPU flavor (t4-small): training runs "
+                                         "on CPU")
+    text = jobs("status", job_id).stdout
+    assert "Check: no CUDA device found on a GPU flavor (t4-small): training runs on CPU; cancel it" in text
+    assert "torch is a CUDA build" in text
+    hub.state.job_logs[job_id] += [
+        '[progress] {"step": 10, "total_steps": 1000, "loss": 2.0, "time": 1000.0}',
+        '[progress] {"step": 20, "total_steps": 1000, "loss": 1.9, "time": 1600.0}']
+    info = json_output(jobs("status", job_id, "--json"))
+    assert [check["kind"] for check in info["checks"]] == ["no_cuda", "past_timeout"]
+    assert ("Check: at this pace it needs about 16.3 h more, past its timeout of 2h (in 30 min); the plan estimated "
+            "60 min for the whole run; compare the flavor and batch flags") in jobs("status", job_id).stdout
+
+
+def finish_test_run(jobs, hub, plan_file, script: str, progress: list[dict]) -> str:
+    """A test run submitted with the plan that ran 900 s and logged these progress lines."""
+    job_id = json_output(jobs("submit", "--plan", plan_file, "--json", "--", *train(script, script + ".py")))["id"]
+    job, now = hub.state.jobs[job_id], time.time()
+    hub.state.job_logs[job_id] += ["[progress] " + json.dumps(line) for line in progress]
+    job["status"], job["startedAt"] = {"stage": "RUNNING", "message": None}, hf_time(now - 900)
+    assert json_output(jobs("status", job_id, "--json"))["full_run"] is None, "measured when the test run ends"
+    job["status"], job["finishedAt"] = {"stage": "COMPLETED", "message": None}, hf_time(now)
+    return job_id
+
+
+def test_a_finished_test_run_measures_the_full_runs_time_and_cost(jobs, hub, tmp_path):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(TEST_PLAN))
+    sft = finish_test_run(jobs, hub, plan_file, "train_sft", [
+        {"step": 10, "total_steps": 50, "loss": 2.0, "num_tokens": 138000, "time": 1060.0},
+        {"step": 50, "total_steps": 50, "loss": 1.5, "num_tokens": 690000, "time": 1300.0}])
+    # 41.4M tokens at 2,300 tokens/s, plus the 600 s the test spent outside its 300 s of training
+    assert json_output(jobs("status", sft, "--json"))["full_run"] == {
+        "tokens_per_s": 2300, "flavor": "t4-small", "nodes": 1, "time_s": 18600, "cost_usd": 2.07, "planned_s": 16200}
+    assert ("Measured 2,300 tokens/s on t4-small: the full run takes about 5 h 10 min, $2.07 (the plan said 4 h 30 "
+            "min).") in jobs("status", sft).stdout
+    # GRPO counts generated tokens too: its pace is per step, 6 s a step for the full run's 2,600 steps
+    grpo = finish_test_run(jobs, hub, plan_file, "train_grpo", [
+        {"step": 10, "total_steps": 50, "loss": 0.0, "reward": 0.1, "num_tokens": 5e6, "time": 1060.0},
+        {"step": 50, "total_steps": 50, "loss": 0.0, "reward": 0.4, "num_tokens": 9e6, "time": 1300.0}])
+    assert ("Measured 6 s a step on t4-small: the full run (2,600 steps) takes about 4 h 30 min, $1.80 (the plan said "
+            "4 h 30 min).") in jobs("status", grpo).stdout
+
+
+def test_a_local_test_run_measures_the_full_run_on_this_machine(jobs, tmp_path):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(FULL_PLAN | {"time_hours": 2.0, "dataset_tokens": 7_200_000, "epochs": 1}))
+    script = tmp_path / "short.py"
+    script.write_text("import json\nfor step, tokens in ((1, 1000), (2, 3000)):\n"
+                      "    print('[progress] ' + json.dumps({'step': step, 'total_steps': 2, 'loss': 1.0, "
+                      "'num_tokens': tokens, 'time': 100.0 + step}), flush=True)\n")
+    submitted = json_output(jobs("submit", "--backend", "local", "--plan", plan_file, "--json", "--", script,
+                                 "--max_steps", "2"))
+    assert submitted["test_run"] == {"--max_steps": "2"} and submitted["full_run_estimate"]["tokens"] == 7_200_000
+    assert jobs("wait", submitted["id"]).returncode == 0
+    info = json_output(jobs("status", submitted["id"], "--json"))
+    assert info["full_run"]["tokens_per_s"] == 2000 and info["full_run"]["cost_usd"] is None
+    assert ("Measured 2,000 tokens/s on this machine: the full run takes about 1 h (the plan said 2 h)."
+            in jobs("status", submitted["id"]).stdout)

@@ -164,7 +164,7 @@ def test_token_never_reaches_args_state_or_outputs(jobs, tmp_path, state, hub, e
 
 
 @pytest.mark.parametrize("switch,words", [
-    ("no_credit", ["lack of credit", "https://huggingface.co/settings/billing", "--backend local"]),
+    ("no_credit", ["lack of credit", "{endpoint}/settings/billing", "--backend local"]),
     ("refused_flavors", ["refused flavor a10g-large", "l4x1, a100-large", "--backend local"]),
     ("token_without_jobs_scope", ["jobs scope", "hf auth login", "--backend local"]),
 ])
@@ -175,7 +175,8 @@ def test_jobs_refusals_name_the_fix_and_never_fall_back(jobs, hub, tmp_path, sta
                                 "alternatives": [{"flavor": "l4x1"}, {"flavor": "a100-large"}]}))
     refused = jobs("submit", "--plan", plan, "--", SCRIPTS / "train_sft.py", "--model_name_or_path", "m",
                    "--dataset_name", "d", "--push_to_hub", "--hub_model_id", "tester/m")
-    one_sentence(refused, 2, *words)
+    one_sentence(refused, 2, *(word.format(endpoint=hub.endpoint) for word in words))
+    assert switch != "no_credit" or "huggingface.co" not in refused.stderr, "the link is on the Hub in use"
     assert not hub.state.jobs and not state_files(state), "no job anywhere: not on the Hub, not locally"
 
 

@@ -75,7 +75,7 @@ def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner
     assert report.returncode == 0, report.output
     text = (cwd / "training_reports" / f"{EXPERIMENT}.md").read_text()
     assert run["job"]["url"] in text and "HumanEval" in text and "tester/tiny-base" in text
-    assert "Best fine-tuned run `rt-sft`" in text and "the base model" in text
+    assert "- `rt-sft` on HumanEval: " in text and "- `rt-sft/last-checkpoint` on HumanEval: " in text
     assert all(entry["job"] in text for entry in entries), "each evaluation row links its job"
 
     slow = submit(run_script, "--timeout", "2h", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",

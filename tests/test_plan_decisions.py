@@ -127,8 +127,7 @@ def launch_of(result: dict) -> dict:
     hardware = {"device": "cuda", "gpu": result["gpu"], "gpus": result["gpus_per_node"], "bf16": True,
                 "memory_gb": result["gpu_memory_gb"], "nodes": result["nodes"]}
     strategy = trainer.resolve_strategy(run_args, hardware, result["params"], result["peft"])
-    command = trainer.launch_command(trainer.Run(result["method"], None, None, None, run_args, hardware,
-                                                 result["params"], result["peft"], strategy, "given"))
+    command = trainer.launch_command(run_args, hardware, strategy)
     return {"config": command[command.index("--config_file") + 1].rsplit("/", 1)[-1],
             "processes": int(command[command.index("--num_processes") + 1]),
             "machines": int(command[command.index("--num_machines") + 1])}
@@ -148,7 +147,10 @@ def test_plan_strategy_is_what_the_trainer_launches(config):
                 request = planner.parse_request(["--model", str(CONFIGS / config), "--method", method, "--peft", peft,
                                                  "--flavor", flavor])
                 flavors = planner.candidate_flavors(request, catalogue)
-                result = planner.plan(request, shape, flavors, "snapshot", 5e6, [])
+                try:
+                    result = planner.plan(request, shape, flavors, "snapshot", 5e6, [])
+                except planner.BadInput:  # longer than one job may run (70B GRPO on small GPUs): nothing launches
+                    continue
                 if not result["fits"]:
                     continue
                 assert result["gpus"] == result["nodes"] * result["gpus_per_node"] > 1

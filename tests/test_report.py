@@ -2,6 +2,7 @@
 completed, read from local jobs, the loopback Hub's jobs and repos; bad input."""
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -9,6 +10,30 @@ from pathlib import Path
 from conftest import SAMPLE, SCRIPTS, json_output
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"
+TASKS = [f"HumanEval/{index}" for index in range(164)]
+PROTOCOL = {"prompting": "completion", "chat_template": False, "thinking": False,  # eval_humaneval.py's defaults
+            "stop": ["\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(", "\nassert "], "max_new_tokens": 384,
+            "temperature": 0.0, "top_p": None, "samples_per_task": 1}
+
+
+def humaneval(passed: range | set, limit: int | None = None, **fields) -> dict:
+    """A HumanEval result as eval_humaneval.py records it (one sample per problem): the problems whose index is in
+    `passed` pass, the others fail; `limit` cuts the problem set to the first ones, as --limit does."""
+    shares = {task: float(index in passed) for index, task in enumerate(TASKS[:limit])}
+    n, score = len(shares), sum(shares.values()) / len(shares)
+    z = 1.959964  # Wilson's interval, as eval_humaneval.py gives it
+    center, half = (score + z * z / (2 * n)) / (1 + z * z / n), \
+        z * math.sqrt(score * (1 - score) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"benchmark": "humaneval", "metric": "pass@1", "score": round(score, 4),
+            "pass@1_ci95": [round(max(0, center - half), 4), round(min(1, center + half), 4)], "n": n,
+            "limit": limit, "samples_per_task": 1, "protocol": PROTOCOL, "per_problem": shares,
+            "date": "2025-12-09T16:00:00Z"} | fields
+
+
+def eval_output(entry: dict) -> dict:
+    """What eval_humaneval.py --json prints for the result that `entry` records in run.json."""
+    output = {key: value for key, value in entry.items() if key not in ("score", "metric")}
+    return output | {"pass@1": entry["score"], "of": len(TASKS)}
 
 
 def fixture_run(tmp_path: Path, name: str, method: str, with_eval: float | None) -> Path:
@@ -19,7 +44,7 @@ def fixture_run(tmp_path: Path, name: str, method: str, with_eval: float | None)
     record = {"schema": 1, "method": method, "base_model": "Qwen/Qwen3-0.6B", "status": "completed", "peft": "none",
               "loss_masking": "assistant tokens",
               "dataset": {"name": "open-r1/codeforces-cots", "split": "train", "rows": 1000, "eval_ratio": 0.05,
-                          "mapping": {}, "convert": None},
+                          "config": "solutions", "mapping": {}, "convert": None},
               "config": {"num_train_epochs": 1, "max_steps": 80, "per_device_train_batch_size": 1,
                          "gradient_accumulation_steps": 8, "learning_rate": 5e-05, "weight_decay": 0.01,
                          "warmup_steps": 0.03, "max_length": 2048, "bf16": True, "gradient_checkpointing": True,
@@ -66,9 +91,19 @@ def test_planned_run_becomes_the_run_golden_shape_and_hand_notes(tmp_path, run_s
     assert "| `base-humaneval` - `-` - `TBD` | HumanEval pass@1 | TBD | - | [Qwen/Qwen3-0.6B]" in text
 
     sft = fixture_run(tmp_path, "sft-a10g", "sft", 0.342)
+    record = json.loads((sft / "run.json").read_text())
+    record["evaluations"] = [humaneval(range(6, 62), job="https://huggingface.co/jobs/alice/ev1")]
+    record["contamination"] = {"benchmark": "humaneval", "ngram": 13, "rows_checked": 1000, "rows_overlapping": 12,
+                               "share": 0.012, "problems_overlapping": 3, "rows_dropped": 0,
+                               "problems": ["HumanEval/7", "HumanEval/20", "HumanEval/100"]}
+    record["exports"] = [{"file": "sft-a10g-Q4_K_M.gguf", "quant": "Q4_K_M", "size_mb": 462.31,
+                          "modelfile": "sft-a10g-Q4_K_M.Modelfile", "golden_agree": "30/32",
+                          "parity": "agrees (30/32 greedy tokens)", "chat_finish_reason": "stop",
+                          "repo": "alice/sft-a10g-GGUF", "date": "2025-12-10T09:00:00Z",
+                          "job": {"id": "gguf1", "url": "https://huggingface.co/jobs/alice/gguf1"}}]
+    (sft / "run.json").write_text(json.dumps(record))
     base = tmp_path / "base.json"
-    base.write_text(json.dumps({"benchmark": "humaneval", "model": "Qwen/Qwen3-0.6B", "n": 164, "pass@1": 0.306,
-                                "date": "2025-12-09T12:00:00Z"}))
+    base.write_text(json.dumps(eval_output(humaneval(range(50), model="Qwen/Qwen3-0.6B", date="2025-12-09T12:00:00Z"))))
     args = ["--experiment", "qwen3-code", "--runs", sft, "--evals", base, "--out", out]
     assert run_script("report.py", *args).returncode == 0
     text = report.read_text()
@@ -88,7 +123,8 @@ def test_planned_run_becomes_the_run_golden_shape_and_hand_notes(tmp_path, run_s
     updated = report.read_text()
     assert updated.index("# `sft-a10g`") < updated.index("# `dpo-a10g`") < updated.index("# Experiment evaluations")
     assert "Notes: try a lower learning rate next." in updated and updated.count("# `sft-a10g`") == 1
-    assert "Best fine-tuned run `dpo-a10g` (0.351) beats the base model (0.306) on HumanEval." in updated
+    assert "- `dpo-a10g` on HumanEval: 0.351 against the base model's 0.305, a difference of +0.046; no verdict: no " \
+           "95% interval recorded" in updated, "an older evaluation: its score, no verdict"
 
 
 def test_base_model_evaluation_recorded_with_the_run_is_the_baseline(tmp_path, run_script):
@@ -102,7 +138,7 @@ def test_base_model_evaluation_recorded_with_the_run_is_the_baseline(tmp_path, r
     text = (out / "qwen3-code.md").read_text()
     assert "| `base-humaneval` - `2025-12-09 12:00 UTC` - `Completed` | HumanEval pass@1 | 0.306 |" in text
     assert "| `sft-a10g` - `2025-12-09 16:00 UTC` - `Completed` | HumanEval pass@1 | 0.342 |" in text
-    assert "Best fine-tuned run `sft-a10g` (0.342) beats the base model (0.306) on HumanEval." in text
+    assert "- `sft-a10g` on HumanEval: 0.342 against the base model's 0.306, a difference of +0.036; no verdict" in text
     assert "0.306 on 164 problems, 2025-12-09 12:00 UTC (base model `Qwen/Qwen3-0.6B`)" in section(text, "sft-a10g")
 
 

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from test_report import fixture_run
+from test_report import fixture_run, humaneval
 
 ENDPOINT = "https://hub.example.org"
 MARKER = re.compile(r"<!-- hflt:(begin|end) [^<>]* -->")
@@ -20,6 +20,17 @@ MALFORMED = {  # name -> (how the record is broken, what the report says about i
     "string-gpus": (lambda r: r["hardware"].update(gpus="2"), "hardware.gpus is text, not a number"),
     "string-trackio": (lambda r: r.update(trackio="alice/trackio"), "trackio is text, not an object"),
     "string-eval-ratio": (lambda r: r["dataset"].update(eval_ratio="5%"), "dataset.eval_ratio is text, not a number"),
+    "string-share": (lambda r: r["evaluations"][0].update(per_problem={"HumanEval/0": "1"}),
+                     "evaluations[0].per_problem.HumanEval/0 is text, not a number"),
+    "share-above-one": (lambda r: r["evaluations"][0].update(per_problem={"HumanEval/0": 3}),
+                        "evaluations[0].per_problem holds a share outside 0-1"),
+    "three-bounds": (lambda r: r["evaluations"][0].update({"pass@1_ci95": [0.1, 0.2, 0.3]}),
+                     "evaluations[0].pass@1_ci95 is not [low, high]"),
+    "list-protocol": (lambda r: r["evaluations"][0].update(protocol=["greedy"]),
+                      "evaluations[0].protocol is a list, not an object"),
+    "contamination-no-benchmark": (lambda r: r.update(contamination={"ngram": 13}), "contamination has no benchmark"),
+    "string-export-size": (lambda r: r.update(exports=[{"file": "x.gguf", "size_mb": "5"}]),
+                           "exports[0].size_mb is text, not a number"),
 }
 NOT_RECORDS = {"not-an-object": ("[1, 2]", "it is a list, not an object"),
                "invalid-json": ('{"method": "sft", "base_model": ', "not valid JSON")}
@@ -37,9 +48,18 @@ def hostile_run(tmp_path: Path) -> Path:
         "job": {"id": "job`id", "url": "javascript:alert(2)"},
         "trackio": {"project": "p <b>", "run": "hostile", "space": "x/y) [click](javascript:alert(5)"},
         "evaluations": [{"benchmark": "humaneval<script>", "score": 0.5, "date": "<b>bold</b>",
-                         "job": "https://evil.example/jobs/x", "model": "[m](javascript:alert(4))"},
+                         "job": "https://evil.example/jobs/x", "model": "[m](javascript:alert(4))",
+                         "protocol": {"<b>|key": 1}, "revision": "`rev|<b>`", "per_problem": {"<i>|t": 1.0}},
                         {"benchmark": "humaneval", "score": 0.4, "job": f"{ENDPOINT}.evil.example/jobs/y",
-                         "model": "www.evil.example/a/b"}],
+                         "model": "www.evil.example/a/b", "limit": 2, "n": 2, "of": 164,
+                         "pass@1_ci95": [0.1, 0.9], "per_problem": {"<i>|t": 1.0, "[x](javascript:1)": 0.0}},
+                        {"benchmark": "humaneval<script>", "score": 0.3, "model": "<script>alert(1)</script>",
+                         "protocol": {"<b>|key": 2}}],
+        "contamination": {"benchmark": "humaneval", "ngram": 13, "rows_overlapping": 2, "problems_overlapping": 1,
+                          "problems": ["[x](javascript:1)"]},
+        "exports": [{"file": "<img src=x>|.gguf", "quant": "[q](javascript:alert(6))", "size_mb": 1.5,
+                     "parity": "**agrees** <b>|", "repo": "x/y) [click](javascript:alert(7)", "date": "<b>"},
+                    {"file": "y.gguf", "repo": "https://evil.example/a"}],
     }
     (out / "run.json").write_text(json.dumps(record))
     return out
@@ -133,7 +153,14 @@ def test_any_field_of_any_type_is_shown_or_one_unreadable_line(tmp_path, run_scr
     """Every field of a real record replaced by every JSON type: the report is written (exit 0, no traceback), and
     each record is either shown or one "unreadable record" line."""
     record = json.loads(fixture_run(tmp_path, "base", "sft", 0.3).joinpath("run.json").read_text())
-    record["log_history"] = record["log_history"][:1]
+    record["method"] = "grpo"  # its rewards are read too
+    record["log_history"] = record["log_history"][:1] + [{"step": 1, "reward": 0.5, "rewards/code_tests/mean": 0.5}]
+    record["evaluations"] = [humaneval({0}, limit=2, of=164) | {"protocol": {"max_new_tokens": 384}},  # the fuzzed
+                             humaneval({1}, limit=2, model=record["base_model"])]  # its baseline, left as it is
+    record["contamination"] = {"benchmark": "humaneval", "ngram": 13, "rows_checked": 9, "rows_overlapping": 1,
+                               "rows_dropped": 0, "problems_overlapping": 1, "problems": ["HumanEval/0"]}
+    record["exports"] = [{"file": "m.gguf", "quant": "Q8_0", "size_mb": 1.5, "parity": "identical (4/4 greedy tokens)",
+                          "golden_agree": "4/4", "repo": "alice/m-GGUF", "date": "2025-12-10T09:00:00Z"}]
     runs = []
     for path in list(every_path(record))[1:]:
         for index, wrong in enumerate(["x", 7, 2.5, True, [1], {"a": 1}]):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -117,16 +118,25 @@ def hub_token():
     return TOKEN
 
 
-def test_refused_push_keeps_the_model_and_says_how_to_push(tiny_model, tmp_path, run_script, hub):
+def test_refused_push_keeps_the_model_and_says_how_to_push(tiny_model, tmp_path, run_script, hub, env):
     out = tmp_path / "refused"
     hub.state.refuse_commits = True
     result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", out, "--max_steps", "2", "--push_to_hub", "--hub_model_id", "tester/refused",
                         "--hub_strategy", "end", *FAST)
     assert result.returncode == 1
-    assert "hf upload tester/refused" in result.output and (out / "model.safetensors").exists()
-    assert record(out)["status"] == "completed"
+    assert (out / "model.safetensors").exists() and record(out)["status"] == "completed"
     assert "## Training record (hf-llm-trainer)" in (out / "README.md").read_text(), "the push by hand carries it"
+    assert f"its record stays in {out / 'run.json'}" in result.output
+    command = re.search(r"push the model with: (hf upload .*)", result.output).group(1)
+    hub.state.refuse_commits = False
+    repo = hub.state.repos[("model", "tester/refused")]["files"]
+    repo["run.json"] = json.dumps({"evaluations": [{"benchmark": "humaneval", "pass@1": 0.25}]}).encode()
+    finish = subprocess.run(command.replace("hf upload", f"{Path(sys.executable).parent / 'hf'} upload", 1),
+                            shell=True, capture_output=True, text=True, env=env, timeout=300)
+    assert finish.returncode == 0, finish.stderr[-2000:]
+    assert {"model.safetensors", "README.md"} <= set(repo) and not any(name.startswith("checkpoint-") for name in repo)
+    assert json.loads(repo["run.json"])["evaluations"], "the upload by hand leaves the repo's record alone"
 
 
 def test_resume_from_hub_continues_the_pushed_checkpoint(tiny_model, tmp_path, run_script, hub):
@@ -159,11 +169,12 @@ Path(f"seen-{os.getpid()}.json").write_text(json.dumps({k: v for k, v in os.envi
 """
 
 
-def planned_run(trainer, n_params: float, peft: str, strategy: str = "auto", gpus: int = 2):
-    hardware = {"device": "cuda", "gpu": "NVIDIA L4", "gpus": gpus, "memory_gb": 24.0, "bf16": True, "nodes": 1}
+def planned_launch(trainer, n_params: float, peft: str, strategy: str = "auto", gpus: int = 2, nodes: int = 1):
+    """The strategy and launch command the trainer resolves for a model of n_params on `gpus` L4s a node."""
+    hardware = {"device": "cuda", "gpu": "NVIDIA L4", "gpus": gpus, "memory_gb": 24.0, "bf16": True, "nodes": nodes}
     run_args = trainer.RunArguments(strategy=strategy)
-    return trainer.Run("sft", None, None, None, run_args, hardware, int(n_params), peft,
-                       trainer.resolve_strategy(run_args, hardware, int(n_params), peft), "given")
+    chosen = trainer.resolve_strategy(run_args, hardware, int(n_params), peft)
+    return chosen, trainer.launch_command(run_args, hardware, chosen)
 
 
 @pytest.mark.parametrize("script", ["train_sft.py", "train_dpo.py", "train_grpo.py"])
@@ -172,13 +183,12 @@ def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_pat
     probe in place of the trainer, so the flags and the FSDP settings the processes receive are checked for real."""
     sys.path.insert(0, str(SCRIPTS))
     trainer = __import__(script.removesuffix(".py"))
-    assert trainer.launch_command(planned_run(trainer, 8e9, "none", gpus=1)) is None
-    lora = planned_run(trainer, 3e9, "lora")  # a 6 GB frozen base fits one GPU beside its activations
-    assert lora.strategy == "ddp" and "multi_gpu.yaml" in " ".join(trainer.launch_command(lora))
-    assert planned_run(trainer, 8e9, "none", strategy="ddp").strategy == "ddp", "--strategy from the plan wins"
-    full = planned_run(trainer, 8e9, "none")  # 128 GB of weights and states
-    fsdp = trainer.launch_command(full)
-    assert full.strategy == "fsdp" and fsdp[fsdp.index("--num_processes") + 1] == "2"
+    assert planned_launch(trainer, 8e9, "none", gpus=1)[1] is None
+    strategy, launch = planned_launch(trainer, 3e9, "lora")  # a 6 GB frozen base fits one GPU beside its activations
+    assert strategy == "ddp" and "multi_gpu.yaml" in " ".join(launch)
+    assert planned_launch(trainer, 8e9, "none", strategy="ddp")[0] == "ddp", "--strategy from the plan wins"
+    strategy, fsdp = planned_launch(trainer, 8e9, "none")  # 128 GB of weights and states
+    assert strategy == "fsdp" and fsdp[fsdp.index("--num_processes") + 1] == "2"
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = {k: v for k, v in os.environ.items() if k != "LOCAL_RANK"} | {"CUDA_VISIBLE_DEVICES": ""}
@@ -187,9 +197,7 @@ def test_multi_gpu_launcher_shards_big_full_finetuning_with_fsdp(script, tmp_pat
         with pytest.MonkeyPatch.context() as patch:
             for key, value in group.items():
                 patch.setenv(key, value)
-            node = planned_run(trainer, 70e9, "none")
-            node.hardware["nodes"] = 2
-            across = " ".join(trainer.launch_command(node))
+            across = " ".join(planned_launch(trainer, 70e9, "none", nodes=2)[1])
         assert "fsdp2.yaml" in across and "--num_processes 4 --num_machines 2" in across
         assert "--machine_rank 1 --main_process_ip grp-main --main_process_port 29500" in across
         assert "--rdzv_conf timeout=1800" in across, "members that start minutes apart still meet"
@@ -210,14 +218,16 @@ def test_qlora_under_fsdp_stores_its_4bit_weights_in_the_compute_dtype(tiny_mode
     find_spec = trainer.importlib.util.find_spec
     monkeypatch.setattr(trainer.importlib.util, "find_spec",
                         lambda name, *rest: object() if name == "bitsandbytes" else find_spec(name, *rest))
-    monkeypatch.setattr(trainer, "launch_command", lambda run: None)
+    monkeypatch.setattr(trainer, "launch_command", lambda *args: None)
     monkeypatch.setattr(sys, "argv", ["train_sft.py", "--model_name_or_path", str(tiny_model), "--dataset_name",
                                       "data.jsonl", "--peft", "qlora", "--strategy", "fsdp", "--output_dir",
                                       str(tmp_path / "out"), "--bf16", "false"])  # this CPU has no bf16 GPU
     hardware = {"device": "cuda", "gpu": "NVIDIA L4", "gpus": 2, "memory_gb": 24.0, "bf16": True, "nodes": 1}
     parser = trainer.TrlParser((trainer.ScriptArguments, trainer.SFTConfig, trainer.ModelConfig, trainer.RunArguments))
-    run = trainer.parse_run(parser, "sft", hardware)
-    assert run.strategy == "fsdp" and run.peft == "qlora" and run.model_args.load_in_4bit
+    run = trainer.resolve_run(trainer.parse_flags(parser), "sft", hardware)
+    assert run.strategy == "fsdp" and run.peft == "qlora" and not run.model_args.load_in_4bit, "nothing applied yet"
+    trainer.apply_decisions(run)
+    assert run.model_args.load_in_4bit
     assert run.model_args.bnb_4bit_quant_storage == "bfloat16"
 
 
@@ -393,3 +403,39 @@ def test_model_not_found_exits_2(tmp_path, run_script):
     result = run_script("train_sft.py", "--model_name_or_path", tmp_path / "no-model", "--dataset_name",
                         SAMPLE / "sft_code.jsonl")
     assert result.returncode == 2 and "was not found" in result.stderr, result.output[-2000:]
+
+
+@pytest.mark.parametrize("flavor, warned", [("t4-small", True), ("cpu-basic", False)])
+def test_a_gpu_flavor_without_cuda_says_so_in_its_first_line(flavor, warned, run_script, tmp_path):
+    """A container that sees no GPU would train on CPU for hours: the trainer's first line says so, before any flag is
+    read (here the flags are wrong on purpose: nothing else runs)."""
+    result = run_script("train_sft.py", "--dataset_name", tmp_path / "missing.jsonl",
+                        extra_env={"HFLT_FLAVOR": flavor, "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 2, result.output[-2000:]
+    line = f"[hardware] no CUDA device found on a GPU flavor ({flavor}): training runs on CPU"
+    assert (result.stdout.splitlines()[:1] == [line]) is warned, result.output[-2000:]
+
+
+def test_resolving_a_run_changes_no_flag_and_its_decisions_are_frozen(tiny_model, tmp_path, monkeypatch):
+    """resolve_run only decides; apply_decisions is where TRL's arguments change."""
+    import dataclasses
+
+    sys.path.insert(0, str(SCRIPTS))
+    trainer = __import__("train_sft")
+    monkeypatch.setattr(sys, "argv", ["train_sft.py", "--model_name_or_path", str(tiny_model), "--dataset_name",
+                                      "data.jsonl", "--eval_ratio", "0.1", "--peft", "lora"])
+    hardware = {"device": "cpu", "gpu": None, "gpus": 0, "memory_gb": None, "bf16": False, "nodes": 1}
+    parser = trainer.TrlParser((trainer.ScriptArguments, trainer.SFTConfig, trainer.ModelConfig, trainer.RunArguments))
+    parser.set_defaults(**trainer.hardware_defaults(hardware))
+    flags = trainer.parse_flags(parser)
+    before = [dataclasses.asdict(flag) for flag in flags[:4]]
+    run = trainer.resolve_run(flags, "sft", hardware)
+    assert [dataclasses.asdict(flag) for flag in flags[:4]] == before
+    assert (run.peft, run.eval_strategy, run.launcher) == ("lora", "steps", None) and run.learning_rate > 2e-5
+    assert run.output_dir.startswith("outputs/") and run.dtype == "float32"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.peft = "none"
+    trainer.apply_decisions(run)
+    args = run.training_args
+    assert (args.learning_rate, args.eval_strategy, args.output_dir) == (run.learning_rate, "steps", run.output_dir)
+    assert run.model_args.use_peft and run.model_args.lora_target_modules == "all-linear"

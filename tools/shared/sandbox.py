@@ -348,6 +348,13 @@ def stop(process: subprocess.Popen):
     process.wait()
 
 
+def out_of_time(process: subprocess.Popen) -> bool:
+    """Ended by its CPU limit (the same seconds as the wall-clock one): a program that ran out of time, whichever of
+    the two limits came first on a loaded machine."""
+    ended = {-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL}
+    return finished(process, 1.0) and process.returncode in ended
+
+
 def finished(process: subprocess.Popen, timeout: float) -> bool:
     try:
         process.wait(timeout=timeout)
@@ -375,7 +382,7 @@ def run_with_input(program: str, given: bytes, isolation: dict, timeout: float,
         stdin.write(given)
         stdin.seek(0)
         process, stderr = start(stack, {"program.py": program}, isolation, timeout, NOBODY, stdin, stdout)
-        timed_out = not finished(process, timeout)
+        timed_out = not finished(process, timeout) or out_of_time(process)
         size = stdout.seek(0, os.SEEK_END)
         stdout.seek(0)
         return timed_out, process.returncode, stdout.read() if size <= max_output else None, bounded(stderr)
@@ -404,7 +411,7 @@ def run_sample(problem: dict, completion: str, isolation: dict, timeout: float =
         finally:  # only the two programs hold the pipes now: either one's end is the other's end of file
             for fd in (requests_read, requests_write, answers_read, answers_write):
                 os.close(fd)
-        timed_out = not finished(checker, timeout)
+        timed_out = not finished(checker, timeout) or out_of_time(candidate)
         try:
             said = json.loads(bounded(verdict, 1024))
         except ValueError:

@@ -539,7 +539,7 @@ def record(target: str, result: dict):
     """Appends the evaluation, with what an honest comparison needs (interval, per-problem outcomes, protocol,
     whether --limit cut it), to the run's run.json."""
     entry = {"benchmark": "humaneval", "metric": "pass@1", "score": result["pass@1"]} | {
-        key: result[key] for key in ("pass@1_ci95", "pass@k", "n", "limit", "samples_per_task", "protocol",
+        key: result[key] for key in ("pass@1_ci95", "pass@k", "n", "of", "limit", "samples_per_task", "protocol",
                                      "per_problem", "model", "revision", "subfolder", "completions", "date", "job",
                                      "job_id", "isolation", "problems_source")}
     try:
@@ -1027,7 +1027,7 @@ def save_merged(adapter: str, base: str, out: Path) -> Path:
 # ---- end of shared block: models ----
 
 
-# ---- shared block: sandbox (tools/shared/sandbox.py; edit it there, then `make shared`) sha256:40ef9a9568bda239 ----
+# ---- shared block: sandbox (tools/shared/sandbox.py; edit it there, then `make shared`) sha256:eff6afed4a7275d0 ----
 
 # The sandbox that runs model-written code (eval_humaneval.py's scoring, train_grpo.py's code_tests reward): each
 # program in a fresh process with the strongest isolation the machine allows (`namespaces`, else `seccomp` with an
@@ -1365,6 +1365,13 @@ def stop(process: subprocess.Popen):
     process.wait()
 
 
+def out_of_time(process: subprocess.Popen) -> bool:
+    """Ended by its CPU limit (the same seconds as the wall-clock one): a program that ran out of time, whichever of
+    the two limits came first on a loaded machine."""
+    ended = {-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL}
+    return finished(process, 1.0) and process.returncode in ended
+
+
 def finished(process: subprocess.Popen, timeout: float) -> bool:
     try:
         process.wait(timeout=timeout)
@@ -1392,7 +1399,7 @@ def run_with_input(program: str, given: bytes, isolation: dict, timeout: float,
         stdin.write(given)
         stdin.seek(0)
         process, stderr = start(stack, {"program.py": program}, isolation, timeout, NOBODY, stdin, stdout)
-        timed_out = not finished(process, timeout)
+        timed_out = not finished(process, timeout) or out_of_time(process)
         size = stdout.seek(0, os.SEEK_END)
         stdout.seek(0)
         return timed_out, process.returncode, stdout.read() if size <= max_output else None, bounded(stderr)
@@ -1421,7 +1428,7 @@ def run_sample(problem: dict, completion: str, isolation: dict, timeout: float =
         finally:  # only the two programs hold the pipes now: either one's end is the other's end of file
             for fd in (requests_read, requests_write, answers_read, answers_write):
                 os.close(fd)
-        timed_out = not finished(checker, timeout)
+        timed_out = not finished(checker, timeout) or out_of_time(candidate)
         try:
             said = json.loads(bounded(verdict, 1024))
         except ValueError:

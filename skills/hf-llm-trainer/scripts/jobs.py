@@ -30,11 +30,14 @@
 
 Backend: `hf` when a Hugging Face token is available, `local` otherwise or with `--backend local` (no account, no
 network). Local jobs run detached in their own process groups with a state directory (spec, status, logs, exit
-codes, timings) under the user's cache dir; the timeout is enforced and cancel ends every process. `HF_TOKEN` goes
-to HF Jobs as a secret, never as a plain environment variable, and is masked (`[HF_TOKEN]`) in whatever a job
-prints, on both backends: logs, progress, diagnoses. `--nodes N` runs one job per node in one network group (HF
-Jobs) or N local process groups; the person sees one group id. When a job fails or times out, `status` says what
-went wrong and what to change; for GRPO it also watches the reward.
+codes, timings) under the user's cache dir; the timeout is enforced and cancel ends every process: each carries
+HFLT_JOB_STATE in its environment, so one that left the job's process groups is found too, and so is a job whose
+state directory was deleted. `HF_TOKEN` goes to HF Jobs as a secret, never as a plain environment variable, and is
+masked (`[HF_TOKEN]`) in whatever a job prints, on both backends: logs, progress, diagnoses. `--nodes N` runs one job
+per node in one network group (HF Jobs) or N local process groups; the person sees one group id. When a job fails
+or times out, `status` says what went wrong and what to change; for GRPO it also watches the reward. Against the
+plan: `status` says when a job is far behind its estimate, and turns a finished test run's measured speed
+(--max_steps, --max_samples) into the full run's time and cost.
 """
 
 import argparse
@@ -59,12 +62,15 @@ from urllib.parse import urlencode
 TERMINAL = {"COMPLETED", "ERROR", "CANCELED", "TIMEOUT", "DELETED"}
 STAGE_ORDER = ["ERROR", "TIMEOUT", "CANCELED", "DELETED", "SCHEDULING", "RUNNING", "COMPLETED"]  # worst first
 STATE_ROOT = Path(os.environ.get("HFLT_STATE_DIR") or
-                  Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hf-llm-trainer" / "jobs")
+                  Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hf-llm-trainer" / "jobs").absolute()
+# In the environment of every process a local job starts (its state folder): /proc finds them wherever they went.
+MARKER = "HFLT_JOB_STATE"
 ID_FORMATS = {"local": r"local-[0-9a-f]{10}", "hf": r"[0-9a-f]{24}", "group": r"group-[0-9a-f]{12}"}
 MAIN_PORT = 29500
 CLIPPED_RATIO_LIMIT = 0.3  # a third of GRPO's completions cut at the length limit: their rewards mislead
-BILLING_URL = "https://huggingface.co/settings/billing"
 TOKEN_MASK = "[HF_TOKEN]"  # what a token value in a job's output becomes, on both backends
+TEST_RUN_FLAGS = ("--max_steps", "--max_samples")  # a trainer run cut short by these tests the full run
+NO_CUDA = r"^\[hardware\] (no CUDA device found on a GPU flavor \(.*\): training runs on CPU)"  # the trainers' line
 # (kind, log pattern, what went wrong, what to change); the first match wins, so the specific ones come first.
 FAILURES = [
     # train_grpo.py's sentence for a reward function that raised, hung or returned something that is not one finite
@@ -171,9 +177,11 @@ def progress_from_log(text: str) -> dict:
                if metric(e.get("step")) is not None and metric(e.get("total_steps")) is not None]
     steps = [e for e in entries if "loss" in e or "reward" in e]
     run = tagged_json(text, "run")
+    no_cuda = re.search(NO_CUDA, text, flags=re.M)
     result = {"step": None, "total_steps": None, "loss": None, "loss_start": None, "learning_rate": None,
               "eta_s": None, "trackio": None, "output_dir": None, "hub_repo": None, "output": None,
-              "tracking_unavailable": next((e.get("unavailable") for e in tagged_json(text, "tracking")), None)}
+              "tracking_unavailable": next((e.get("unavailable") for e in tagged_json(text, "tracking")), None),
+              "no_cuda": no_cuda.group(1) if no_cuda else None, "seconds_per_step": None} | throughput(entries)
     if run:
         trackio = run[-1].get("trackio")
         result.update(trackio=trackio if isinstance(trackio, dict) and trackio else None,
@@ -188,6 +196,7 @@ def progress_from_log(text: str) -> dict:
         if last["step"] > first["step"] and began and now:
             rate = (now - began) / (last["step"] - first["step"])
             result["eta_s"] = round(max(last["total_steps"] - entries[-1]["step"], 0) * rate)
+            result["seconds_per_step"] = rate
     rewards = [e for e in entries if "reward" in e]
     if rewards:
         scored = [metric(e["reward"]) for e in rewards if metric(e["reward"]) is not None]
@@ -196,6 +205,17 @@ def progress_from_log(text: str) -> dict:
                       completion_length=metric(rewards[-1].get("completions/mean_length")),
                       clipped_ratio=metric(rewards[-1].get("completions/clipped_ratio")), health=grpo_health(rewards))
     return result
+
+
+def throughput(entries: list[dict]) -> dict:
+    """Training tokens so far and tokens per second between the first and the last progress line that count them
+    (TRL logs `num_tokens`)."""
+    counted = [e for e in entries if metric(e.get("num_tokens")) is not None and metric(e.get("time")) is not None]
+    if len(counted) < 2 or counted[-1]["time"] <= counted[0]["time"]:
+        return {"tokens": None, "tokens_per_s": None}
+    first, last = counted[0], counted[-1]
+    return {"tokens": last["num_tokens"],
+            "tokens_per_s": (last["num_tokens"] - first["num_tokens"]) / (last["time"] - first["time"])}
 
 
 def grpo_health(rewards: list[dict]) -> list[dict]:
@@ -272,7 +292,70 @@ def summarize(job_id: str, states: list[dict], **extra) -> dict:
     info["diagnosis"] = diagnose(states[rank]["text"], stage, states[rank].get("exit_code"))
     if info["diagnosis"] and len(states) > 1:
         info["diagnosis"] |= {"node": rank, "problem": f"node {rank} stopped: {info['diagnosis']['problem']}"}
-    return info | extra
+    info |= extra | {"estimate": planned(extra.get("labels") or {})}
+    return info | {"checks": pace_checks(info), "full_run": full_run_projection(info)}
+
+
+def planned(labels: dict) -> dict | None:
+    """The plan's estimates a job carries in its labels: this run's time and, for a test run, the full run's time,
+    training tokens and optimizer steps."""
+    estimate = {"time_s": label_number(labels, "estimate_s"), "full_run_s": label_number(labels, "full_run_s"),
+                "full_run_tokens": label_number(labels, "full_run_tokens"),
+                "full_run_steps": label_number(labels, "full_run_steps")}
+    return estimate if any(value is not None for value in estimate.values()) else None
+
+
+def pace_checks(info: dict) -> list[dict]:
+    """What says a job is far behind its plan: a GPU flavor training on CPU, no step logged in the time the whole
+    run should take, or a pace that ends past the timeout."""
+    found, planned_s = [], (info["estimate"] or {}).get("time_s")
+    if info.get("no_cuda"):
+        found.append({"kind": "no_cuda", "problem": info["no_cuda"],
+                      "fix": f"cancel it (jobs.py cancel {info['id']}): it pays the GPU's price for CPU speed; check "
+                             "that the job's torch is a CUDA build (no --with torch from a CPU-only index) and submit "
+                             "again"})
+    elapsed, eta, timeout = info["elapsed_s"], info["eta_s"], info.get("timeout_s")
+    if info["stage"] != "RUNNING" or not elapsed:
+        return found
+    if info["step"] is None and planned_s and elapsed > planned_s:
+        found.append({"kind": "no_step", "problem": f"no training step logged after {duration(elapsed)}, longer than "
+                                                    f"the plan's estimate for the whole run ({duration(planned_s)})",
+                      "fix": f"read the last lines (jobs.py logs {info['id']} --tail 50): a download or dataset "
+                             "preparation that stalls, a first step that does not fit, or training on CPU; cancel it "
+                             "if it is stuck"})
+    elif eta is not None and timeout and elapsed + eta > timeout:
+        plan = f"; the plan estimated {duration(planned_s)} for the whole run" if planned_s else ""
+        found.append({"kind": "past_timeout",
+                      "problem": f"at this pace it needs about {duration(eta)} more, past its timeout of "
+                                 f"{compact(timeout)} (in {duration(max(timeout - elapsed, 0))}){plan}",
+                      "fix": "compare the flavor and batch flags with the plan's and look for a [hardware] line in "
+                             "the logs; to finish, cancel and submit again with a longer --timeout and "
+                             "--resume_from_hub (--resume locally), or plan a faster flavor"})
+    return found
+
+
+def full_run_projection(info: dict) -> dict | None:
+    """A finished test run's measured speed turned into the full run's time and cost: the full run's training
+    tokens at the tokens/s it measured (its steps at the seconds per step for GRPO, whose token count includes the
+    generated completions that the plan's dataset tokens do not), plus what the test spent outside training (start,
+    downloads, saving, pushing)."""
+    estimate = info["estimate"] or {}
+    if info["stage"] != "COMPLETED" or info["elapsed_s"] is None:
+        return None
+    tokens_per_s, seconds_per_step = info["tokens_per_s"], info["seconds_per_step"]
+    if estimate.get("full_run_tokens") and tokens_per_s and info.get("script") != "train_grpo":
+        pace = {"tokens_per_s": round(tokens_per_s)}
+        training, trained = estimate["full_run_tokens"] / tokens_per_s, info["tokens"] / tokens_per_s
+    elif estimate.get("full_run_steps") and seconds_per_step:
+        pace = {"seconds_per_step": round(seconds_per_step, 2), "steps": estimate["full_run_steps"]}
+        training, trained = estimate["full_run_steps"] * seconds_per_step, info["step"] * seconds_per_step
+    else:
+        return None
+    seconds = training + max(info["elapsed_s"] - trained, 0)
+    price = (hf_hardware() or {}).get(info["flavor"]) if info["backend"] == "hf" else None
+    return pace | {"flavor": info["flavor"], "nodes": info["nodes"], "time_s": round(seconds),
+                   "cost_usd": round(seconds / 3600 * price * info["nodes"], 2) if price else None,
+                   "planned_s": estimate.get("full_run_s")}
 
 
 def headline(info: dict) -> str:
@@ -306,7 +389,9 @@ def describe(info: dict) -> str:
         clipped = info.get("clipped_ratio")
         lines.append(f"Completions: {info['completion_length']:.0f} tokens on average"
                      + (f", {clipped:.0%} cut at the length limit." if clipped is not None else "."))
-    lines += [f"Check: {h['problem']}; {h['fix']}." for h in info.get("health") or []]
+    lines += [f"Check: {h['problem']}; {h['fix']}." for h in (info.get("health") or []) + info["checks"]]
+    if info["full_run"]:
+        lines.append(full_run_line(info["full_run"]))
     if info.get("url"):
         lines.append(f"Logs: {info['url']}")
     trackio = info["trackio"] or {}
@@ -325,6 +410,21 @@ def describe(info: dict) -> str:
         lines.append(f"What went wrong: {info['diagnosis']['problem']}.")
         lines.append(f"Fix: {info['diagnosis']['fix']}.")
     return "\n".join(lines)
+
+
+def full_run_line(full: dict) -> str:
+    where = "this machine" if full["flavor"] == "local" else \
+        f"{full['nodes']} x {full['flavor']}" if full["nodes"] > 1 else full["flavor"]
+    cost = f", ${full['cost_usd']:.2f}" if full["cost_usd"] is not None else ""
+    plan = f" (the plan said {hours_minutes(full['planned_s'])})" if full["planned_s"] else ""
+    pace = f"{full['tokens_per_s']:,} tokens/s" if "tokens_per_s" in full else f"{full['seconds_per_step']:g} s a step"
+    run = "the full run" if "tokens_per_s" in full else f"the full run ({full['steps']:,} steps)"
+    return f"Measured {pace} on {where}: {run} takes about {hours_minutes(full['time_s'])}{cost}{plan}."
+
+
+def hours_minutes(seconds: float) -> str:
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours and minutes else f"{hours} h" if hours else f"{minutes} min"
 
 
 def hub_endpoint() -> str:
@@ -380,9 +480,26 @@ def write_json(path: Path, data: dict):
     os.replace(tmp, path)
 
 
+def update_status(path: Path, change) -> dict:
+    """Applies `change` (status -> new status, or None to keep it) to the status as it is now, under the job's lock:
+    a writer never puts an older status back over a newer one (a cancel and the supervisor's final record)."""
+    import fcntl
+
+    with open(path / "status.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        status = json.loads((path / "status.json").read_text())
+        changed = change(status)
+        if changed is not None:
+            write_json(path / "status.json", changed)
+        return changed or status
+
+
 def read_state(job_id: str) -> tuple[Path, dict, dict]:
     path = STATE_ROOT / job_id
     if not (path / "spec.json").exists():
+        if left := sorted(job_processes(path, [])):
+            raise Failure(f"Local job {job_id} lost its state folder ({path} was deleted) but its processes still "
+                          f"run ({', '.join(map(str, left))}); `jobs.py cancel {job_id}` stops them.")
         raise BadInput(f"No local job {job_id!r}; `jobs.py list` shows the known ones.")
     try:
         return path, json.loads((path / "spec.json").read_text()), json.loads((path / "status.json").read_text())
@@ -416,7 +533,7 @@ def local_submit(script: str, args: list[str], packages: list[str], name: str, t
     write_json(path / "status.json", {"stage": "SCHEDULING"})
     supervisor = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_supervise", job_id],
                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+                                  stderr=subprocess.DEVNULL, env=os.environ | {MARKER: str(path)})
     (path / "supervisor.pid").write_text(str(supervisor.pid))
     return {"id": job_id, "url": str(local_log(path, 0))}
 
@@ -436,8 +553,8 @@ def free_port() -> int:
 
 
 def supervise(job_id: str):
-    """Runs in its own session: starts one process group per node, stops them all when one fails, the timeout
-    passes or cancel is asked, and records the outcome. Output goes to the logs with the token masked."""
+    """Runs in its own session: starts one process group per node, stops the job's processes when one fails, the
+    timeout passes or cancel is asked, and records the outcome. Output goes to the logs with the token masked."""
     path = STATE_ROOT / job_id
     spec = json.loads((path / "spec.json").read_text())
     env = {**os.environ, "JOB_ID": job_id, "HFLT_JOB_ID": job_id, "HFLT_JOB_URL": str(local_log(path, 0)),
@@ -456,62 +573,108 @@ def supervise(job_id: str):
         copiers[-1].start()
         children.append(child)
     started = time.time()
-    status = {"stage": "RUNNING", "started_at": started, "supervisor_pid": os.getpid(),
-              "pids": [child.pid for child in children]}
-    write_json(path / "status.json", status)
-    stage, failed = None, None
+    update_status(path, lambda status: status | {"stage": "RUNNING", "started_at": started,
+                                                 "supervisor_pid": os.getpid(), "pids": [c.pid for c in children]})
+    stage = None
     while stage is None:
         time.sleep(0.2)
         codes = [child.poll() for child in children]
-        failed = next((rank for rank, code in enumerate(codes) if code not in (None, 0)), None)
-        if (path / "cancel").exists():
-            stage = "CANCELED"
-        elif failed is not None:
-            stage = "ERROR"
-        elif all(code == 0 for code in codes):
-            stage = "COMPLETED"
-        elif spec["timeout_s"] and time.time() - started > spec["timeout_s"]:
-            stage = "TIMEOUT"
-    stop_groups([child.pid for child in children])  # the others, and anything a finished node left behind
+        stage = outcome(path, spec, codes, started)
+    failed = next((rank for rank, code in enumerate(codes) if code not in (None, 0)), None)
+    stopped = stop_job(path, [child.pid for child in children])  # the others, and whatever a node left behind
     codes = [child.wait() for child in children]
+    if all(code == 0 for code in codes):  # it finished as it was being stopped: the exit codes say it completed
+        stage = "COMPLETED"
     for copier in copiers:
         copier.join(timeout=5)
     if stage == "TIMEOUT":
         with open(local_log(path, 0), "a") as log:
             log.write(f"\n[jobs] timed out after {compact(spec['timeout_s'])}: every process was stopped\n")
-    write_json(path / "status.json", status | {"stage": stage, "finished_at": time.time(), "exit_codes": codes,
-                                               "failed_node": failed if stage == "ERROR" else None})
+    update_status(path, lambda status: status | {"stage": stage, "finished_at": time.time(), "exit_codes": codes,
+                                                 "failed_node": failed if stage == "ERROR" else None,
+                                                 "stopped": stopped})
 
 
-def stop_groups(pids: list[int]):
-    """SIGTERM every process group, give them 10 s to save and exit, then SIGKILL what is left."""
+def outcome(path: Path, spec: dict, codes: list[int | None], started: float) -> str | None:
+    """What ends the job now, if anything. Exit codes first: processes that all exited 0 completed the job, even
+    when a cancel arrived at that moment."""
+    if all(code == 0 for code in codes):
+        return "COMPLETED"
+    if (path / "cancel").exists():
+        return "CANCELED"
+    if any(code not in (None, 0) for code in codes):
+        return "ERROR"
+    if spec["timeout_s"] and time.time() - started > spec["timeout_s"]:
+        return "TIMEOUT"
+    return None
+
+
+def stop_job(path: Path, groups: list[int]) -> list[dict]:
+    """SIGTERM every process of the job, give them 10 s to save and exit, then SIGKILL what is left. Returns what it
+    stopped: each pid, whether it had left the job's process groups, and the last signal it needed."""
+    stopped = {}
     for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
-        living = []
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, sig)
-                living.append(pid)
+        living = job_processes(path, groups)
+        for pid, outside in living.items():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+            stopped[pid] = {"pid": pid, "outside_groups": outside, "signal": sig.name}
+        for group in groups:  # and what a member forked since the scan
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
         deadline = time.time() + grace
         while living and time.time() < deadline:
             time.sleep(0.2)
-            living = [pid for pid in living if group_alive(pid)]
-        pids = living
+            living = job_processes(path, groups)
+    return list(stopped.values())
+
+
+def job_processes(path: Path, groups: list[int]) -> dict[int, bool]:
+    """The running processes of the local job whose state folder is `path`, each with whether it left the job's
+    process groups: the members of its groups, and whatever carries its marker elsewhere (a grandchild that
+    started a session of its own, a daemon). Without /proc (macOS) only the groups are known, by their leaders."""
+    if not Path("/proc").exists():
+        return {group: False for group in groups if group_alive(group)}
+    return {pid: group not in groups for pid, group, proc in running_processes()
+            if group in groups or marker_of(proc) == str(path)}
+
+
+def running_processes():
+    """(pid, process group, /proc folder) of every process that runs (zombies do not), this one left out."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, _, group = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            if state != "Z" and int(proc.name) != os.getpid():
+                yield int(proc.name), int(group), proc
+
+
+def marker_of(proc: Path) -> str | None:
+    """The state folder of the local job that started a process, from the environment it started with."""
+    with contextlib.suppress(OSError):
+        for entry in (proc / "environ").read_bytes().split(b"\0"):
+            if entry.startswith(f"{MARKER}=".encode()):
+                return entry.split(b"=", 1)[1].decode(errors="replace")
+    return None
+
+
+def orphaned_jobs() -> dict[str, list[int]]:
+    """Local jobs whose state folder was deleted while they run, found by their marker: {job id: pids}."""
+    found = {}
+    for pid, _, proc in running_processes() if Path("/proc").exists() else []:
+        state = Path(marker_of(proc) or "/")
+        if state.parent == STATE_ROOT and not (state / "spec.json").exists():
+            found.setdefault(state.name, []).append(pid)
+    return found
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs; zombies (exited, waiting for their parent) do not count."""
-    if not Path("/proc").exists():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(group) == pgid and state != "Z":
-                return True
-    return False
+    return True
 
 
 def alive(pid: int | None) -> bool:
@@ -530,10 +693,11 @@ def alive(pid: int | None) -> bool:
 
 def local_status(job_id: str) -> dict:
     path, spec, status = read_state(job_id)
+    if status["stage"] in ("SCHEDULING", "RUNNING") and supervisor_gone(path, status):
+        status = read_state(job_id)[2]  # it may have written its final record just before it exited
+        if status["stage"] in ("SCHEDULING", "RUNNING"):
+            status |= {"stage": "ERROR", "finished_at": (path / "status.json").stat().st_mtime}
     stage, nodes = status["stage"], spec.get("nodes", 1)
-    if stage in ("SCHEDULING", "RUNNING") and supervisor_gone(path, status):
-        stage = "ERROR"
-        status["finished_at"] = (path / "status.json").stat().st_mtime
     end = status.get("finished_at") or time.time()
     elapsed = end - status["started_at"] if status.get("started_at") else None
     codes = status.get("exit_codes") or [None] * nodes
@@ -551,27 +715,39 @@ def local_status(job_id: str) -> dict:
 
 
 def supervisor_gone(path: Path, status: dict) -> bool:
-    """The supervisor was killed (reboot, kill -9): the job cannot be running any more."""
+    """The supervisor was killed (reboot, kill -9) or has just exited: it will not record anything any more."""
     pid = status.get("supervisor_pid")
     with contextlib.suppress(OSError, ValueError):
         pid = pid or int((path / "supervisor.pid").read_text())
     return pid is not None and not alive(pid)  # no pid yet: submit is still starting it
 
 
-def local_cancel(job_id: str) -> str:
-    path, _, status = read_state(job_id)
+def local_cancel(job_id: str) -> dict:
+    """Asks the supervisor to stop the job and returns its record; stops the processes itself when the supervisor
+    is gone, or when the job's state folder was deleted while it runs."""
+    path = STATE_ROOT / job_id
+    if not (path / "spec.json").exists() and job_processes(path, []):
+        return {"stage": "CANCELED", "requested": True, "state_deleted": True, "stopped": stop_job(path, [])}
+    status = read_state(job_id)[2]
     if status["stage"] in TERMINAL:
-        return status["stage"]
+        return {"stage": status["stage"], "requested": False}
     (path / "cancel").touch()
-    for _ in range(150):  # the supervisor sees the request within 0.2 s and gives the processes 10 s to stop
-        if supervisor_gone(path, status):
-            stop_groups(status.get("pids", []))  # nobody else will
-            write_json(path / "status.json", status | {"stage": "CANCELED", "finished_at": time.time()})
-        status = read_state(job_id)[2]
+    deadline = time.time() + 30  # the supervisor sees the request within 0.2 s and gives the processes 10 s to stop
+    while time.time() < deadline:
+        if supervisor_gone(path, status):  # nobody else will stop them
+            status = record_unless_final(path, {"stage": "CANCELED", "finished_at": time.time(),
+                                                "stopped": stop_job(path, status.get("pids", []))})
         if status["stage"] in TERMINAL:
-            return status["stage"]
+            return {"stage": status["stage"], "requested": True, "stopped": status.get("stopped") or []}
         time.sleep(0.1)
-    raise Failure(f"Local job {job_id} did not stop within 15 s; its processes are {status.get('pids')}.")
+        status = read_state(job_id)[2]
+    raise Failure(f"Local job {job_id} did not stop within 30 s; its processes are {status.get('pids')}.")
+
+
+def record_unless_final(path: Path, final: dict) -> dict:
+    """The job's status with `final` recorded, unless a final record is there already (the supervisor wrote it
+    just before it exited): that one stays."""
+    return update_status(path, lambda now: None if now["stage"] in TERMINAL else now | final)
 
 
 def local_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
@@ -667,7 +843,8 @@ def refusal(error, flavor: str, suggestions: list[str]) -> "BadInput | None":
     reason = first_line(error.server_message or error).rstrip(".")
     if code == 402:
         return BadInput(f"HF Jobs refused the job for lack of credit (Jobs run on a positive credit balance); add "
-                        f"credits at {BILLING_URL}, or run it on this machine with --backend local.")
+                        f"credits at {hub_endpoint()}/settings/billing, or run it on this machine with --backend "
+                        "local.")
     if code in (400, 403, 422) and re.search(r"flavor|hardware", reason, re.I):
         others = ", ".join(suggestions) or "another one from plan.py"
         return BadInput(f"HF Jobs refused flavor {flavor} for this account ({reason}); pick another flavor with "
@@ -750,11 +927,12 @@ def hf_status(job_id: str) -> dict:
     labels = {k: v for k, v in (lead.labels or {}).items() if k not in ("group", "node")}
     return summarize(job_id, members, backend="hf", url=lead.url, flavor=lead.flavor, labels=labels,
                      message=masked(lead.status.message or "") or None, created_at=iso(lead.created_at), script=labels.get("script"),
-                     name=labels.get("name"), timeout_s=label_seconds(labels), **extra)
+                     name=labels.get("name"), timeout_s=label_number(labels, "timeout_s"), **extra)
 
 
-def label_seconds(labels: dict) -> int | None:
-    return int(labels["timeout_s"]) if labels.get("timeout_s", "").isdigit() else None
+def label_number(labels: dict, key: str) -> int | None:
+    """A number a job carries in a label (label values are plain text: digits)."""
+    return int(labels[key]) if str(labels.get(key, "")).isdigit() else None
 
 
 def hf_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
@@ -771,18 +949,18 @@ def hf_logs(job_id: str, follow: bool, tail: int | None, node: int | None):
                 print((f"[node {rank}] " if len(ranks) > 1 else "") + masked(line), flush=True)
 
 
-def hf_cancel(job_id: str) -> str:
+def hf_cancel(job_id: str) -> dict:
     require_token(job_id)
     api = hf_api()
     with hub_errors(f"cancel job {job_id}", job_id):
         jobs = hf_members(api, job_id)
         stages = [hf_stage(job) for job in jobs]
         if all(stage in TERMINAL for stage in stages):
-            return min(stages, key=STAGE_ORDER.index)
+            return {"stage": min(stages, key=STAGE_ORDER.index), "requested": False}
         for job, stage in zip(jobs, stages):
             if stage not in TERMINAL:
                 api.cancel_job(job_id=job.id)
-    return "CANCELED"
+    return {"stage": "CANCELED", "requested": True}
 
 
 def hf_list(labels: dict, with_outputs: bool) -> list[dict]:
@@ -802,7 +980,7 @@ def hf_list(labels: dict, with_outputs: bool) -> list[dict]:
             entry = {"id": key, "backend": "hf", "name": shown.get("name"), "script": shown.get("script"),
                      "stage": min((hf_stage(job) for job in members), key=STAGE_ORDER.index), "url": lead.url,
                      "flavor": lead.flavor, "nodes": len(members), "labels": shown, "created_at": iso(lead.created_at),
-                     "timeout_s": label_seconds(shown), "output_dir": None, "hub_repo": None}
+                     "timeout_s": label_number(shown, "timeout_s"), "output_dir": None, "hub_repo": None}
             if with_outputs:
                 progress = progress_from_log(hf_log(api, lead.id))
                 entry |= {"output_dir": progress["output_dir"], "hub_repo": progress["hub_repo"]}
@@ -902,11 +1080,14 @@ def cmd_submit(args, script_and_args: list[str]):
     if args.experiment:
         labels["experiment"] = args.experiment
     price = plan.get("price_per_hour") or (prices or {}).get(flavor)
-    cost = plan["cost_usd"] * nodes / plan.get("nodes", 1) if plan.get("cost_usd") is not None else None
+    estimates = plan_estimates(plan, script_args, nodes)
+    labels |= estimate_labels(estimates)
+    run = estimates["run"] or {}
     result = {"backend": backend, "flavor": flavor if backend == "hf" else "local", "nodes": nodes,
-              "timeout": timeout_text, "timeout_s": timeout, "estimated_time_hours": plan.get("time_hours"),
-              "estimated_cost_usd": cost if backend == "hf" else 0.0,
+              "timeout": timeout_text, "timeout_s": timeout, "estimated_time_hours": run.get("time_hours"),
+              "estimated_cost_usd": run.get("cost_usd") if backend == "hf" else 0.0,
               "price_per_hour_usd": price * nodes if backend == "hf" and price else None,
+              "test_run": estimates["test_run"], "full_run_estimate": estimates["full_run"],
               "name": name, "labels": labels, "command": [script, *script_args], "with": args.with_packages,
               "warnings": warnings}
     if args.dry_run:
@@ -922,19 +1103,62 @@ def cmd_submit(args, script_and_args: list[str]):
     print_submitted(result, script_args)
 
 
+def plan_estimates(plan: dict, script_args: list[str], nodes: int) -> dict:
+    """The plan's estimate of the run submitted and, when --max_steps or --max_samples make it a test run, of the
+    full run it tests. A plan for a test run names its limits (`max_steps`, `max_samples`) and carries both
+    estimates (`estimate`, `full_run_estimate`); any other plan estimates the full run only, so a test run cut by
+    other limits than the plan's has no estimate of its own."""
+    limits = {flag: arg_value(script_args, flag) for flag in TEST_RUN_FLAGS if arg_value(script_args, flag)}
+    planned_limits = {flag: str(plan[flag[2:]]) for flag in TEST_RUN_FLAGS if plan.get(flag[2:]) is not None}
+    test_plan = bool(planned_limits or plan.get("test_run"))
+    full = plan_estimate(plan["full_run_estimate"] if isinstance(plan.get("full_run_estimate"), dict) else
+                         {} if test_plan else plan, plan, nodes)
+    if not limits:
+        return {"run": full, "full_run": None, "test_run": None}
+    if full and metric(plan.get("dataset_tokens")):  # the tokens of one epoch of the whole dataset
+        full["tokens"] = plan["dataset_tokens"] * (metric(plan.get("epochs")) or 1)
+    tested = plan["estimate"] if isinstance(plan.get("estimate"), dict) else plan
+    return {"run": plan_estimate(tested, plan, nodes) if limits == planned_limits else None, "full_run": full,
+            "test_run": limits}
+
+
+def plan_estimate(entry: dict, plan: dict, nodes: int) -> dict | None:
+    """One estimate of a plan: hours, dollars (for `nodes` machines where the plan had another count) and
+    optimizer steps."""
+    hours = metric(entry.get("time_hours"))
+    if hours is None:
+        return None
+    cost = metric(entry.get("cost_usd"))
+    return {"time_hours": hours, "cost_usd": cost * nodes / plan.get("nodes", 1) if cost is not None else None,
+            "steps": metric(entry.get("steps"))}
+
+
+def estimate_labels(estimates: dict) -> dict:
+    """The estimates status needs, as labels (whole numbers, as label values must be plain): the same record on
+    both backends."""
+    run, full = estimates["run"], estimates["full_run"]
+    labels = {"estimate_s": str(round(run["time_hours"] * 3600))} if run else {}
+    if full:
+        labels["full_run_s"] = str(round(full["time_hours"] * 3600))
+        labels |= {f"full_run_{key}": str(round(full[key])) for key in ("tokens", "steps") if full.get(key)}
+    return labels
+
+
+def arg_value(script_args: list[str], flag: str) -> str | None:
+    """A flag's value among the script's arguments, written `--flag value` or `--flag=value`."""
+    for i, arg in enumerate(script_args):
+        if arg == flag and i + 1 < len(script_args):
+            return script_args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def output_of(script_args: list[str]) -> str | None:
     """Where the script writes: the Hub repo it pushes to, else its output directory (absolute)."""
-    def value(flag: str) -> str | None:
-        for i, arg in enumerate(script_args):
-            if arg == flag and i + 1 < len(script_args):
-                return script_args[i + 1]
-            if arg.startswith(flag + "="):
-                return arg.split("=", 1)[1]
-        return None
-
-    if "--push_to_hub" in script_args and value("--hub_model_id"):
-        return f"hub:{value('--hub_model_id')}"
-    directory = value("--output_dir")
+    if "--push_to_hub" in script_args and arg_value(script_args, "--hub_model_id"):
+        return f"hub:{arg_value(script_args, '--hub_model_id')}"
+    directory = arg_value(script_args, "--output_dir")
     return f"dir:{Path(directory).resolve()}" if directory else None
 
 
@@ -967,10 +1191,20 @@ def print_submitted(result: dict, script_args: list[str]):
     space = next((script_args[i + 1] for i, a in enumerate(script_args[:-1]) if a == "--trackio_space_id"), None)
     if space:
         print(f"Trackio: {hub_endpoint()}/spaces/{space}")
+    limits = " ".join(f"{flag} {value}" for flag, value in (result["test_run"] or {}).items())
+    full = result["full_run_estimate"] if result["backend"] == "hf" else None
     if result["estimated_cost_usd"]:
-        print(f"Estimated time ~{result['estimated_time_hours'] * 60:.0f} min, estimated cost "
+        print((f"Test run ({limits}): estimated" if limits else "Estimated")
+              + f" time ~{result['estimated_time_hours'] * 60:.0f} min, estimated cost "
               f"~${result['estimated_cost_usd']:.2f}" + (f" ({on})." if nodes > 1 else "."))
-    elif result["price_per_hour_usd"]:
+    if limits and full:
+        said = f"~{hours_minutes(full['time_hours'] * 3600)}" + \
+            (f", ~${full['cost_usd']:.2f}" if full["cost_usd"] is not None else "")
+        print((f"The plan's full run: {said}" if result["estimated_cost_usd"] else
+               f"Test run ({limits}): the plan's estimate ({said}) is for the full run, not this one")
+              + "; when the test run ends, `jobs.py status` turns its measured speed into the full run's time and "
+                "cost.")
+    if not result["estimated_cost_usd"] and result["price_per_hour_usd"]:
         print(f"Cost: ~${result['price_per_hour_usd']:.2f}/hour ({on}) until it ends or times out.")
 
 
@@ -987,7 +1221,8 @@ def local_list() -> list[dict]:
         jobs.append({key: info[key] for key in ("id", "backend", "name", "script", "stage", "url", "nodes", "labels",
                                                 "created_at", "elapsed_s", "step", "total_steps", "output_dir",
                                                 "hub_repo")})
-    return jobs
+    return jobs + [{"id": job_id, "backend": "local", "stage": "ORPHANED", "name": None, "labels": {}, "pids": pids}
+                   for job_id, pids in orphaned_jobs().items()]
 
 
 def cmd_list(args):
@@ -1004,10 +1239,45 @@ def cmd_list(args):
         print(json.dumps(jobs, indent=2))
         return
     for job in jobs:
-        stage = "unreadable (its status.json is corrupt)" if job["stage"] == "UNREADABLE" else job["stage"].lower()
+        notes = {"UNREADABLE": "unreadable (its status.json is corrupt)",
+                 "ORPHANED": f"orphaned (its state folder was deleted; {plural(len(job.get('pids', [])), 'process')} "
+                             f"still run: `jobs.py cancel {job['id']}` stops them)"}
+        stage = notes.get(job["stage"], job["stage"].lower())
         print(f"{job['id']:28} {job['backend']:5} {stage:10} {job.get('name') or ''}")
     if not jobs:
         print("No jobs.")
+
+
+def cmd_cancel(args):
+    result = {"id": args.id} | (local_cancel(args.id) if check_id(args.id) == "local" else hf_cancel(args.id))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(headline(result | {"elapsed_s": None}))
+    if result["requested"] and result["stage"] != "CANCELED":
+        print("It ended on its own before the cancel reached it.")
+    elif result["stage"] == "CANCELED" and result.get("stopped"):
+        print(what_was_stopped(result["stopped"], result.get("state_deleted", False)))
+
+
+def what_was_stopped(stopped: list[dict], state_deleted: bool) -> str:
+    pids = ("pid " if len(stopped) == 1 else "pids ") + ", ".join(str(process["pid"]) for process in stopped)
+    if state_deleted:
+        return (f"Its state folder had been deleted: stopped {plural(len(stopped), 'process')} found by the {MARKER} "
+                f"marker in their environment ({pids}).")
+    outside = sum(process["outside_groups"] for process in stopped)
+    killed = sum(process["signal"] == "SIGKILL" for process in stopped)
+    said = [f"Stopped {plural(len(stopped), 'process')} ({pids})"]
+    if outside:
+        said.append(f"{outside} had left the job's process groups (a session of its own) and "
+                    f"{'was' if outside == 1 else 'were'} found by the {MARKER} marker in the environment")
+    if killed:
+        said.append(f"{killed} ignored SIGTERM and got SIGKILL after 10 s")
+    return "; ".join(said) + "."
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "es" if word.endswith("s") else "s")
 
 
 def cmd_wait(args):
@@ -1078,12 +1348,7 @@ def main():
         return local_logs(args.id, args.follow, args.tail, args.node) if local else \
             hf_logs(args.id, args.follow, args.tail, args.node)
     if args.command == "cancel":
-        stage = local_cancel(args.id) if local else hf_cancel(args.id)
-        if args.json:
-            print(json.dumps({"id": args.id, "stage": stage}))
-        else:
-            print(headline({"id": args.id, "stage": stage, "elapsed_s": None}))
-        return
+        return cmd_cancel(args)
     if args.command == "wait":
         return cmd_wait(args)
     info = status(args.id)

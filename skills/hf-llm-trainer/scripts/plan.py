@@ -26,14 +26,19 @@
 
     uv run plan.py --model Qwen/Qwen3-0.6B --method sft --validation validation.json
     uv run plan.py --model ./my-model --method dpo --peft lora --max_length 1024 --json
+    uv run plan.py --model Qwen/Qwen3-0.6B --method sft --validation validation.json --max_steps 20 --max_samples 100
 
-Parameters and shapes come from the model's config, instantiated on the meta device (never guessed from the name).
+Parameters and shapes come from the model's config, instantiated on the meta device (never guessed from the name);
+a mixture of experts is held whole in memory and computed on its active parameters (num_experts_per_tok experts).
 Memory per GPU = weights + trainable state (gradients, AdamW moments) + activations + logits (+ DPO reference,
 GRPO KV cache) + CUDA context, sharded with FSDP over every GPU when one replica does not fit. Time = training
 FLOPs / (GPU peak x utilisation), calibrated against measured runs (bench/RESULTS.md), plus inter-node traffic on
 several nodes. When no single machine fits (e.g. a 70B model fully fine-tuned), it proposes N machines of one
 multi-GPU flavor (jobs.py submit --nodes N). Prices come live from `list_jobs_hardware()` when online, else from the
-bundled snapshot below. Without --json prints the confirmation card the agent shows.
+bundled snapshot below. The cheapest flavor wins unless another finishes 3x sooner for at most 10% more. With
+--max_steps or --max_samples it prices that test run, beside the full run. From the validation's token lengths it
+proposes the --max_length that keeps 95% of sequences whole (or the longest that fits). A run past one job's limit
+(a 7-day timeout) or --max_cost_usd is refused. Without --json prints the confirmation card the agent shows.
 """
 
 import argparse
@@ -88,6 +93,15 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 INTER_NODE_GB_PER_S = 50  # per node, each direction (400 Gb/s)
 GATHERED_BYTES_PER_PARAM = {"none": 2.0, "lora": 2.0, "qlora": 0.55}
 MAX_NODES = 8
+# What one plan may launch. HF Jobs publishes no longest timeout we could check: a week is where a single failure
+# costs too much, and longer work is chained (--max_steps, then --resume_from_hub). The cost bound catches a typo
+# (--epochs 1e9) before it reaches a card; --max_cost_usd raises it for a deliberate large run.
+MAX_TIMEOUT_HOURS = 7 * 24
+DEFAULT_MAX_COST_USD = 10_000
+# The cheapest flavor is not always the answer: one that finishes this many times sooner for at most this much more
+# money is worth the wait it saves.
+SOONER, AT_MOST_MORE = 3.0, 0.10
+LENGTH_STEP = 128  # a proposed --max_length is a multiple of this
 CACHE = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hf-llm-trainer-hardware.json"
 
 
@@ -105,6 +119,9 @@ class Request:
     gradient_checkpointing: bool
     learning_rate: float | None
     epochs: float
+    max_steps: int | None
+    max_samples: int | None
+    max_cost_usd: float
     dataset_tokens: float | None
     validation: str | None
     dataset: str | None
@@ -122,6 +139,19 @@ class Request:
     def sequence_length(self) -> int:
         """Tokens in one training sequence: GRPO trains on prompt + completion, the others on --max_length."""
         return self.max_prompt_length + self.max_completion_length if self.method == "grpo" else self.max_length
+
+    @property
+    def test_run(self) -> bool:
+        """--max_steps or --max_samples cut the run short: it is priced as asked, beside the full run."""
+        return bool(self.max_steps or self.max_samples)
+
+
+@dataclass(frozen=True)
+class Data:
+    """One epoch of the dataset as priced: training tokens (DPO: chosen and rejected sequences both) and rows (DPO:
+    pairs, GRPO: prompts), counted by the validation or assumed."""
+    tokens: float
+    rows: float
 
 
 # ---------------------------------------------------------------- hardware catalogue
@@ -173,7 +203,9 @@ def capabilities(gpu: str) -> tuple:
 
 
 def model_shape(model: str) -> dict:
-    """Exact counts and shapes from the config on the meta device; an adapter counts as its base."""
+    """Exact counts and shapes from the config on the meta device; an adapter counts as its base. A mixture of
+    experts holds all its parameters in memory but runs each token through num_experts_per_tok experts only:
+    `params` prices memory, `active_params` compute."""
     import torch
 
     instance = meta_model(model)
@@ -182,14 +214,32 @@ def model_shape(model: str) -> dict:
     linear = {name: (module.in_features, module.out_features) for name, module in instance.named_modules()
               if isinstance(module, torch.nn.Linear) and "lm_head" not in name}
     heads = text.num_attention_heads
+    params = sum(p.numel() for p in instance.parameters())
+    routed, share = routed_experts(instance, text)
+    intermediate = getattr(text, "intermediate_size", 4 * text.hidden_size)
+    if routed:  # a token's MLP activations: its experts' widths together
+        intermediate = (getattr(text, "moe_intermediate_size", None) or intermediate) * text.num_experts_per_tok
     return {
-        "params": sum(p.numel() for p in instance.parameters()), "linear": linear,
+        "params": params, "active_params": params - round(routed * (1 - share)), "routed_params": routed,
+        "expert_share": share, "linear": linear,
         "hidden": text.hidden_size, "layers": text.num_hidden_layers, "vocab": text.vocab_size,
-        "intermediate": getattr(text, "intermediate_size", 4 * text.hidden_size), "heads": heads,
+        "intermediate": intermediate, "heads": heads,
         "kv_heads": getattr(text, "num_key_value_heads", heads) or heads,
         "head_dim": getattr(text, "head_dim", None) or text.hidden_size // heads,
         "model_type": config.model_type, "positions": getattr(text, "max_position_embeddings", None),
     }
+
+
+def routed_experts(instance, text) -> tuple[int, float]:
+    """Parameters of the routed experts (transformers keeps a layer's experts in 3-D tensors, one slice an expert) and
+    the share of them one token goes through; (0, 1.0) for a dense model."""
+    experts = next((getattr(text, key) for key in ("num_experts", "num_local_experts", "n_routed_experts")
+                    if getattr(text, key, None)), None)
+    per_token = getattr(text, "num_experts_per_tok", None)
+    if not experts or not per_token:
+        return 0, 1.0
+    routed = sum(p.numel() for p in instance.parameters() if p.dim() == 3 and p.shape[0] == experts)
+    return routed, per_token / experts
 
 
 def lora_params(shape: dict, rank: int) -> int:
@@ -260,7 +310,7 @@ def utilisation(gpu: str, shape: dict, method: str) -> float:
 
 
 def training_flops(shape: dict, request: Request, tokens: float) -> float:
-    n = shape["params"]
+    n = shape["active_params"]
     per_token = 6 * n if request.peft == "none" else 4 * n  # LoRA skips the frozen weights' gradients
     if request.gradient_checkpointing:
         per_token += 2 * n  # one more forward pass
@@ -278,14 +328,26 @@ def micro_batch_seconds(shape: dict, request: Request, gpu: str, gpus: int, batc
     return max(compute, LAUNCH_FLOOR_S_PER_LAYER[request.peft] * shape["layers"])
 
 
-def generation_seconds(shape: dict, request: Request, tokens: float, gpu: str, gpus: int, batch: int) -> float:
-    """GRPO decoding is memory-bound: each new token of a batch reads the weights once."""
+def generation_seconds(shape: dict, request: Request, completions: float, gpu: str, gpus: int, batch: int) -> float:
+    """GRPO decoding is memory-bound: each new token of a batch reads the weights once (of a mixture of experts, the
+    experts some token of the batch is routed to)."""
     if request.method != "grpo":
         return 0.0
     _, _, bandwidth, _ = capabilities(gpu)
-    completions = tokens / request.max_prompt_length * request.num_generations
+    weights_read = shape["params"] - shape["routed_params"] * (1 - shape["expert_share"]) ** batch
     batches = completions / (batch * gpus)
-    return batches * request.max_completion_length * shape["params"] * 2 / (bandwidth * 1e12) / 0.5
+    return batches * request.max_completion_length * weights_read * 2 / (bandwidth * 1e12) / 0.5
+
+
+def micro_batches(request: Request, data: Data, rows: float, batch: int, gpus: int) -> float:
+    """Micro-batches per GPU to train on `rows` rows, priced by their tokens (a short row costs its share of a full
+    micro-batch item): an SFT sequence, a DPO pair of two, and for GRPO every completion (at
+    --max_completion_length) trained with its prompt."""
+    tokens_per_row = data.tokens / data.rows
+    if request.method == "grpo":
+        tokens_per_row = (tokens_per_row + request.max_completion_length) * request.num_generations
+    tokens_per_item = request.sequence_length * (2 if request.method == "dpo" else 1)
+    return rows * tokens_per_row / (batch * tokens_per_item * gpus)
 
 
 def inter_node_seconds(shape: dict, request: Request, strategy: str, nodes: int, trainable: int,
@@ -335,44 +397,63 @@ def choose_strategy(shape: dict, request: Request, gpus: int, vram: float) -> tu
     return strategy, reasons[strategy], batch, memory, fits
 
 
-def evaluate(name: str, spec: tuple, nodes: int, shape: dict, request: Request, tokens: float) -> dict:
-    """One flavor on `nodes` machines: strategy, the largest batch that fits, memory, time and cost."""
+def evaluate(name: str, spec: tuple, nodes: int, shape: dict, request: Request, data: Data) -> dict:
+    """One flavor on `nodes` machines: strategy, the largest batch that fits, memory, and the time and cost of the
+    run asked for (`estimate`, also at the top level) and of the full run (`full_run_estimate`)."""
     gpu, per_node, vram, price = spec
     gpus = per_node * nodes
     strategy, reason, batch, memory, fits = choose_strategy(shape, request, gpus, vram)
     accumulation = request.gradient_accumulation_steps or max(1, math.ceil(DEFAULT_EFFECTIVE_BATCH / (batch * gpus)))
     while request.method == "grpo" and (batch * accumulation * gpus) % request.num_generations:
         accumulation += 1  # TRL needs whole groups of completions in every generation batch
-    micro_batches = tokens / (batch * request.sequence_length * gpus)
-    compute = micro_batches * micro_batch_seconds(shape, request, gpu, gpus, batch)
-    network = inter_node_seconds(shape, request, strategy, nodes, memory["trainable"], micro_batches, accumulation)
-    seconds = compute + generation_seconds(shape, request, tokens, gpu, gpus, batch) + network
-    hours = seconds / 3600 + STARTUP_HOURS
     bf16 = capabilities(gpu)[0]
-    return {
+    option = {
         "flavor": name, "nodes": nodes, "gpus_per_node": per_node, "gpu": gpu, "gpus": gpus,
         "gpu_memory_gb": vram, "price_per_hour": price, "bf16": bf16, "precision": "bf16" if bf16 else "fp16",
         "strategy": strategy, "strategy_reason": reason, "fits": fits,
         "memory_gb": memory["breakdown"]["total"], "breakdown": memory["breakdown"], "trainable": memory["trainable"],
         "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation,
-        "inter_node_hours": round(network / 3600, 3), "time_hours": round(hours, 3),
-        "cost_usd": round(hours * price * nodes, 2),
     }
+    full = run_estimate(shape, replace(request, max_steps=None, max_samples=None), data, option)
+    estimate = run_estimate(shape, request, data, option) if request.test_run else full
+    return option | {"inter_node_hours": estimate["inter_node_hours"], "time_hours": estimate["time_hours"],
+                     "cost_usd": estimate["cost_usd"], "estimate": estimate, "full_run_estimate": full}
+
+
+def run_estimate(shape: dict, request: Request, data: Data, option: dict) -> dict:
+    """Steps, rows, time, cost and timeout of the run `request` asks for on one option: every epoch, or a test run
+    cut at --max_steps (the Trainer then stops there, whatever the epochs) or at the first --max_samples rows."""
+    batch, gpus, accumulation = option["per_device_train_batch_size"], option["gpus"], \
+        option["gradient_accumulation_steps"]
+    rows_per_step = batch * accumulation * gpus / (request.num_generations if request.method == "grpo" else 1)
+    if request.max_steps:
+        rows = request.max_steps * rows_per_step
+    else:
+        rows = min(request.max_samples or data.rows, data.rows) * request.epochs
+    micro = micro_batches(request, data, rows, batch, gpus)
+    seconds = (micro * micro_batch_seconds(shape, request, option["gpu"], gpus, batch)
+               + generation_seconds(shape, request, rows * request.num_generations, option["gpu"], gpus, batch))
+    network = inter_node_seconds(shape, request, option["strategy"], option["nodes"], option["trainable"], micro,
+                                 accumulation)
+    hours = (seconds + network) / 3600 + STARTUP_HOURS
+    return {"steps": request.max_steps or math.ceil(rows / rows_per_step), "rows": math.ceil(rows),
+            "time_hours": round(hours, 3), "cost_usd": round(hours * option["price_per_hour"] * option["nodes"], 2),
+            "timeout": timeout_for(hours), "inter_node_hours": round(network / 3600, 3)}
+
+
+def timeout_minutes(hours: float) -> int:
+    return max(30, math.ceil((hours * 1.3 + 0.25) * 60 / 15) * 15)
 
 
 def timeout_for(hours: float) -> str:
-    minutes = max(30, math.ceil((hours * 1.3 + 0.25) * 60 / 15) * 15)
+    minutes = timeout_minutes(hours)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
-def dataset_tokens(request: Request) -> tuple[float, str | None]:
-    """Training tokens in one epoch, and a warning when they are assumed rather than counted."""
-    if request.dataset_tokens:
-        return request.dataset_tokens, None
+def read_validation(request: Request) -> dict | None:
+    """The validate_dataset.py --json report --validation names, if any."""
     if not request.validation:
-        return float(DEFAULT_DATASET_TOKENS), (f"no --dataset_tokens or --validation: assumed "
-                                               f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --validation for a real "
-                                               "estimate")
+        return None
     not_a_report = f"--validation {request.validation} is not a validate_dataset.py --json file"
     try:
         report = json.loads(Path(request.validation).read_text())
@@ -381,34 +462,106 @@ def dataset_tokens(request: Request) -> tuple[float, str | None]:
     if not isinstance(report, dict) or "rows" not in report:
         raise BadInput(f"{not_a_report} (it has no rows); write one with "
                        "`validate_dataset.py --dataset ... --model ... --json`.")
-    counted = report.get("tokens") or {}
-    tokens = counted.get("total_estimate")
-    if tokens:
-        return truncated_tokens(request, counted)
-    if report["rows"] is None:  # a streamed Hub split whose size its builder does not record
-        return float(DEFAULT_DATASET_TOKENS), (f"the validation does not know the row count: assumed "
-                                               f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --dataset_tokens")
-    if not isinstance(report["rows"], int) or report["rows"] < 1:
-        raise BadInput(f"--validation {request.validation} counts {report['rows']} rows: there is nothing to train "
-                       "on; check the dataset and its split.")
-    return (float(report["rows"]) * min(request.sequence_length, 512),
-            "the validation has no token counts (run it with --model): assumed 512 tokens per row")
+    check_made_for_this_plan(request, report)
+    return report
 
 
-def truncated_tokens(request: Request, counted: dict) -> tuple[float, str | None]:
-    """The tokens training sees: a row longer than --max_length is cut there (SFT, DPO), so a dataset of long
-    reasoning traces is priced on what is kept, not on each row's whole length."""
-    total, seen, measured_at = counted["total_estimate"], counted.get("seen_at_max_length"), counted.get("max_length")
-    if request.method == "grpo" or seen is None:
+def check_made_for_this_plan(request: Request, report: dict):
+    """Rows and tokens hold for the dataset (and configuration) and the tokenizer they were counted with only."""
+    dataset, config = report.get("dataset"), report.get("config")
+    if request.dataset and dataset and (not same_source(request.dataset, dataset) or request.dataset_config != config):
+        raise BadInput(f"--validation {request.validation} was made for {dataset}{f' ({config})' if config else ''}, "
+                       f"not for the --dataset {request.dataset}"
+                       f"{f' ({request.dataset_config})' if request.dataset_config else ''} this plan is for; validate "
+                       "that one with `validate_dataset.py --dataset ... --dataset_config ... --json`.")
+    counted_with = (report.get("tokens") or {}).get("model")
+    if counted_with and not same_tokenizer(counted_with, request.model):
+        raise BadInput(f"--validation {request.validation} counted tokens with the tokenizer of {counted_with}, not "
+                       f"of {request.model}; validate again with `validate_dataset.py --model {request.model} --json`.")
+
+
+def same_source(first: str, second: str) -> bool:
+    """The same Hub id, or the same local file or directory however it is spelled."""
+    try:
+        return first == second or os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def same_tokenizer(counted_with: str, model: str) -> bool:
+    """Counts made with one model's tokenizer hold for any model with the same vocabulary and chat template: an
+    adapter of it, a local copy, a fine-tuned version."""
+    if same_source(counted_with, model) or same_source(counted_with, adapter_base(model) or model):
+        return True
+    from transformers import AutoTokenizer
+
+    try:
+        counted, planned = (AutoTokenizer.from_pretrained(name) for name in (counted_with, model))
+    except (OSError, ValueError, KeyError):  # no tokenizer files (a config alone), or unreachable
+        return False
+    return counted.get_vocab() == planned.get_vocab() and counted.chat_template == planned.chat_template
+
+
+def dataset_tokens(request: Request, report: dict | None) -> tuple[float, int | None, str | None]:
+    """Training tokens in one epoch, the rows they come from when counted, and a warning when either is assumed."""
+    if request.dataset_tokens:
+        return request.dataset_tokens, None, None
+    if report is None:
+        return float(DEFAULT_DATASET_TOKENS), None, (f"no --dataset_tokens or --validation: assumed "
+                                                     f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --validation for a "
+                                                     "real estimate")
+    rows, counted = report["rows"], report.get("tokens") or {}
+    if counted.get("total_estimate"):  # of the sample alone when the split's size is unknown
+        tokens, warning = tokens_at(request, counted)
+        return tokens, rows or report.get("rows_checked"), warning
+    if rows is None:  # a streamed Hub split whose size its builder does not record
+        return float(DEFAULT_DATASET_TOKENS), None, (f"the validation does not know the row count: assumed "
+                                                     f"{DEFAULT_DATASET_TOKENS:,} tokens; pass --dataset_tokens")
+    if not isinstance(rows, int) or rows < 1:
+        raise BadInput(f"--validation {request.validation} counts {rows} rows: there is nothing to train on; check "
+                       "the dataset and its split.")
+    per_row = min(request.sequence_length, 512) * (2 if request.method == "dpo" else 1)
+    return (float(rows * per_row), rows,
+            "the validation has no token counts (run it with --model): assumed 512 tokens per sequence")
+
+
+def tokens_at(request: Request, counted: dict) -> tuple[float, str | None]:
+    """The tokens training sees: a sequence longer than --max_length is cut there (SFT, DPO), so a dataset of long
+    reasoning traces is priced on what is kept, not on each row's whole length. Measured at another --max_length,
+    what is kept is estimated from the validation's length percentiles."""
+    total, measured_at = counted["total_estimate"], counted.get("max_length")
+    if request.method == "grpo" or counted.get("seen_at_max_length") is None:
         return float(total), None
-    if measured_at != request.max_length:
+    if measured_at == request.max_length:
+        seen, cut = counted["seen_at_max_length"], f"{counted.get('share_cut', 0):.0%} of rows are cut there"
+    elif counted.get("length_percentiles"):
+        seen, share = kept_at(counted, request.max_length)
+        cut = (f"about {share:.0%} of sequences are cut there (estimated from the length percentiles the validation "
+               f"measured at --max_length {measured_at})")
+    else:
         return float(total), (f"the validation measured rows against --max_length {measured_at}, the plan is for "
                               f"{request.max_length}: priced on every row's whole length ({total:,} tokens); run "
                               f"validate_dataset.py with --max_length {request.max_length} to price what training sees")
     if seen < total:
         return float(seen), (f"priced on the {seen:,} tokens training sees at --max_length {request.max_length}: "
-                             f"{counted.get('share_cut', 0):.0%} of rows are cut there (the split has {total:,})")
+                             f"{cut}; the split has {total:,}")
     return float(total), None
+
+
+def kept_at(counted: dict, max_length: int) -> tuple[int, float]:
+    """Tokens kept at `max_length` and the share of sequences cut there, from the validation's length percentiles
+    (each an equal slice of the sequences)."""
+    lengths = counted["length_percentiles"]
+    kept = sum(min(n, max_length) for n in lengths) / sum(lengths)
+    return int(counted["total_estimate"] * kept), sum(n > max_length for n in lengths) / len(lengths)
+
+
+def assumed_rows(request: Request, tokens: float) -> float:
+    """Rows when none were counted: each a full training sequence (DPO: two), or a GRPO prompt of
+    --max_prompt_length."""
+    if request.method == "grpo":
+        return tokens / request.max_prompt_length
+    return tokens / (request.sequence_length * (2 if request.method == "dpo" else 1))
 
 
 def candidate_flavors(request: Request, catalogue: dict) -> dict:
@@ -422,18 +575,54 @@ def candidate_flavors(request: Request, catalogue: dict) -> dict:
     return flavors
 
 
-def options_for(request: Request, shape: dict, flavors: dict, tokens: float) -> list[dict]:
+def options_for(request: Request, shape: dict, flavors: dict, data: Data) -> list[dict]:
     """Every flavor on one node; when none fits, or --nodes asks, on several nodes of a multi-GPU flavor."""
     if request.nodes == 1 or request.nodes is None:
-        single = [evaluate(name, spec, 1, shape, request, tokens) for name, spec in flavors.items()]
+        single = [evaluate(name, spec, 1, shape, request, data) for name, spec in flavors.items()]
         if request.nodes == 1 or any(option["fits"] for option in single):
             return single
     multi_gpu = {name: spec for name, spec in flavors.items() if spec[1] > 1}
     if not multi_gpu:
         return single
     node_counts = [request.nodes] if request.nodes else range(2, MAX_NODES + 1)
-    return [evaluate(name, spec, nodes, shape, request, tokens) for name, spec in multi_gpu.items()
+    return [evaluate(name, spec, nodes, shape, request, data) for name, spec in multi_gpu.items()
             for nodes in node_counts]
+
+
+def within_limits(options: list[dict], request: Request) -> list[dict]:
+    """The options whose run one job can hold (its timeout within MAX_TIMEOUT_HOURS) for at most --max_cost_usd;
+    when none is, the one sentence that says why."""
+    timely = [o for o in options if timeout_minutes(o["time_hours"]) <= MAX_TIMEOUT_HOURS * 60]
+    affordable = [o for o in timely if o["cost_usd"] <= request.max_cost_usd]
+    if affordable:
+        return affordable
+    size = f"--epochs {request.epochs:g}" + (f", --max_steps {request.max_steps}" if request.max_steps else "")
+    if timely:
+        cheapest = min(timely, key=lambda o: o["cost_usd"])
+        raise BadInput(f"This run costs ${cheapest['cost_usd']:,.0f} even on {hardware_name(cheapest)}, past "
+                       f"--max_cost_usd {request.max_cost_usd:,.0f}; plan less work ({size}, the dataset's tokens) or "
+                       "raise --max_cost_usd if you mean it.")
+    fastest = min(options, key=lambda o: o["time_hours"])
+    raise BadInput(f"This run takes {fastest['time_hours']:,.0f} hours even on {hardware_name(fastest)}, past the "
+                   f"{MAX_TIMEOUT_HOURS} hours (timeout included) one job may run; plan less work ({size}, the "
+                   "dataset's tokens) or chain shorter runs (--max_steps, then --resume_from_hub).")
+
+
+def choose_flavor(options: list[dict], request: Request) -> tuple[dict, str]:
+    """The cheapest full run, unless another finishes SOONER times sooner for at most AT_MOST_MORE more money."""
+    def full(option: dict) -> dict:
+        return option["full_run_estimate"]
+
+    cheapest = min(options, key=lambda o: (full(o)["cost_usd"], full(o)["time_hours"]))
+    if request.flavor:
+        return cheapest, "asked for (--flavor)"
+    cost, hours = full(cheapest)["cost_usd"], full(cheapest)["time_hours"]
+    fastest = min((o for o in options if full(o)["cost_usd"] <= cost * (1 + AT_MOST_MORE)),
+                  key=lambda o: full(o)["time_hours"])
+    if full(fastest)["time_hours"] * SOONER > hours:
+        return cheapest, "the cheapest that fits"
+    return fastest, (f"{hours / full(fastest)['time_hours']:.0f}x sooner than {hardware_name(cheapest)} "
+                     f"(~{duration(hours)}, ~${cost:.2f}) for {full(fastest)['cost_usd'] / cost - 1:.0%} more")
 
 
 def training_args(chosen: dict, request: Request) -> list[str]:
@@ -451,25 +640,31 @@ def training_args(chosen: dict, request: Request) -> list[str]:
         flags += ["--learning_rate", f"{request.learning_rate:g}"]
     if request.epochs != 1:
         flags += ["--num_train_epochs", f"{request.epochs:g}"]
+    for flag in ("max_steps", "max_samples"):
+        if getattr(request, flag):
+            flags += [f"--{flag}", str(getattr(request, flag))]
     if not request.gradient_checkpointing:
         flags += ["--gradient_checkpointing", "false"]
     return flags
 
 
-def plan(request: Request, shape: dict, flavors: dict, source: str, tokens: float, warnings: list[str]) -> dict:
-    """The cheapest option that fits, for `tokens` per epoch, with its training flags, alternatives and the reasons
-    of its defaults."""
+def plan(request: Request, shape: dict, flavors: dict, source: str, tokens: float, warnings: list[str],
+         rows: int | None = None) -> dict:
+    """The cheapest option that fits for `tokens` (and `rows`, assumed when not counted) per epoch, unless a much
+    faster one costs barely more, with its training flags, alternatives and the reasons of its defaults."""
     request = replace(request, peft=default_peft(shape["params"]) if request.peft == "auto" else request.peft)
     warnings = list(warnings)
     learning_rate, reason = ((request.learning_rate, "given") if request.learning_rate is not None
                              else default_learning_rate(request.method, request.peft))
-    options = options_for(request, shape, flavors, tokens * request.epochs)
-    fitting = sorted([o for o in options if o["fits"]], key=lambda o: (o["cost_usd"], o["time_hours"]))
-    result = {"model": request.model, "method": request.method, "params": shape["params"], "peft": request.peft,
-              "max_length": request.max_length, "dataset": request.dataset, "dataset_config": request.dataset_config,
-              "dataset_tokens": tokens, "epochs": request.epochs,
-              "learning_rate": learning_rate, "learning_rate_reason": reason, "catalogue": source,
-              "inter_node_gb_per_s": INTER_NODE_GB_PER_S, "warnings": warnings}
+    options = options_for(request, shape, flavors, Data(tokens, rows or assumed_rows(request, tokens)))
+    fitting = sorted([o for o in options if o["fits"]],
+                     key=lambda o: (o["full_run_estimate"]["cost_usd"], o["full_run_estimate"]["time_hours"]))
+    result = {"model": request.model, "method": request.method, "params": shape["params"],
+              "active_params": shape["active_params"], "peft": request.peft, "max_length": request.max_length,
+              "dataset": request.dataset, "dataset_config": request.dataset_config, "dataset_tokens": tokens,
+              "epochs": request.epochs, "test_run": request.test_run, "max_steps": request.max_steps,
+              "max_samples": request.max_samples, "learning_rate": learning_rate, "learning_rate_reason": reason,
+              "catalogue": source, "inter_node_gb_per_s": INTER_NODE_GB_PER_S, "warnings": warnings}
     if not fitting:
         best = min(options, key=lambda o: o["memory_gb"] / o["gpu_memory_gb"])
         suggestions = []
@@ -483,44 +678,101 @@ def plan(request: Request, shape: dict, flavors: dict, source: str, tokens: floa
         if request.flavor:
             suggestions.append("a bigger flavor (drop --flavor to let the planner choose)")
         return result | best | {"fits": False, "alternatives": [], "suggestions": suggestions}
-    chosen = fitting[0]
-    result |= chosen | {"trainable_params": chosen["trainable"], "timeout": timeout_for(chosen["time_hours"])}
+    allowed = within_limits(fitting, request)
+    chosen, why = choose_flavor(allowed, request)
+    result |= chosen | {"trainable_params": chosen["trainable"], "timeout": chosen["estimate"]["timeout"],
+                        "flavor_reason": why}
     result["alternatives"] = [{key: o[key] for key in ("flavor", "nodes", "gpus", "strategy", "memory_gb",
                                                          "time_hours", "cost_usd", "per_device_train_batch_size")}
-                              for o in fitting[1:4]]
+                              for o in allowed if o is not chosen][:3]
     if not chosen["bf16"]:
         warnings.append(f"{chosen['gpu']} has no bf16: training runs in fp16 mixed precision")
     result["training_args"] = training_args(chosen, request)
     return result
 
 
+def max_length_proposal(request: Request, shape: dict, flavors: dict, source: str, report: dict | None) -> dict | None:
+    """From the validation's token lengths (SFT, DPO): the smallest --max_length (a multiple of LENGTH_STEP, never
+    past the model's positions) that keeps 95% of the sequences whole when a plan fits it, else the longest that
+    fits, with its full run's time and cost; None when it is the --max_length asked for."""
+    counted = (report or {}).get("tokens") or {}
+    if request.method == "grpo" or not counted.get("p95") or not counted.get("length_percentiles"):
+        return None
+
+    def priced(length: int) -> dict | None:
+        at = replace(request, max_length=length)
+        tokens, rows, _ = dataset_tokens(at, report)
+        try:
+            result = plan(at, shape, flavors, source, tokens, [], rows)
+        except BadInput:  # past one job's timeout or the cost bound
+            return None
+        return result if result["fits"] else None
+
+    whole = math.ceil(counted["p95"] / LENGTH_STEP) * LENGTH_STEP
+    length, limit = (whole, None) if not shape["positions"] or whole <= shape["positions"] else \
+        (shape["positions"], "max_position_embeddings")
+    if not priced(length):
+        length, limit = longest_that_fits(priced, length), "memory"
+    best = priced(length) if length else None
+    if best is None or length == request.max_length:
+        return None
+    return {"max_length": length, "keeps_p95_whole": limit is None, "limited_by": limit, "p95": counted["p95"],
+            "share_cut": round(kept_at(counted, length)[1], 4), "flavor": hardware_name(best),
+            "full_run_estimate": best["full_run_estimate"]}
+
+
+def longest_that_fits(priced, too_long: int) -> int:
+    """The longest multiple of LENGTH_STEP below `too_long` that `priced` plans (memory grows with length); 0 if
+    none."""
+    fits, too_long = 0, too_long // LENGTH_STEP
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        fits, too_long = (middle, too_long) if priced(middle * LENGTH_STEP) else (fits, middle)
+    return fits * LENGTH_STEP
+
+
 def hardware_name(option: dict) -> str:
     return f"{option['nodes']} x {option['flavor']}" if option["nodes"] > 1 else option["flavor"]
+
+
+def duration(hours: float) -> str:
+    return f"{hours * 60:.0f} minutes" if hours < 2 else f"{hours:.1f} hours"
 
 
 def card(result: dict, request: Request) -> str:
     model_short = Path(result["model"]).name.lower()
     dataset_short = (request.dataset or "dataset").split("/")[-1].lower()
     repo = request.output_repo or f"<your-username>/{model_short}-{dataset_short}-{request.method}"
-    minutes = result["time_hours"] * 60
-    duration = f"~{minutes:.0f} minutes" if minutes < 120 else f"~{result['time_hours']:.1f} hours"
-    nodes = result["nodes"]
+    nodes, estimate, full = result["nodes"], result["estimate"], result["full_run_estimate"]
     price = result["price_per_hour"] * nodes
+    test = " (test run)" if request.test_run else ""
+    cut = ", ".join(f"--{flag} {getattr(request, flag)}" for flag in ("max_steps", "max_samples")
+                    if getattr(request, flag))
     lines = [
         f"I'll fine-tune {result['model']}{' on ' + request.dataset if request.dataset else ''}"
         f"{f' (configuration {request.dataset_config})' if request.dataset and request.dataset_config else ''} with "
-        f"{request.method.upper()}{' (' + result['peft'].upper() + ')' if result['peft'] != 'none' else ''}.",
+        f"{request.method.upper()}{' (' + result['peft'].upper() + ')' if result['peft'] != 'none' else ''}"
+        f"{f', first as a test run ({cut})' if request.test_run else ''}.",
         "Configuration:",
         f"- Hardware: {hardware_name(result)} (~${price:.2f}/hour, {result['gpus']}x {result['gpu']}"
         f"{f' on {nodes} nodes' if nodes > 1 else ''})",
-        f"- Estimated time: {duration}",
-        f"- Estimated cost: ~${result['cost_usd']:.2f}",
+        f"- Estimated time: ~{duration(result['time_hours'])}{test}: {estimate['steps']:,} steps, "
+        f"{estimate['rows']:,} rows trained",
+        f"- Estimated cost: ~${result['cost_usd']:.2f}{test}",
         f"- Timeout: {result['timeout']} (estimate + buffer)",
+    ]
+    if request.test_run:
+        lines.append(f"- Full run (not submitted by this plan): ~{duration(full['time_hours'])}, "
+                     f"~${full['cost_usd']:.2f}, {full['steps']:,} steps, timeout {full['timeout']}, on the same "
+                     "hardware")
+    lines += [
         f"- Output: {repo}",
         f"- Memory: {result['memory_gb']:.1f} GB of {result['gpu_memory_gb']} GB per GPU, batch "
         f"{result['per_device_train_batch_size']} x {result['gradient_accumulation_steps']} accumulation",
         f"- Learning rate: {result['learning_rate']:.1e} ({result['learning_rate_reason']})".replace(".0e", "e"),
     ]
+    if "sooner" in result["flavor_reason"]:
+        lines.append(f"- Why {hardware_name(result)}: {result['flavor_reason']}")
     if result["gpus"] > 1:
         lines.append(f"- Strategy: {result['strategy_reason']}")
     if nodes > 1:
@@ -528,12 +780,26 @@ def card(result: dict, request: Request) -> str:
                      f"{INTER_NODE_GB_PER_S} GB/s per node and not overlapped with compute, adds "
                      f"~{result['inter_node_hours'] * 60:.0f} minutes. Submit with `jobs.py submit --plan plan.json` "
                      f"(it carries the nodes) or `jobs.py submit --nodes {nodes}`.")
+    if result.get("max_length_proposal"):
+        lines.append(proposal_line(result["max_length_proposal"]))
     lines += [f"- Note: {w}" for w in result["warnings"]]
     if result["alternatives"]:
-        lines.append("Alternatives: " + ", ".join(f"{hardware_name(a)} (~${a['cost_usd']:.2f}, "
+        lines.append(f"Alternatives{test}: " + ", ".join(f"{hardware_name(a)} (~${a['cost_usd']:.2f}, "
                                                    f"{a['time_hours'] * 60:.0f} min)" for a in result["alternatives"]))
     lines.append("The model will be pushed to the Hub automatically. Submit?")
     return "\n".join(lines)
+
+
+def proposal_line(proposal: dict) -> str:
+    full = proposal["full_run_estimate"]
+    price = f"~{duration(full['time_hours'])}, ~${full['cost_usd']:.2f} for the full run on {proposal['flavor']}"
+    if proposal["keeps_p95_whole"]:
+        return (f"- Max length: 95% of sequences are at most {proposal['p95']:,} tokens; --max_length "
+                f"{proposal['max_length']} keeps them whole ({price})")
+    limit = {"memory": "the longest that fits", "max_position_embeddings": "the model's max_position_embeddings"}
+    return (f"- Max length: keeping 95% of sequences whole takes {proposal['p95']:,} tokens; --max_length "
+            f"{proposal['max_length']} is {limit[proposal['limited_by']]} and cuts {proposal['share_cut']:.0%} of "
+            f"them ({price})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -554,7 +820,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="default: the trainers' default for the method and PEFT (LoRA/QLoRA: 10x the full rate)")
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the dataset")
-    parser.add_argument("--dataset_tokens", type=float, default=None, help="training tokens in one epoch")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="a test run: stop after N optimizer steps (the trainers' flag; it overrides --epochs); "
+                             "priced as such, beside the full run")
+    parser.add_argument("--max_samples", type=int, default=None,
+                        help="a test run: train on the first N rows only (the trainers' flag); priced as such, beside "
+                             "the full run")
+    parser.add_argument("--max_cost_usd", type=float, default=DEFAULT_MAX_COST_USD,
+                        help=f"refuse a run that costs more (default {DEFAULT_MAX_COST_USD:,}), so that a typo such as "
+                             "--epochs 1e9 never reaches a card; raise it for a deliberate large run. A run whose "
+                             f"timeout passes {MAX_TIMEOUT_HOURS} hours (a week) is refused too: HF Jobs publishes no "
+                             "longer limit and one failure would lose days; chain shorter runs (--max_steps, then "
+                             "--resume_from_hub)")
+    parser.add_argument("--dataset_tokens", type=float, default=None,
+                        help="training tokens in one epoch (DPO: chosen and rejected sequences both count)")
     parser.add_argument("--validation", default=None, help="a validate_dataset.py --json output (gives the tokens)")
     parser.add_argument("--dataset", "--dataset_name", dest="dataset", default=None,
                         help="dataset name, for the card and plan.json (--dataset_name: the trainers' spelling)")
@@ -580,12 +859,16 @@ def parse_request(argv: list[str] | None = None) -> Request:
     """The flags as a Request, or BadInput naming the first value that cannot be planned."""
     request = Request(**vars(build_parser().parse_args(argv)))
     at_least = {"lora_r": 1, "max_length": 16, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
-                "nodes": 1, "num_generations": 2, "max_prompt_length": 1, "max_completion_length": 1}
+                "nodes": 1, "num_generations": 2, "max_prompt_length": 1, "max_completion_length": 1, "max_steps": 1,
+                "max_samples": 1}
     for flag, minimum in at_least.items():
         value = getattr(request, flag)
         if value is not None and value < minimum:
             raise BadInput(f"--{flag} {value} is too small; use at least {minimum}.")
-    for flag in ("epochs", "dataset_tokens", "learning_rate"):
+    if request.nodes and request.nodes > MAX_NODES:
+        raise BadInput(f"--nodes {request.nodes} is more than the {MAX_NODES} machines a plan spans; use at most "
+                       f"{MAX_NODES} of a multi-GPU flavor such as h200x8.")
+    for flag in ("epochs", "dataset_tokens", "learning_rate", "max_cost_usd"):
         value = getattr(request, flag)
         if value is not None and not 0 < value < float("inf"):  # also refuses nan
             raise BadInput(f"--{flag} {value:g} must be a finite number above 0.")
@@ -604,7 +887,8 @@ def parse_request(argv: list[str] | None = None) -> Request:
 
 def main():
     request = parse_request()
-    tokens, warning = dataset_tokens(request)  # before the model: a wrong file or flavor fails fast
+    report = read_validation(request)  # before the model: a wrong file or flavor fails fast
+    tokens, rows, warning = dataset_tokens(request, report)
     catalogue, source = load_catalogue()
     flavors = candidate_flavors(request, catalogue)
     shape = model_shape(request.model)
@@ -613,7 +897,9 @@ def main():
         raise BadInput(f"{flags} {request.sequence_length} is past the {shape['positions']:,} positions "
                        f"{request.model} was built for (max_position_embeddings); plan with {shape['positions']:,} "
                        "or less.")
-    result = plan(request, shape, flavors, source, tokens, [warning] if warning else [])
+    result = plan(request, shape, flavors, source, tokens, [warning] if warning else [], rows)
+    result["max_length_proposal"] = max_length_proposal(request, shape, flavors, source, report) if result["fits"] \
+        else None
     if request.json:
         print(json.dumps(result, indent=2))
     elif result["fits"]:

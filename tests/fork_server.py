@@ -1,0 +1,110 @@
+"""A Python with torch already imported, from which the tests' runs of the bundled scripts are forked.
+
+Every script that trains, evaluates, plans or converts imports torch and the parts of it that transformers pulls in
+(dynamo, distributed tensors, sympy): about 3 CPU seconds a start on the 2-core machine, paid by hundreds of runs.
+Imported once here, each run is a fork that sets up what a fresh `python script.py args` would have (argv,
+sys.path, environment, working directory, standard streams, signal handlers) and runs the script as `__main__`,
+then exits the way that interpreter would (atexit handlers, exit code, a traceback and 1 for an uncaught error).
+What reads the environment when it is imported (huggingface_hub, transformers, datasets, TRL) is never imported
+here, so each run imports those afresh under its own environment; tqdm, which torch imports and which reads its
+TQDM_* settings then, is dropped from the fork's modules before the script runs.
+
+Protocol, over a Unix socket: the client sends one JSON line {"argv", "env", "cwd"} with its stdin, stdout and
+stderr descriptors attached; the server answers {"pid"} at once and, when the run ends, {"status"} (as
+os.waitstatus_to_exitcode gives it) with the CPU seconds the run used. `run_python` in conftest.py is the client.
+"""
+
+import io
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+
+import sympy  # noqa: F401
+import torch  # noqa: F401
+import torch._dynamo  # noqa: F401
+import torch.distributed.tensor  # noqa: F401
+
+
+def serve(path: str) -> dict:
+    """Answers requests until it is killed; in each forked child, returns that child's request."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    wakeup_read, wakeup_write = socket.socketpair()
+    wakeup_write.setblocking(False)
+    signal.set_wakeup_fd(wakeup_write.fileno())
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd is what matters
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(wakeup_read, selectors.EVENT_READ)
+    print("ready", flush=True)
+    waiting: dict[int, socket.socket] = {}
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is wakeup_read:
+                wakeup_read.recv(4096)
+                report_ended(waiting)
+                continue
+            connection, _ = listener.accept()
+            message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+            while not message.endswith(b"\n"):  # a long request arrives in several reads
+                message += connection.recv(1 << 16)
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for sock in (listener, wakeup_read, wakeup_write, connection, *waiting.values()):
+                    sock.close()
+                selector.close()
+                return json.loads(message) | {"fds": fds}
+            for fd in fds:
+                os.close(fd)
+            connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            waiting[pid] = connection
+        report_ended(waiting)
+
+
+def report_ended(waiting: dict):
+    for pid in list(waiting):
+        ended, status, usage = os.wait4(pid, os.WNOHANG)
+        if ended:
+            connection = waiting.pop(pid)
+            answer = {"status": os.waitstatus_to_exitcode(status), "cpu_s": usage.ru_utime + usage.ru_stime}
+            try:
+                connection.sendall(json.dumps(answer).encode() + b"\n")
+            except OSError:  # the client gave up waiting (its timeout) and closed
+                pass
+            connection.close()
+
+
+def become(request: dict):
+    """Turns this forked child into `python script.py args` as run with the request's environment and streams."""
+    for target, fd in enumerate(request["fds"]):
+        os.dup2(fd, target)
+        os.close(fd)
+    if request["cwd"]:
+        os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for name in [name for name in sys.modules if name == "tqdm" or name.startswith("tqdm.")]:
+        del sys.modules[name]
+    script = os.path.abspath(request["argv"][0])
+    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [os.path.dirname(script), *extra, *sys.path[1:]]
+    sys.argv = [request["argv"][0], *request["argv"][1:]]
+    unbuffered = bool(request["env"].get("PYTHONUNBUFFERED"))
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(open(0, "rb", closefd=False), encoding="utf-8")
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(open(1, "wb", buffering=0 if unbuffered else -1, closefd=False), encoding="utf-8",
+                                                   write_through=unbuffered)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(open(2, "wb", buffering=0 if unbuffered else -1, closefd=False), encoding="utf-8",
+                                                   errors="backslashreplace", line_buffering=True,
+                                                   write_through=unbuffered)
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    become(serve(sys.argv[1]))

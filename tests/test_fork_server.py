@@ -1,0 +1,52 @@
+"""The fork server that runs the scripts in tests (tests/fork_server.py) gives a script what a fresh `python script.py
+args` gives it: the same argv, sys.path, environment, working directory, exit code, atexit handlers, streams and
+traceback; tqdm (imported with torch in the server) reads the run's own TQDM_* settings."""
+
+import subprocess
+import sys
+
+from conftest import run_python
+
+PROBE = '''
+import atexit, json, os, sys
+import tqdm.auto
+
+atexit.register(lambda: print("atexit ran", flush=True))
+print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "cwd": os.getcwd(), "marker": os.environ.get("PROBE"),
+                  "leaked": os.environ.get("PROBE_PARENT_ONLY"), "main": __name__, "file": __file__,
+                  "tqdm_disabled": tqdm.auto.tqdm(range(1)).disable}))
+print("to stderr", file=sys.stderr)
+if sys.argv[1] == "raise":
+    raise ValueError("boom")
+sys.exit(int(sys.argv[1]))
+'''
+
+
+def test_a_forked_run_is_a_fresh_python_run(tmp_path, monkeypatch):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("PROBE_PARENT_ONLY", "1")
+    env = {"PATH": "/usr/bin:/bin", "PROBE": "yes", "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+    for outcome in ("0", "3", "raise"):
+        forked = run_python([str(script), outcome], env, cwd=work, timeout=60)
+        fresh = subprocess.run([sys.executable, str(script), outcome], capture_output=True, text=True, env=env,
+                               cwd=work, timeout=60)
+        assert (forked.returncode, forked.stdout) == (fresh.returncode, fresh.stdout), (forked, fresh)
+        assert forked.stderr.splitlines()[0] == fresh.stderr.splitlines()[0] == "to stderr"
+        assert forked.stderr.splitlines()[-1] == fresh.stderr.splitlines()[-1]
+    assert fresh.returncode == 1 and fresh.stderr.splitlines()[-1] == "ValueError: boom"
+    assert '"marker": "yes", "leaked": null' in fresh.stdout and '"tqdm_disabled": true' in fresh.stdout
+    assert fresh.stdout.endswith("atexit ran\n")
+
+
+def test_a_run_past_its_timeout_is_killed(tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    try:
+        run_python([str(script)], {"PATH": "/usr/bin:/bin"}, timeout=1)
+    except subprocess.TimeoutExpired as expired:
+        assert expired.timeout == 1
+    else:
+        raise AssertionError("a run past its timeout must raise TimeoutExpired, as subprocess.run does")
