@@ -1,7 +1,8 @@
 """A Python with torch already imported, from which the tests' runs of the bundled scripts are forked.
 
 Every script that trains, evaluates, plans or converts imports torch and the parts of it that transformers pulls in
-(dynamo, distributed tensors, sympy): about 3 CPU seconds a start on the 2-core machine, paid by hundreds of runs.
+(dynamo, distributed tensors and checkpoints, sympy), and through datasets and transformers pandas, pyarrow and
+scipy.optimize: about 3.5 CPU seconds a start on the 2-core machine, paid by hundreds of runs.
 Imported once here, each run is a fork that sets up what a fresh `python script.py args` would have (argv,
 sys.path, environment, working directory, standard streams, signal handlers) and runs the script as `__main__`,
 then exits the way that interpreter would (atexit handlers, exit code, a traceback and 1 for an uncaught error).
@@ -23,9 +24,13 @@ import signal
 import socket
 import sys
 
+import pandas  # noqa: F401
+import pyarrow  # noqa: F401
+import scipy.optimize  # noqa: F401  (transformers' losses import it)
 import sympy  # noqa: F401
 import torch  # noqa: F401
 import torch._dynamo  # noqa: F401
+import torch.distributed.checkpoint  # noqa: F401
 import torch.distributed.tensor  # noqa: F401
 
 

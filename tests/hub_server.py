@@ -17,7 +17,7 @@ With `run_jobs=True` a created job really runs on this machine, as the platform 
   directory that stands for its mount path (`/data`); command arguments and env values under a mount path are
   rewritten to that directory. The job's cwd is a fresh per-job work dir and HF_HOME a fresh per-job cache.
 - A job starts from a clean environment, as a container starts from its image: none of this process's variables
-  but what running on this machine needs (PATH, library path, temp dir, uv/pip settings, the user cache as
+  but what running on this machine needs (PATH, library path, temp dir, thread count, uv/pip settings, the user cache as
   XDG_CACHE_HOME, a fresh HOME), then the job's env, its secrets, `JOB_ID`, and `HF_ENDPOINT` pointing back at this
   server, so a job pulls seeded models/datasets and pushes to repos here.
 - Stages go SCHEDULING -> RUNNING -> COMPLETED (exit 0) / ERROR ("Job failed with exit code: N") / CANCELED.
@@ -77,7 +77,7 @@ TOKEN = "hf_loopback_secret_token_0123456789"
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 GRACE_S = 3  # between SIGTERM and SIGKILL when a job is stopped
 HOSTS = Path("/etc/hosts")
-MACHINE_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES")  # what a job needs from this machine
+MACHINE_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")  # this machine's
 
 
 def _now(moment: float | None = None) -> str:

@@ -1,6 +1,6 @@
 """convert_gguf.py with llama.cpp from the pinned PyPI sdist: real conversion, quantization, verification, push.
 
-The Llama fixture is converted after a short SFT run on the sample code chats (learning rate 2e-3): trained, it
+The Llama fixture is the chat-trained tiny Llama (conftest's chat_trained_llama, 200 SFT steps): trained, it
 answers in the chat format and ends its turn with <|im_end|>, so the llama-server chat turn checks a real stop at the
 end-of-turn token (a random model runs to the length limit) and the golden-prompt check compares confident greedy
 tokens. The Qwen3 fixture (real Qwen tokenizer and template) is trained by train_sft.py for a few steps, masked on
@@ -21,16 +21,6 @@ import pytest
 from conftest import SAMPLE, SCRIPTS, base_env, json_output
 
 
-def chat_model(base: Path, out: Path, steps: int) -> Path:
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(base),
-                             "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps",
-                             str(steps), "--learning_rate", "2e-3", "--per_device_train_batch_size", "8",
-                             "--report_to", "none", "--max_length", "128"],
-                            capture_output=True, text=True, env=base_env(out.parent), timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
 def convert(model: Path, outdir: Path, quant: str) -> dict:
     result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant", quant,
                              "--outdir", str(outdir), "--json"], capture_output=True, text=True,
@@ -40,18 +30,25 @@ def convert(model: Path, outdir: Path, quant: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def llama(tiny_model, tmp_path_factory):
-    """The tiny Llama, chat-trained, converted once to F16, Q8_0 and Q4_K_M (the first call builds llama.cpp)."""
+def llama(chat_trained_llama, tmp_path_factory):
+    """The chat-trained tiny Llama, converted once to F16, Q8_0 and Q4_K_M (the first call builds llama.cpp)."""
     work = tmp_path_factory.mktemp("llama")
-    model = chat_model(tiny_model, work / "model", steps=60)
+    model = Path(shutil.copytree(chat_trained_llama[0], work / "model"))  # the conversion records into its run.json
     return convert(model, work / "out", "F16,Q8_0,Q4_K_M"), model, work / "out"
 
 
 @pytest.fixture(scope="module")
 def qwen3(tiny_qwen3, tmp_path_factory):
-    """The tiny Qwen3 (real Qwen tokenizer and template), trained a few steps, converted to F16 and Q8_0."""
+    """The tiny Qwen3 (real Qwen tokenizer and template), trained two steps of two short rows (its 151,936-row
+    output layer makes every token costly on a CPU), converted to F16 and Q8_0."""
     work = tmp_path_factory.mktemp("qwen3")
-    model = chat_model(tiny_qwen3, work / "model", steps=4)
+    model = work / "model"
+    result = subprocess.run([sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_qwen3),
+                             "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(model),
+                             "--max_steps", "2", "--per_device_train_batch_size", "2",
+                             "--gradient_accumulation_steps", "1", "--report_to", "none", "--max_length", "128"],
+                            capture_output=True, text=True, env=base_env(work), timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((model / "run.json").read_text())["loss_masking"] == "assistant tokens"
     return convert(model, work / "out", "F16,Q8_0"), model, work / "out"
 

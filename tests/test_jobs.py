@@ -222,6 +222,20 @@ FULL_PLAN = {"flavor": "t4-small", "timeout": "6h", "time_hours": 4.5, "cost_usd
              "epochs": 2}
 
 
+def test_a_reused_name_is_announced(jobs, hub, tmp_path):
+    first = jobs("submit", "--flavor", "t4-small", "--timeout", "1h", "--name", "sft-t4", "--", *train("a"))
+    assert first.returncode == 0 and "already has the name" not in first.output, first.output
+    second = jobs("submit", "--flavor", "t4-small", "--timeout", "1h", "--name", "sft-t4", "--", *train("b"))
+    job_id = first.stdout.split("Job ID: ")[1].split()[0]
+    assert second.returncode == 0 and f"Note: job {job_id} (" in second.stdout, second.output
+    assert "already has the name sft-t4: the report shows the two as sft-t4 and sft-t4-2" in second.stdout
+    script = tmp_path / "hello.py"
+    script.write_text("print('hello')")
+    assert "already has the name" not in jobs("submit", "--backend", "local", "--name", "hi", "--", script).output
+    again = jobs("submit", "--backend", "local", "--name", "hi", "--", script)
+    assert again.returncode == 0 and "already has the name hi" in again.stdout, again.output
+
+
 def train(repo: str, script: str = "train_sft.py") -> list:
     return [SCRIPTS / script, "--model_name_or_path", "m", "--dataset_name", "d", "--push_to_hub",
             "--hub_model_id", f"tester/{repo}"]

@@ -46,13 +46,12 @@ def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner
     (cwd / "plan.json").write_text(json.dumps(plan))
 
     job = submit(run_script, "--plan", cwd / "plan.json", "--", SCRIPTS / "train_sft.py", "--model_name_or_path",
-                 "tester/tiny-base", "--dataset_name", "tester/code-sft", "--output_dir", "rt-sft", "--max_steps", "60",
-                 "--save_steps", "30", "--push_to_hub", "--hub_model_id", "tester/rt-sft", *TRAIN,
-                 "--per_device_train_batch_size", "8")  # enough to answer a chat turn and stop, for the GGUF job
+                 "tester/tiny-base", "--dataset_name", "tester/code-sft", "--output_dir", "rt-sft", "--max_steps", "6",
+                 "--save_steps", "3", "--push_to_hub", "--hub_model_id", "tester/rt-sft", *TRAIN)
     assert job["backend"] == "hf" and job["flavor"] == plan["flavor"]
     waited, status = wait(run_script, job["id"])
     assert waited.returncode == 0 and status["stage"] == "COMPLETED", waited.output[-3000:]
-    assert status["step"] == 60 and status["loss"] is not None and status["output"] == "tester/rt-sft"
+    assert status["step"] == 6 and status["loss"] is not None and status["output"] == "tester/rt-sft"
     files = hub.state.repos[("model", "tester/rt-sft")]["files"]
     assert {"model.safetensors", "README.md", "run.json", "last-checkpoint/trainer_state.json"} <= set(files)
     run = json.loads(files["run.json"])

@@ -149,7 +149,7 @@ def grpo_history(rewards: tuple[str, ...]) -> list[dict]:
             for step in range(1, 41)]
 
 
-def test_grpo_runs_show_their_reward_curve_and_math_gets_no_humaneval_row(tmp_path, run_script):
+def test_grpo_runs_show_their_reward_curve_and_math_gets_gsm8k_not_humaneval(tmp_path, run_script):
     config = json.loads(fixture_run(tmp_path, "template", "grpo", None).joinpath("run.json").read_text())["config"]
     config |= {"max_length": None, "max_completion_length": 256}
     math = run_with(tmp_path, "grpo-math", "grpo", config=config, log_history=grpo_history(("number_match",
@@ -162,15 +162,17 @@ def test_grpo_runs_show_their_reward_curve_and_math_gets_no_humaneval_row(tmp_pa
     out = tmp_path / "reports"
     assert run_script("report.py", "--experiment", "math", "--runs", math, "--out", out).returncode == 0
     alone = (out / "math.md").read_text()
-    assert "HumanEval" not in alone and "TBD" not in alone, "a math GRPO run plans no HumanEval row, nor its base"
+    assert "HumanEval" not in alone, "a math GRPO run plans no HumanEval row, nor its base"
+    assert "| `grpo-math` - `-` - `TBD` | GSM8K accuracy | TBD |" in alone and \
+        "| `base-gsm8k` - `-` - `TBD` | GSM8K accuracy | TBD |" in alone, "but GSM8K, its base model's too"
     assert run_script("report.py", "--experiment", "exp", "--runs", math, code, sft, "--out", out).returncode == 0
     report = (out / "exp.md").read_text()
     grpo = section(report, "grpo-math")
     assert "| Max completion length | 256 |" in grpo and "| Max length |" not in grpo
     assert "| Dataset | `openai/gsm8k` (configuration `main`, train, 7473 rows), converted from gsm8k |" in grpo
     assert "| Eval and save | no eval, save every 40 steps" in grpo, "no eval loss logged: no eval ran"
-    assert "![loss and reward curves of grpo-math](exp/grpo-math-loss.png)" in grpo and "TBD" not in grpo
-    assert "`grpo-math` - `-` - `TBD`" not in report
+    assert "![loss and reward curves of grpo-math](exp/grpo-math-loss.png)" in grpo and "HumanEval" not in grpo
+    assert "`grpo-math` - `-` - `TBD` | HumanEval" not in report
     assert "| `grpo-code` - `-` - `TBD` | HumanEval pass@1 | TBD |" in report, "a code GRPO run is evaluated"
     assert "![loss curve of sft](exp/sft-loss.png)" in report
     assert png_size(out / "exp" / "grpo-math-loss.png") == (1100, 320), "loss and reward side by side"
@@ -184,7 +186,8 @@ def test_the_report_tells_the_whole_experiment(tmp_path, run_script):
                {"file": "full-Q8_0.gguf", "quant": "Q8_0", "size_mb": 639.2, "golden_agree": "32/32",
                 "parity": "identical (32/32 greedy tokens)", "repo": None, "date": "2025-12-10T09:05:00Z"}]
     full = run_with(tmp_path, "full", exports=exports, evaluations=[])
-    quick = run_with(tmp_path, "quick", evaluations=[], dataset={"name": "open-r1/codeforces-cots", "rows": 95})
+    quick = run_with(tmp_path, "quick", evaluations=[], dataset={"name": "open-r1/codeforces-cots", "rows": 100,
+                                                                 "max_samples": 100})
     record = json.loads(full.joinpath("run.json").read_text())
     noeval = run_with(tmp_path, "noeval", evaluations=[], metrics={"final": {"loss": 1.4}},
                       log_history=[e for e in record["log_history"] if "eval_loss" not in e])
@@ -212,11 +215,12 @@ def test_the_report_tells_the_whole_experiment(tmp_path, run_script):
     # a quick test run is not evaluated: no TBD row; the runs meant to be evaluated have theirs
     assert "- none planned: a quick test run" in section(report, "quick") and "TBD" not in section(report, "quick")
     assert "`quick` - `-` - `TBD`" not in report and "| `full` - `-` - `TBD` | HumanEval pass@1 | TBD |" in report
-    # a planned GRPO math run: its dataset configuration and completion length, and no HumanEval row
+    # a planned GRPO math run: its dataset configuration and completion length, and GSM8K rather than HumanEval
     planned = section(report, "grpo-planned")
     assert "| Dataset | `openai/gsm8k` (configuration `main`) |" in planned
-    assert "| Max completion length | 256 |" in planned and "TBD" not in planned
-    assert "`grpo-planned` - `-` - `TBD`" not in report
+    assert "| Max completion length | 256 |" in planned and "HumanEval" not in planned
+    assert "`grpo-planned` - `-` - `TBD` | HumanEval" not in report
+    assert "| `grpo-planned` - `-` - `TBD` | GSM8K accuracy | TBD |" in report
     assert "](https://huggingface.co" not in report, "every Hub link is on HF_ENDPOINT"
     assert f"[Base Model]({ENDPOINT}/Qwen/Qwen3-0.6B)" in report
 

@@ -68,6 +68,7 @@ def test_lora_max_samples_and_convert(tiny_model, tmp_path, run_script):
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     run = record(out)
     assert run["dataset"]["rows"] == 16 and run["dataset"]["convert"] == "sharegpt" and run["peft"] == "lora"
+    assert run["dataset"]["max_samples"] == 16, "the report tells a test run from a small dataset by it"
 
 
 def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):

@@ -59,7 +59,7 @@ def main():
                       "--eval_ratio", "0.05", "--eval_steps", "40", "--project", "demo", *TRAINING)
     base_eval = step("HumanEval on the base model", "eval_humaneval.py", "--model", model, "--limit", "10",
                      "--max_new_tokens", "48", "--json", capture=True)
-    (OUT / "base_eval.json").write_text(base_eval)
+    (OUT / "base_humaneval.json").write_text(base_eval)
     step("HumanEval on the fine-tuned model, recorded in its run.json", "eval_humaneval.py", "--model", sft,
          "--limit", "10", "--max_new_tokens", "48", "--run", sft)
     dpo = OUT / "dpo"
@@ -68,7 +68,7 @@ def main():
                       "--learning_rate", "5e-5", "--project", "demo", *TRAINING)
     step("HumanEval on the DPO model", "eval_humaneval.py", "--model", dpo, "--limit", "10", "--max_new_tokens", "48",
          "--run", dpo)
-    step("Experiment report", "report.py", "--experiment", "demo", "--runs", sft, dpo, "--evals", OUT / "base_eval.json",
+    step("Experiment report", "report.py", "--experiment", "demo", "--runs", sft, dpo, "--evals", OUT / "base_humaneval.json",
          "--out", OUT / "training_reports")
     step("GGUF Q4_K_M, verified in llama.cpp (builds llama.cpp once, cached)", "convert_gguf.py", "--model", dpo,
          "--quant", "Q4_K_M", "--output_dir", OUT / "gguf")

@@ -1071,6 +1071,9 @@ def cmd_submit(args, script_and_args: list[str]):
         if trainer and "--trackio_space_id" not in script_args and "--report_to" not in script_args:
             script_args += ["--trackio_space_id", f"{namespace}/trackio"]
     name = args.name or f"{Path(script).stem.replace('_', '-')}-{time.strftime('%m%d-%H%M%S')}"
+    for job in jobs_named(name, backend)[:1] if args.name and not args.dry_run else []:
+        warnings.append(f"job {job['id']} ({job['stage'].lower()}) already has the name {name}: the report shows the "
+                        f"two as {name} and {name}-2; pass another --name to tell them apart")
     labels = {"tool": "hf-llm-trainer", "script": Path(script).stem}
     output = output_of(script_args)
     if output:
@@ -1101,6 +1104,14 @@ def cmd_submit(args, script_and_args: list[str]):
         print(json.dumps(result, indent=2))
         return
     print_submitted(result, script_args)
+
+
+def jobs_named(name: str, backend: str) -> list[dict]:
+    """The jobs already submitted under this name: on this machine, and on HF Jobs when the job goes there."""
+    jobs = [job for job in local_list() if job["name"] == name]
+    if backend == "hf":
+        jobs += [job for job in hf_list({"tool": "hf-llm-trainer"}, with_outputs=False) if job["name"] == name]
+    return jobs
 
 
 def plan_estimates(plan: dict, script_args: list[str], nodes: int) -> dict:

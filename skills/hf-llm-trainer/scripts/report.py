@@ -24,22 +24,24 @@
 
     uv run report.py --experiment qwen3-codeforces --plan plan.json --name sft-a10g   # before submitting
     uv run report.py --experiment qwen3-codeforces                                    # after any change
-    uv run report.py --experiment qwen3-codeforces --runs outputs/sft-cpu username/qwen3-sft --evals base-eval.json
+    uv run report.py --experiment qwen3-codeforces --runs outputs/sft-cpu username/qwen3-sft --evals base_humaneval.json
 
 The runs come from three places, remembered in <output_dir>/<experiment>/runs.json so that a later
 `--experiment E` alone refreshes them all: plans recorded with `--plan plan.json --name NAME` (plan.py --json), the
 jobs labelled with the experiment (`jobs.py submit --experiment E --name NAME`; the beside jobs.py is asked), and
 run records given with `--runs` (run.json files, training output dirs or Hub repos). A job named like a plan takes
-the plan's section over. Each run gets a section `name` - `date` - `status` with its parameters (dataset and its
+the plan's section over; a name two runs share is said on stderr, and the later run shown as NAME-2. Each run gets a section `name` - `date` - `status` with its parameters (dataset and its
 configuration, hardware, timeout, eval and save interval), status and progress, what went wrong and its fix when it
 failed, time and cost against the plan's estimate once it ended, the job link, the Trackio link to its project and
 run, a loss curve (with GRPO's rewards beside it), its evaluations (each with its 95% interval, what --limit left
 out, and the training data's overlap with the benchmark) and its GGUF exports. The experiment table lists every
-evaluation with its date and time, the base model's included (`--evals`, eval_humaneval.py --json outputs), and a
-TBD row for each evaluation a run is meant to get (not a quick test run's, not HumanEval for a math GRPO run). Under
-it each fine-tuned result is set against the base model's: a paired difference over the problems both evaluated,
-its 95% interval and a verdict (better, worse, or no difference this evaluation can detect), or one line saying why
-they are not compared (different protocols). Generated parts sit between `<!-- hflt:... -->` markers: re-running
+evaluation with its date and time, the base model's included (`--evals`, eval_humaneval.py and eval_gsm8k.py --json
+outputs), and a TBD row, with the exact command that fills it, for each evaluation that fits what a run trained for:
+GSM8K for math (gsm8k data, math rewards, a math dataset), HumanEval for code; none for a quick test run (its plan
+says so, or it was cut by --max_samples or to 50 steps or fewer). Under it each fine-tuned result is set against the
+base model's on the same benchmark: a paired difference over the problems both evaluated, its 95% interval and a
+verdict (better, worse, or no difference this evaluation can detect), or one line saying why they are not compared
+(different protocols); --json carries the same comparisons as data. Generated parts sit between `<!-- hflt:... -->` markers: re-running
 updates them in place and keeps everything written by hand outside them.
 
 Run records come from teammates' directories and other people's Hub repos, so they are read as untrusted input:
@@ -54,9 +56,10 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -65,14 +68,15 @@ BEGIN, END = "<!-- hflt:begin {} -->", "<!-- hflt:end {} -->"
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 REPO_ID = r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?"
 METHODS = {"sft": "SFT (TRL)", "dpo": "DPO (TRL)", "grpo": "GRPO (TRL)"}
-BENCHMARKS = {"humaneval": "HumanEval"}
 STAGES = {"SCHEDULING": "Scheduled", "RUNNING": "In progress", "COMPLETED": "Completed", "ERROR": "Failed",
           "TIMEOUT": "Timed out", "CANCELED": "Cancelled", "DELETED": "Deleted"}
 NOT_EVALUATED = {"Failed", "Cancelled", "Deleted", "Unreadable"}  # no model to evaluate: no TBD row
 ENDED = {"Completed", "Failed", "Timed out", "Cancelled"}  # the runs whose time and cost are known
-TEST_RUN_STEPS, TEST_RUN_ROWS = 50, 100  # at most: SKILL.md's quick test run is --max_samples 100 --max_steps 20
+TEST_RUN_STEPS = 50  # at most, without a plan or --max_samples: SKILL.md's quick test run is --max_steps 20
 REWARD_KEY = re.compile(r"rewards/([A-Za-z0-9_.-]{1,60})(?:/mean)?")  # TRL's per-function reward in log_history
-PROTOCOL_FLAGS = ("max_new_tokens", "temperature", "samples_per_task")  # eval_humaneval.py flags of those names
+MATH_REWARDS = re.compile(r"number_match|accuracy_reward|math", re.I)  # train_grpo.py's and TRL's answer checks
+MATH_DATA = re.compile(r"gsm8k|math|numina|aime|arithmetic", re.I)  # a dataset's name that says it is math
+CODE_DATA = re.compile(r"code|program|python", re.I)
 PAIRED_NOTE = ("Differences are paired: the mean, over the problems both evaluations share, of the per-problem "
                "difference in share of samples passed, with a 95% interval after adding half a problem to each cell "
                "of the paired table (Agresti and Min's adjustment for matched pairs, so identical or few outcomes do "
@@ -80,14 +84,15 @@ PAIRED_NOTE = ("Differences are paired: the mean, over the problems both evaluat
                "interval excludes 0; evaluations recorded without per-problem outcomes are judged by whether their "
                "95% intervals overlap.")
 TOKEN_MASK = "[HF_TOKEN]"
+INERT_CODE = r"[^`<>&|\[\]\\\x00-\x1f\x7f-\x9f\u2028\u2029]+"  # what a code span shows as it is, whatever renders it
 
 # The shapes report.py reads (see shape_problem): a record, an evaluation, a plan, a job status from jobs.py.
 NUMBER = (int, float)
 SCALAR = (str, int, float, bool)
 EVALUATION = {"benchmark": str, "metric": str, "score": NUMBER, "pass@1": NUMBER, "pass@1_ci95": [NUMBER],
-              "per_problem": {str: NUMBER}, "n": int, "of": int, "limit": int, "samples_per_task": int,
-              "protocol": dict, "date": str, "job": (str, dict), "job_id": str, "model": str, "revision": str,
-              "subfolder": str}
+              "accuracy": NUMBER, "accuracy_ci95": [NUMBER], "per_problem": {str: NUMBER}, "n": int, "of": int,
+              "limit": int, "samples_per_task": int, "protocol": dict, "date": str, "job": (str, dict),
+              "job_id": str, "model": str, "revision": str, "subfolder": str}
 RECORD = {
     "method": str, "base_model": str, "status": str, "peft": str, "loss_masking": str, "hub_repo": str,
     "output_dir": str, "started_at": str, "finished_at": str,
@@ -96,7 +101,7 @@ RECORD = {
                "max_length": SCALAR, "max_completion_length": SCALAR, "eval_strategy": SCALAR, "eval_steps": SCALAR,
                "save_steps": SCALAR, "hub_strategy": SCALAR, "save_total_limit": SCALAR},
     "dataset": {"name": str, "config": str, "split": str, "rows": int, "eval_rows": int, "eval_ratio": NUMBER,
-                "mapping": (dict, str), "convert": str},
+                "mapping": (dict, str), "convert": str, "max_samples": int},
     "hardware": {"flavor": str, "gpu": str, "gpus": int, "nodes": int, "world_size": int, "processes": int,
                  "peak_memory_gb": NUMBER},
     "job": {"id": str, "url": str, "group": str},
@@ -118,13 +123,31 @@ PLAN = {"model": str, "method": str, "flavor": str, "time_hours": NUMBER, "peft"
         "nodes": int, "strategy": str, "max_length": SCALAR, "max_completion_length": SCALAR, "epochs": SCALAR,
         "per_device_train_batch_size": int, "gradient_accumulation_steps": int, "precision": str,
         "cost_usd": NUMBER, "price_per_hour": NUMBER, "timeout": str, "dataset": str, "dataset_config": str,
-        "training_args": [str]}
+        "training_args": [str], "test_run": bool, "max_steps": int, "max_samples": int}
 STATE_ENTRY = {"name": str, "job": str, "source": str, "plan": PLAN, "planned_at": str}
 JOB = {"id": str, "stage": str, "url": str, "name": str, "flavor": str, "elapsed_s": NUMBER, "timeout_s": NUMBER,
        "step": int, "total_steps": int, "loss": NUMBER, "loss_start": NUMBER, "reward": NUMBER, "eta_s": NUMBER,
        "trackio": {"project": str, "run": str, "space": str}, "trackio_dir": str, "created_at": str,
        "diagnosis": {"problem": str, "fix": str}, "labels": {"name": str, "timeout": str}, "members": [{"id": str}],
        "backend": str, "output_dir": str, "hub_repo": str}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A benchmark the report plans and compares: its name and metric, the bundled script that evaluates it, the
+    protocol fields that script takes as flags of the same name (to rerun under the base model's protocol), and
+    which problems its --limit N keeps."""
+    title: str
+    metric: str
+    script: str
+    flags: tuple[str, ...]
+    limited: str
+
+
+BENCHMARKS = {"humaneval": Benchmark("HumanEval", "pass@1", "eval_humaneval.py",
+                                     ("max_new_tokens", "temperature", "samples_per_task"), "the first"),
+              "gsm8k": Benchmark("GSM8K", "accuracy", "eval_gsm8k.py", ("num_fewshot", "max_new_tokens"),
+                                 "a seeded sample of")}
 
 
 @dataclass(frozen=True)
@@ -209,7 +232,13 @@ def text(value) -> str:
 def code(value) -> str:
     """An untrusted value in a code span, or as escaped text when it holds what a code span would not keep inert."""
     value = str(value)
-    return f"`{value}`" if re.fullmatch(r"[^`<>&|\[\]\\\x00-\x1f\x7f-\x9f\u2028\u2029]+", value) else text(value)
+    return f"`{value}`" if re.fullmatch(INERT_CODE, value) else text(value)
+
+
+def command_code(command: str) -> str:
+    """A command report.py built around untrusted names, in a code span: its own ' > file' redirection is kept, the
+    rest is held to what code() keeps."""
+    return f"`{command}`" if re.fullmatch(INERT_CODE, command.replace(" > ", " ")) else text(command)
 
 
 def hub_endpoint() -> str:
@@ -284,7 +313,7 @@ def record_problem(record) -> str | None:
 
 
 def evaluation_problem(evaluation) -> str | None:
-    """Why a base model's evaluation (eval_humaneval.py --json) cannot be shown (None when it can)."""
+    """Why a base model's evaluation (eval_humaneval.py or eval_gsm8k.py --json) cannot be shown (None when it can)."""
     problem = shape_problem(evaluation, EVALUATION)
     if problem:
         return problem
@@ -292,12 +321,15 @@ def evaluation_problem(evaluation) -> str | None:
 
 
 def entry_problem(evaluation: dict, where: str) -> str | None:
-    """What the shapes cannot say about an evaluation of the right shape: a score, an interval of two bounds and
-    per-problem shares between 0 and 1."""
+    """What the shapes cannot say about an evaluation of the right shape: a score, an interval of two bounds (its
+    metric's, `<metric>_ci95`) and per-problem shares between 0 and 1."""
     if score(evaluation) is None:
         return f"{where} has no score"
-    if len(evaluation.get("pass@1_ci95") or [0, 0]) != 2:
-        return f"{where}.pass@1_ci95 is not [low, high]"
+    key = f"{metric_of(evaluation)}_ci95"
+    bounds = evaluation.get(key)
+    problem = None if bounds is None else shape_problem(bounds, [NUMBER], f"{where}.{key}")
+    if problem or len(bounds or [0, 0]) != 2:
+        return problem or f"{where}.{key} is not [low, high]"
     if not all(0 <= share <= 1 for share in (evaluation.get("per_problem") or {}).values()):
         return f"{where}.per_problem holds a share outside 0-1"
     return None
@@ -336,8 +368,9 @@ def load_json(path: str, flag: str) -> object:
 def load_evaluation(path: str) -> dict:
     evaluation = load_json(path, "--evals")
     if evaluation_problem(evaluation):
-        raise BadInput(f"--evals {path} is not an eval_humaneval.py --json output (it has no benchmark, model and "
-                       "score); write one with `eval_humaneval.py --model <base model> --json > base-eval.json`.")
+        raise BadInput(f"--evals {path} is not an eval_humaneval.py or eval_gsm8k.py --json output (it has no "
+                       "benchmark, model and score); write one with `eval_humaneval.py --model <base model> --json > "
+                       "base_humaneval.json` (eval_gsm8k.py alike).")
     return evaluation
 
 
@@ -406,13 +439,27 @@ def run_name(record: dict | Unreadable, source: str) -> str:
     return (record.get("trackio") or {}).get("run") or Path(record.get("output_dir") or source.rstrip("/")).name
 
 
-def new_entry(runs: list[dict], name: str) -> dict:
+def new_entry(runs: list[dict], name: str, newcomer: str) -> dict:
+    """A new run named `name`, or `name-2` ... when another run has that name already, which is said on stderr: two
+    runs of one name are two jobs (or two output dirs) given the same name, not one run."""
     name = re.sub(r"[^A-Za-z0-9._-]", "-", name).strip("-.") or "run"
-    taken = {entry["name"] for entry in runs}
+    taken = {entry["name"]: entry for entry in runs}
     unique = next(candidate for candidate in [name] + [f"{name}-{n}" for n in range(2, 1000)]
                   if candidate not in taken)
+    if unique != name:
+        fix = "give each job its own --name" if newcomer.startswith("job") else \
+            "give each run its own --output_dir (or --run_name)"
+        print(without_tokens(f"Note: two runs are named {name} ({holder(taken[name])} and {newcomer}); the second is "
+                             f"shown as {unique}; {fix}."), file=sys.stderr)
     runs.append({"name": unique, "job": None, "source": None, "plan": None})
     return runs[-1]
+
+
+def holder(entry: dict) -> str:
+    """What a run of the report is, in a note: its job, its record, or its plan."""
+    what = f"job {entry['job']}" if entry.get("job") else f"run.json at {entry['source']}" if entry.get("source") \
+        else "the plan recorded with --name"
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]+", " ", what)
 
 
 def find(runs: list[dict], **wanted) -> dict | None:
@@ -441,37 +488,38 @@ def job_source(job: dict) -> str | None:
 
 
 def add_plan(runs: list[dict], name: str, plan: dict):
-    entry = find(runs, name=name) or new_entry(runs, name)
+    entry = find(runs, name=name) or new_entry(runs, name, "the plan")
     if entry.get("job"):
         raise BadInput(f"Run {name} already has job {entry['job']}; plan the next run under another --name.")
     entry |= {"plan": plan, "planned_at": utcnow()}
 
 
-def claim_records(runs: list[dict], given: list[tuple[str, dict | Unreadable]]) -> dict:
-    """The entry of each given record (by source, job, else the plan of its name), added when none: name -> record."""
+def claim_records(runs: list[dict], given: list[tuple[str, dict | Unreadable]], jobs_by_id: dict) -> dict:
+    """The entry of each given record (by source, job, else the unclaimed run planned under its job's name or its
+    own), added when none: name -> record."""
     records = {}
     for source, record in given:
         job_id = (record.get("job") or {}).get("id") if isinstance(record, dict) else None
-        planned = find(runs, name=run_name(record, source))
-        entry = find(runs, source=source) or find(runs, job=job_id) or (
-            planned if planned and not (planned.get("job") or planned.get("source"))
-            else new_entry(runs, run_name(record, source)))
+        names = [job_name(jobs_by_id[job_id])] if job_id in jobs_by_id else []
+        planned = next((entry for entry in (find(runs, name=name) for name in names + [run_name(record, source)])
+                        if entry and not (entry.get("job") or entry.get("source"))), None)
+        entry = find(runs, source=source) or find(runs, job=job_id) or planned or new_entry(
+            runs, run_name(record, source), f"run.json at {source}")
         entry |= {"source": source, "job": entry.get("job") or job_id}
         records[entry["name"]] = record
     return records
 
 
-def claim_jobs(runs: list[dict], jobs: list[dict]) -> dict:
-    """The entry of each job: the one it was recorded in, else the unclaimed run planned under its name or whose
-    record it wrote, else a new one; job id -> job."""
-    for job in jobs:
+def claim_jobs(runs: list[dict], jobs: list[dict]):
+    """The entry of each job, the earliest submitted first: the one it was recorded in, else the unclaimed run planned
+    under its name or whose record it wrote, else a new one."""
+    for job in sorted(jobs, key=lambda job: str(job.get("created_at") or "")):
         entry = find(runs, job=job["id"])
         if entry is None:
             unclaimed = [e for e in runs if not e.get("job")]
             entry = find(unclaimed, name=job_name(job)) or find(unclaimed, source=job_source(job))
-        entry = entry or new_entry(runs, job_name(job))
+        entry = entry or new_entry(runs, job_name(job), f"job {job['id']}")
         entry |= {"job": job["id"], "source": entry.get("source") or job_source(job)}
-    return {job["id"]: job for job in jobs}
 
 
 def remembered_records(runs: list[dict], records: dict, jobs_by_id: dict) -> dict:
@@ -513,6 +561,25 @@ def score(evaluation: dict) -> float | None:
     return evaluation.get("score", evaluation.get("pass@1"))
 
 
+def metric_of(evaluation: dict) -> str:
+    """The metric an evaluation scored (eval_humaneval.py --json names none: pass@1)."""
+    known = BENCHMARKS.get(evaluation["benchmark"])
+    return evaluation.get("metric") or (known.metric if known else "pass@1")
+
+
+def interval(evaluation: dict) -> list | None:
+    """The score's 95% interval, recorded as `<metric>_ci95` (pass@1_ci95, accuracy_ci95)."""
+    return evaluation.get(f"{metric_of(evaluation)}_ci95")
+
+
+def benchmark_name(benchmark: str) -> str:
+    return BENCHMARKS[benchmark].title if benchmark in BENCHMARKS else benchmark
+
+
+def script_of(benchmark: str) -> str:
+    return BENCHMARKS[benchmark].script if benchmark in BENCHMARKS else "the same evaluation script"
+
+
 def moment(stamp) -> str:
     """2025-12-09T13:47:00Z -> 2025-12-09 13:47 UTC; '-' for anything else."""
     if not isinstance(stamp, str) or not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d", stamp):
@@ -537,9 +604,11 @@ def model_cell(model: str | None) -> str:
 
 
 def benchmark_title(evaluation: dict | str) -> str:
-    benchmark = evaluation if isinstance(evaluation, str) else evaluation["benchmark"]
-    metric = "pass@1" if isinstance(evaluation, str) else evaluation.get("metric") or "pass@1"
-    return text(f"{BENCHMARKS.get(benchmark, benchmark)} {metric}")
+    """'HumanEval pass@1', 'GSM8K accuracy': an evaluation's benchmark and metric, or a benchmark's."""
+    if isinstance(evaluation, str):
+        metric = BENCHMARKS[evaluation].metric if evaluation in BENCHMARKS else "score"
+        return text(f"{benchmark_name(evaluation)} {metric}")
+    return text(f"{benchmark_name(evaluation['benchmark'])} {metric_of(evaluation)}")
 
 
 def job_cell(evaluation: dict) -> str:
@@ -794,16 +863,18 @@ def logs_text(entry: dict, record: dict | None, job: dict | None, status: str) -
 
 
 def interval_text(evaluation: dict) -> str:
-    interval = evaluation.get("pass@1_ci95")
-    return f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+    bounds = interval(evaluation)
+    return f" (95% CI {bounds[0]:.3f}-{bounds[1]:.3f})" if bounds else ""
 
 
 def problems_text(evaluation: dict) -> str:
-    """'164 problems', or the part --limit measured: 'the first 20 of 164 problems (--limit)'."""
+    """'164 problems', or the part --limit measured: 'the first 20 of 164 problems (--limit)' (HumanEval's), 'a
+    seeded sample of 200 of 1319 problems (--limit)' (GSM8K's)."""
     if not evaluation.get("limit"):
         return f"{evaluation['n']} problems" if evaluation.get("n") else ""
     of = f" of {evaluation['of']}" if evaluation.get("of") else ""
-    return f"the first {evaluation.get('n') or evaluation['limit']}{of} problems (--limit)"
+    known = BENCHMARKS.get(evaluation["benchmark"])
+    return f"{known.limited if known else 'the first'} {evaluation.get('n') or evaluation['limit']}{of} problems (--limit)"
 
 
 def score_cell(evaluation: dict) -> str:
@@ -820,7 +891,7 @@ def contamination_note(record: dict | None, evaluation: dict) -> str | None:
         return None
     ngram = f"{found['ngram']}-gram" if found.get("ngram") else "n-gram"
     total = evaluation.get("of") or (evaluation.get("n") if not evaluation.get("limit") else None)
-    name = text(BENCHMARKS.get(found["benchmark"], found["benchmark"]))
+    name = text(benchmark_name(found["benchmark"]))
     if not overlapping:
         return f"training data shares no {ngram} with the{f' {total}' if total else ''} {name} problems"
     problems = f"{overlapping}{f' of {total}' if total else ''} {name} problems"
@@ -833,7 +904,7 @@ def contamination_note(record: dict | None, evaluation: dict) -> str | None:
             + f": the score may be inflated{clean}")
 
 
-def evaluation_lines(entry: dict, record: dict | None, status: str, benchmarks: list[str]) -> list[str]:
+def evaluation_lines(entry: dict, record: dict | None, status: str) -> list[str]:
     evaluations = (record or {}).get("evaluations") or []
     lines = []
     for e in evaluations:
@@ -842,9 +913,9 @@ def evaluation_lines(entry: dict, record: dict | None, status: str, benchmarks: 
                      + f", {moment(e.get('date'))}" + (f" (base model {code(e['model'])})" if of_base(e, record) else "")
                      + (f"; {note}" if note else ""))
     done = {e["benchmark"] for e in evaluations if not of_base(e, record)}
-    lines += [f"- {benchmark_title(b)}: TBD" for b in benchmarks
-              if b not in done and to_evaluate(b, entry, record, status)]
-    if not evaluations and status not in NOT_EVALUATED and is_test_run(record):
+    lines += [f"- {benchmark_title(b)}: TBD ({command_code(eval_command(b, run_target(entry, record)))})"
+              for b in to_evaluate(entry, record, status) if b not in done]
+    if not evaluations and status not in NOT_EVALUATED and is_test_run(record, entry.get("plan")):
         lines.append("- none planned: a quick test run")
     return lines or ["-"]
 
@@ -866,8 +937,7 @@ def heading(entry: dict, started, status: str) -> str:
     return f"# `{entry['name']}` - `{moment(started)}` - {code(status)}"
 
 
-def run_section(entry: dict, record, job: dict | None, status: str, plot: tuple[str, str] | None,
-                benchmarks: list[str]) -> str:
+def run_section(entry: dict, record, job: dict | None, status: str, plot: tuple[str, str] | None) -> str:
     if isinstance(record, Unreadable):
         return f"{heading(entry, None, status)}\nunreadable record ({text(record.why)}): {code(entry.get('source'))}"
     plan = entry.get("plan")
@@ -885,7 +955,7 @@ def run_section(entry: dict, record, job: dict | None, status: str, plot: tuple[
              trackio_text(trackio, job) if trackio else "-"]
     if plot:
         lines.append(f"![{plot[1]} of {entry['name']}]({plot[0]})")
-    lines += ["## Evaluation"] + evaluation_lines(entry, record, status, benchmarks)
+    lines += ["## Evaluation"] + evaluation_lines(entry, record, status)
     exports = export_lines(record)
     return "\n".join(lines + (["## GGUF exports"] + exports if exports else []))
 
@@ -896,57 +966,127 @@ def of_base(evaluation: dict, record: dict | None) -> bool:
                 and not evaluation.get("revision") and not evaluation.get("subfolder"))
 
 
-def is_test_run(record: dict | None) -> bool:
-    """A quick test run, cut to a few steps or rows (SKILL.md's --max_samples 100 --max_steps 20): nothing to
-    evaluate. A job whose record is not written yet cannot tell."""
+def is_test_run(record: dict | None, plan: dict | None) -> bool:
+    """A quick test run: nothing to evaluate. Its plan says so when it has one (plan.py's test_run); else its record:
+    a run cut by --max_samples, or to a positive --max_steps of 50 or fewer. A run cut by neither is never a test
+    run, however few its rows (a small dataset is not a test); a job whose record is not written yet cannot tell."""
+    if (plan or {}).get("test_run") is not None:
+        return plan["test_run"]
     steps = ((record or {}).get("config") or {}).get("max_steps")
-    rows = ((record or {}).get("dataset") or {}).get("rows")
-    return 0 < (steps or 0) <= TEST_RUN_STEPS or 0 < (rows or 0) <= TEST_RUN_ROWS
+    return ((record or {}).get("dataset") or {}).get("max_samples") is not None or 0 < (steps or 0) <= TEST_RUN_STEPS
 
 
-def measures(benchmark: str, method: str | None, record: dict | None, plan: dict | None) -> bool:
-    """Whether the benchmark measures what the run trained for. HumanEval measures code: a GRPO run counts when it
-    was rewarded for code (its logged reward functions, else its dataset), not a math run such as gsm8k's."""
-    if benchmark != "humaneval" or method != "grpo":
-        return True
-    rewards = set(reward_curves(record or {})) - {"reward"}
-    if rewards:
-        return any("code" in name for name in rewards)
-    dataset = (record or {}).get("dataset") or {}
-    name = dataset.get("name") or (plan or {}).get("dataset") or ""
-    return dataset.get("convert") != "gsm8k" and bool(re.search(r"code|program|python", name, re.I))
+def fitting_benchmarks(record: dict | None, plan: dict | None) -> list[str]:
+    """The benchmarks that measure what a run trained for: GSM8K for math, HumanEval for code. A GRPO run is what it
+    was rewarded for (its logged reward functions, else the plan's --reward_funcs, else its data), and gets neither
+    when that says neither; an SFT or DPO run is math when its data is (converted from gsm8k, or a math dataset's
+    name), code when its data's name says so or it is not math (the coding experiment is the skill's default)."""
+    record, plan = record or {}, plan or {}
+    dataset = record.get("dataset") or {}
+    name = dataset.get("name") or plan.get("dataset") or ""
+    rewards = set(reward_curves(record)) - {"reward"} or {
+        entry.strip().rpartition(":")[2] for entry in (training_flag(plan, "--reward_funcs") or "").split(",")
+        if entry.strip()}
+    grpo = (record or plan).get("method") == "grpo"
+    if grpo and rewards:
+        maths, coding = any(MATH_REWARDS.search(r) for r in rewards), any("code" in r for r in rewards)
+    else:
+        maths = (dataset.get("convert") or training_flag(plan, "--convert")) == "gsm8k" or bool(MATH_DATA.search(name))
+        coding = bool(CODE_DATA.search(name)) or not (maths or grpo)
+    return [benchmark for benchmark, fits in (("humaneval", coding), ("gsm8k", maths)) if fits]
 
 
-def to_evaluate(benchmark: str, entry: dict, record, status: str) -> bool:
-    """Whether a run gets a TBD row for the benchmark: it has a model, is meant to be evaluated (no quick test) and
-    the benchmark measures what it trained for."""
+def to_evaluate(entry: dict, record, status: str) -> list[str]:
+    """The benchmarks a run gets a TBD row for: none when it has no model to evaluate or is a quick test run, else
+    those that measure what it trained for."""
     record, plan = readable(record), entry.get("plan")
-    method = (record or plan or {}).get("method")
-    return status not in NOT_EVALUATED and not is_test_run(record) and measures(benchmark, method, record, plan)
+    return [] if status in NOT_EVALUATED or is_test_run(record, plan) else fitting_benchmarks(record, plan)
 
 
-def evaluation_rows(sections: list, base_evals: list[dict], base_model: str | None, benchmarks: list[str]) -> list:
-    """(run title, evaluation or the benchmark it is TBD for, model evaluated, run name or None for the base)."""
+def run_target(entry: dict, record) -> str | None:
+    """Where a run's model is, for an evaluation's --model and --run: its Hub repo, else its output dir, else where
+    its job writes (None: not known before the job starts)."""
+    record = readable(record) or {}
+    return record.get("hub_repo") or record.get("output_dir") or entry.get("source")
+
+
+def eval_command(benchmark: str, model: str | None, base: bool = False) -> str | None:
+    """The command that makes a TBD evaluation: a run's, recorded into its run.json; the base model's, into the file
+    `report.py --evals` takes (None for a benchmark no bundled script evaluates)."""
+    if benchmark not in BENCHMARKS:
+        return None
+    script, target = f"uv run scripts/{BENCHMARKS[benchmark].script}", shlex.quote(model) if model else "USER/MODEL"
+    return f"{script} --model {target} --json > base_{benchmark}.json" if base else \
+        f"{script} --model {target} --run {target}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A fine-tuned evaluation against the base model's: the difference with its interval (paired over `problems`
+    when both recorded per-problem outcomes, else the range the two 95% intervals allow), or why they are not
+    compared (`refused`, with the base model's protocol flags to rerun with when the protocols differ)."""
+    base: dict
+    score: float
+    base_score: float
+    difference: float | None = None
+    interval: tuple[float, float] | None = None
+    problems: int | None = None
+    refused: str | None = None
+    rerun_flags: str | None = None
+    protocol_unrecorded: bool = False
+
+    @property
+    def verdict(self) -> str | None:
+        return verdict(*self.interval) if self.interval else None
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of the experiment's evaluations table: an evaluation made (a fine-tuned one with its comparison to the
+    base model's), or one to make (TBD) and the command that makes it."""
+    run: str | None  # None: the base model
+    benchmark: str
+    evaluation: dict | None  # None: TBD
+    model: str | None
+    command: str | None = None
+    against: Comparison | None = None
+
+
+def base_evaluations(sections: list, base_evals: list[dict]) -> list[dict]:
+    """The base model's evaluations: given with --evals, and recorded with a run (of_base)."""
+    return base_evals + [e for _, record, _, _ in sections for e in (readable(record) or {}).get("evaluations") or []
+                         if of_base(e, readable(record))]
+
+
+def evaluation_rows(sections: list, base_evals: list[dict]) -> list[Row]:
+    """The base model's rows (its evaluations, or a TBD row for a benchmark a run has a row for), then each run's:
+    its evaluations, each set against the base model's of the same benchmark, and a TBD row for each it is meant to
+    get."""
     rows = []
     for entry, record, _, status in sections:
         record = readable(record)
         model = (record or {}).get("hub_repo") or (record or {}).get("output_dir")
         evaluations = [e for e in (record or {}).get("evaluations") or [] if not of_base(e, record)]
-        for evaluation in evaluations:
-            rows.append((f"`{entry['name']}` - `{moment(evaluation.get('date'))}` - `Completed`", evaluation,
-                         (evaluation.get("model") or model or "-") + checkpoint(evaluation), entry["name"]))
+        rows += [Row(entry["name"], e["benchmark"], e, (e.get("model") or model or "-") + checkpoint(e))
+                 for e in evaluations]
         done = {e["benchmark"] for e in evaluations}
-        rows += [(f"`{entry['name']}` - `-` - `TBD`", b, model, entry["name"]) for b in benchmarks
-                 if b not in done and to_evaluate(b, entry, record, status)]
+        rows += [Row(entry["name"], b, None, model, eval_command(b, run_target(entry, record)))
+                 for b in to_evaluate(entry, record, status) if b not in done]
+    bases, base_model = base_evaluations(sections, base_evals), base_model_of(sections, base_evals)
     base_rows = []
-    for benchmark in benchmarks:
-        done = [e for e in base_evals if e["benchmark"] == benchmark]
-        title = code(f"base-{benchmark}")
-        base_rows += [(f"{title} - `{moment(e.get('date'))}` - `Completed`", e, e["model"], None) for e in done]
-        if not done and base_model and any((e if isinstance(e, str) else e["benchmark"]) == benchmark
-                                           for _, e, _, _ in rows):
-            base_rows.append((f"{title} - `-` - `TBD`", benchmark, base_model, None))
-    return base_rows + rows
+    for benchmark in dict.fromkeys([e["benchmark"] for e in bases] + [row.benchmark for row in rows]):
+        done = [e for e in bases if e["benchmark"] == benchmark]
+        base_rows += [Row(None, benchmark, e, e["model"]) for e in done]
+        if not done and base_model:
+            base_rows.append(Row(None, benchmark, None, base_model, eval_command(benchmark, base_model, base=True)))
+    return base_rows + [against_base(row, bases) for row in rows]
+
+
+def against_base(row: Row, bases: list[dict]) -> Row:
+    same = [base for base in bases if base["benchmark"] == row.benchmark]
+    if row.evaluation is None or not same:
+        return row
+    return replace(row, against=compare(row.evaluation, baseline(row.evaluation, same)))
 
 
 def checkpoint(evaluation: dict) -> str:
@@ -1005,70 +1145,104 @@ def baseline(evaluation: dict, bases: list[dict]) -> dict:
                                         len(shares(evaluation).keys() & shares(base).keys()), str(base.get("date"))))
 
 
-def comparison(tuned: dict, base: dict) -> str:
-    """The fine-tuned score against the base model's: a paired difference and its verdict, the verdict the two
-    intervals allow, or why they are not compared."""
+def compare(tuned: dict, base: dict) -> Comparison:
+    """The fine-tuned evaluation against the base model's: a paired difference over the problems both evaluated,
+    else the two intervals' verdict, else the difference alone; refused under different protocols or problems."""
+    scores = {"base": base, "score": score(tuned), "base_score": score(base)}
     differing = protocol_differences(tuned, base)
     if differing:
-        flags = " ".join(f"--{key} {number(base['protocol'][key])}" for key in PROTOCOL_FLAGS
+        known = BENCHMARKS.get(tuned["benchmark"])
+        flags = " ".join(f"--{key} {number(base['protocol'][key])}" for key in (known.flags if known else ())
                          if isinstance(base["protocol"].get(key), NUMBER))
-        return (f"not compared with the base model: measured under different protocols ({text(', '.join(differing))} "
-                "differ); rerun both with this eval_humaneval.py and the same flags"
-                + (f" (the base model's: {code(flags)})." if flags else "."))
-    unknown = "" if bool(tuned.get("protocol")) == bool(base.get("protocol")) else \
-        " One of the two records no protocol: they may have been prompted differently."
+        return Comparison(**scores, refused=f"measured under different protocols ({', '.join(differing)} differ)",
+                          rerun_flags=flags)
+    unrecorded = bool(tuned.get("protocol")) != bool(base.get("protocol"))
     if shares(tuned) and shares(base):
         paired = paired_difference(shares(tuned), shares(base))
         if paired is None:
-            return "not compared with the base model: fewer than 2 problems were evaluated for both."
+            return Comparison(**scores, refused="fewer than 2 problems were evaluated for both")
         difference, low, high, n = paired
         common = shares(tuned).keys() & shares(base).keys()
-        ours, theirs = (score(tuned), score(base)) if len(shares(tuned)) == len(shares(base)) == n else \
-            (sum(outcomes[task] for task in common) / n for outcomes in (shares(tuned), shares(base)))
-        return (f"{ours:.3f} against the base model's {theirs:.3f} on the {n} problems both evaluated, a difference "
-                f"of {difference:+.3f} (paired 95% CI {low:+.3f} to {high:+.3f}): {verdict(low, high)}.{unknown}")
+        if not len(shares(tuned)) == len(shares(base)) == n:  # the scores on the problems both evaluated
+            scores |= {"score": sum(shares(tuned)[task] for task in common) / n,
+                       "base_score": sum(shares(base)[task] for task in common) / n}
+        return Comparison(**scores, difference=difference, interval=(low, high), problems=n,
+                          protocol_unrecorded=unrecorded)
     if None not in (tuned.get("n"), base.get("n")) and problems_text(tuned) != problems_text(base):
-        return (f"not compared with the base model: evaluated on different problems ({problems_text(tuned)} against "
-                f"{problems_text(base)}) without per-problem outcomes to pair.")
-    head = f"{score(tuned):.3f} against the base model's {score(base):.3f}, a difference of " \
-        f"{score(tuned) - score(base):+.3f}"
-    ours, theirs = tuned.get("pass@1_ci95"), base.get("pass@1_ci95")
-    if ours and theirs:
-        low, high = ours[0] - theirs[1], ours[1] - theirs[0]
-        overlap = "do not overlap" if low > 0 or high < 0 else "overlap"
-        return f"{head} (no per-problem outcomes to pair; the 95% intervals {overlap}): {verdict(low, high)}.{unknown}"
+        return Comparison(**scores, refused=f"evaluated on different problems ({problems_text(tuned)} against "
+                                            f"{problems_text(base)}) without per-problem outcomes to pair")
+    ours, theirs = interval(tuned), interval(base)
+    return Comparison(**scores, difference=score(tuned) - score(base), protocol_unrecorded=unrecorded,
+                      interval=(ours[0] - theirs[1], ours[1] - theirs[0]) if ours and theirs else None)
+
+
+def comparison_text(comparison: Comparison, benchmark: str) -> str:
+    """The comparison in one sentence: the paired difference and its verdict, the verdict the two intervals allow,
+    the difference alone, or why the two are not compared."""
+    if comparison.refused:
+        rerun = "" if comparison.rerun_flags is None else \
+            f"; rerun both with this {script_of(benchmark)} and the same flags" + \
+            (f" (the base model's: {code(comparison.rerun_flags)})" if comparison.rerun_flags else "")
+        return f"not compared with the base model: {text(comparison.refused)}{rerun}."
+    unknown = " One of the two records no protocol: they may have been prompted differently." \
+        if comparison.protocol_unrecorded else ""
+    ours, theirs, difference = comparison.score, comparison.base_score, comparison.difference
+    if comparison.problems:
+        low, high = comparison.interval
+        return (f"{ours:.3f} against the base model's {theirs:.3f} on the {comparison.problems} problems both "
+                f"evaluated, a difference of {difference:+.3f} (paired 95% CI {low:+.3f} to {high:+.3f}): "
+                f"{comparison.verdict}.{unknown}")
+    head = f"{ours:.3f} against the base model's {theirs:.3f}, a difference of {difference:+.3f}"
+    if comparison.interval:
+        overlap = "overlap" if comparison.verdict.startswith("no difference") else "do not overlap"
+        return f"{head} (no per-problem outcomes to pair; the 95% intervals {overlap}): {comparison.verdict}.{unknown}"
     return (f"{head}; no verdict: no 95% interval recorded (an older evaluation: evaluate again with "
-            f"eval_humaneval.py, which records one).{unknown}")
+            f"{script_of(benchmark)}, which records one).{unknown}")
 
 
-def comparison_lines(rows: list, records: dict) -> list[str]:
+def comparison_lines(rows: list[Row], records: dict) -> list[str]:
     """One line for each fine-tuned evaluation of a benchmark the base model was evaluated on."""
-    bases = [e for _, e, _, run in rows if run is None and isinstance(e, dict)]
     lines = []
-    for _, evaluation, _, run in rows:
-        same = [b for b in bases if b["benchmark"] == evaluation["benchmark"]] \
-            if run and isinstance(evaluation, dict) else []
-        if same:
-            note = contamination_note(records.get(run), evaluation)
-            lines.append(f"- {code(run + checkpoint(evaluation))} on "
-                         f"{text(BENCHMARKS.get(evaluation['benchmark'], evaluation['benchmark']))}: "
-                         f"{comparison(evaluation, baseline(evaluation, same))}" + (f" Note: {note}." if note else ""))
+    for row in rows:
+        if row.against:
+            note = contamination_note(records.get(row.run), row.evaluation)
+            lines.append(f"- {code(row.run + checkpoint(row.evaluation))} on {text(benchmark_name(row.benchmark))}: "
+                         f"{comparison_text(row.against, row.benchmark)}" + (f" Note: {note}." if note else ""))
     return lines
 
 
-def evaluations_table(sections: list, base_evals: list[dict], base_model: str | None, benchmarks: list[str]) -> str:
-    base_evals = base_evals + [e for _, record, _, _ in sections for e in (readable(record) or {}).get("evaluations")
-                               or [] if of_base(e, readable(record))]
-    rows = evaluation_rows(sections, base_evals, base_model, benchmarks)
+def todo_lines(rows: list[Row], request: Request) -> list[str]:
+    """The command that makes each TBD evaluation; the base model's then goes into the report with --evals."""
+    lines = []
+    for row in rows:
+        if row.command and row.run is None:
+            refresh = f"uv run scripts/report.py --experiment {request.experiment} --evals base_{row.benchmark}.json" \
+                + ("" if request.output_dir == Path("training_reports")
+                   else f" --output_dir {shlex.quote(str(request.output_dir))}")
+            lines.append(f"- {code(f'base-{row.benchmark}')}: {command_code(row.command)}, then {code(refresh)}")
+        elif row.command:
+            lines.append(f"- {code(row.run)} on {text(benchmark_name(row.benchmark))}: {command_code(row.command)}")
+    return lines
+
+
+def row_title(row: Row) -> str:
+    name = code(f"base-{row.benchmark}") if row.run is None else f"`{row.run}`"
+    if row.evaluation is None:
+        return f"{name} - `-` - `TBD`"
+    return f"{name} - `{moment(row.evaluation.get('date'))}` - `Completed`"
+
+
+def evaluations_table(rows: list[Row], records: dict, request: Request) -> str:
     lines = ["# Experiment evaluations", "| Run | Benchmark | Score | Eval job | Model |", "|---|---|---|---|---|"]
-    for title, evaluation, model, _ in rows:
-        if isinstance(evaluation, str):  # not run yet
-            lines.append(f"| {title} | {benchmark_title(evaluation)} | TBD | - | {model_cell(model)} |")
+    for row in rows:
+        if row.evaluation is None:
+            lines.append(f"| {row_title(row)} | {benchmark_title(row.benchmark)} | TBD | - | {model_cell(row.model)} |")
         else:
-            lines.append(f"| {title} | {benchmark_title(evaluation)} | {score_cell(evaluation)} | "
-                         f"{job_cell(evaluation)} | {model_cell(model)} |")
-    compared = comparison_lines(rows, {entry["name"]: readable(record) for entry, record, _, _ in sections})
-    return "\n".join(lines + (["", "## Against the base model", *compared, "", PAIRED_NOTE] if compared else []))
+            lines.append(f"| {row_title(row)} | {benchmark_title(row.evaluation)} | {score_cell(row.evaluation)} | "
+                         f"{job_cell(row.evaluation)} | {model_cell(row.model)} |")
+    compared, todo = comparison_lines(rows, records), todo_lines(rows, request)
+    return "\n".join(lines + (["", "## Against the base model", *compared, "", PAIRED_NOTE] if compared else [])
+                     + (["", "## To evaluate", *todo] if todo else []))
 
 
 # ---------------------------------------------------------------- curves
@@ -1129,12 +1303,18 @@ def curves_plot(record: dict, name: str, target: Path) -> str | None:
     return "loss and reward curves" if rewards else "loss curve"
 
 
-def header_block(sections: list, base_evals: list[dict]) -> tuple[str, str | None]:
-    """The base model and dataset links, and the base model's name (for its TBD rows)."""
+def base_model_of(sections: list, base_evals: list[dict]) -> str | None:
+    """The experiment's base model: its first run's, else its first plan's, else the one evaluated with --evals."""
     first = next((readable(record) for _, record, _, _ in sections if readable(record)), None)
-    base_model = (first or {}).get("base_model") or next(
+    return (first or {}).get("base_model") or next(
         (entry["plan"]["model"] for entry, *_ in sections if entry.get("plan")), None) or next(
         (e["model"] for e in base_evals), None)
+
+
+def header_block(sections: list, base_evals: list[dict]) -> str:
+    """The base model and dataset links."""
+    first = next((readable(record) for _, record, _, _ in sections if readable(record)), None)
+    base_model = base_model_of(sections, base_evals)
     dataset = ((first or {}).get("dataset") or {}).get("name")
     header = ["# Base model and dataset"]
     if base_model:
@@ -1143,7 +1323,7 @@ def header_block(sections: list, base_evals: list[dict]) -> tuple[str, str | Non
     if dataset:
         header.append(link(hub_url(dataset, "datasets/"), "Dataset") if hub_url(dataset, "datasets/") else
                       f"Dataset: {code(dataset)}")
-    return "\n".join(header), base_model
+    return "\n".join(header)
 
 
 def plot_path(request: Request, name: str) -> str:
@@ -1159,19 +1339,16 @@ def write_plots(request: Request, sections: list) -> dict[str, str]:
     return {name: shown for name, shown in plotted.items() if shown}
 
 
-def render_report(text_before: str, request: Request, sections: list, base_evals: list[dict],
+def render_report(text_before: str, request: Request, sections: list, base_evals: list[dict], rows: list[Row],
                   plotted: dict[str, str]) -> str:
     """The report with every generated block replaced (or added before the evaluations table); what is outside the
     blocks is kept as it was."""
-    readable_records = [readable(record) or {} for _, record, _, _ in sections]
-    benchmarks = list(dict.fromkeys([e["benchmark"] for e in base_evals] + [
-        e["benchmark"] for record in readable_records for e in record.get("evaluations") or []])) or ["humaneval"]
-    header, base_model = header_block(sections, base_evals)
-    report = replace_block(text_before, "header", header)
-    report = replace_block(report, "evaluations", evaluations_table(sections, base_evals, base_model, benchmarks))
+    report = replace_block(text_before, "header", header_block(sections, base_evals))
+    records = {entry["name"]: readable(record) for entry, record, _, _ in sections}
+    report = replace_block(report, "evaluations", evaluations_table(rows, records, request))
     for entry, record, job, status in sections:
         plot = (plot_path(request, entry["name"]), plotted[entry["name"]]) if entry["name"] in plotted else None
-        report = replace_block(report, f"run {entry['name']}", run_section(entry, record, job, status, plot, benchmarks),
+        report = replace_block(report, f"run {entry['name']}", run_section(entry, record, job, status, plot),
                                before="evaluations")
     return report
 
@@ -1196,12 +1373,52 @@ def write_atomically(path: Path, content: str):
     os.replace(partial, path)
 
 
-def summary(request: Request, sections: list, base_evals: list[dict]) -> dict:
-    return {"report": str(request.report),
-            "runs": [{"name": e["name"], "status": s, "job": e.get("job"), "source": e.get("source")}
-                     | ({"unreadable": r.why} if isinstance(r, Unreadable) else {}) for e, r, _, s in sections],
-            "evaluations": sum(len((readable(r) or {}).get("evaluations") or []) for _, r, _, _ in sections)
-            + len(base_evals)}
+def summary(request: Request, sections: list, rows: list[Row]) -> dict:
+    """The --json document: each run with its status, its evaluations (each with its comparison to the base model)
+    and the commands of those still to make; the base model's evaluations and those to make."""
+    runs = []
+    for entry, record, _, status in sections:
+        run = {"name": entry["name"], "status": status, "job": entry.get("job"), "source": entry.get("source")}
+        if isinstance(record, Unreadable):
+            runs.append(run | {"unreadable": record.why})
+            continue
+        own = [row for row in rows if row.run == entry["name"]]
+        runs.append(run | {"test_run": is_test_run(readable(record), entry.get("plan")),
+                           "evaluations": [evaluation_summary(row) for row in own if row.evaluation],
+                           "to_evaluate": [todo_summary(row) for row in own if row.evaluation is None]})
+    base = [row for row in rows if row.run is None]
+    return {"report": str(request.report), "runs": runs,
+            "base_evaluations": [evaluation_summary(row) for row in base if row.evaluation],
+            "base_to_evaluate": [todo_summary(row) for row in base if row.evaluation is None],
+            "evaluations": sum(1 for row in rows if row.evaluation)}
+
+
+def evaluation_summary(row: Row) -> dict:
+    evaluation = row.evaluation
+    made = {"benchmark": row.benchmark, "metric": metric_of(evaluation), "score": score(evaluation),
+            "score_ci95": interval(evaluation), "n": evaluation.get("n"), "of": evaluation.get("of"),
+            "limit": evaluation.get("limit"), "model": row.model, "date": evaluation.get("date")}
+    return made if row.run is None else made | {"against_base": comparison_summary(row.against)}
+
+
+def comparison_summary(comparison: Comparison | None) -> dict | None:
+    """A comparison as data: the difference, its paired 95% interval (or whether the two intervals overlap) and the
+    verdict, or why the two are not compared."""
+    if comparison is None:
+        return None
+    paired, rounded = comparison.problems is not None, comparison.difference
+    return {"base_model": comparison.base.get("model"), "base_date": comparison.base.get("date"),
+            "score": comparison.score, "base_score": comparison.base_score,
+            "difference": None if rounded is None else round(rounded, 4), "paired": paired,
+            "problems": comparison.problems,
+            "difference_ci95": [round(bound, 4) for bound in comparison.interval] if paired else None,
+            "intervals_overlap": None if paired or not comparison.interval else comparison.verdict.startswith("no "),
+            "verdict": comparison.verdict, "refused": comparison.refused, "rerun_flags": comparison.rerun_flags,
+            "protocol_unrecorded": comparison.protocol_unrecorded}
+
+
+def todo_summary(row: Row) -> dict:
+    return {"benchmark": row.benchmark, "model": row.model, "command": row.command}
 
 
 def summary_line(result: dict) -> str:
@@ -1216,12 +1433,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, help="report name: <output_dir>/<experiment>.md")
     parser.add_argument("--runs", nargs="*", default=[], help="run.json files, training output dirs or Hub repos")
-    parser.add_argument("--evals", nargs="*", default=[], help="eval_humaneval.py --json outputs of base models")
+    parser.add_argument("--evals", nargs="*", default=[],
+                        help="eval_humaneval.py or eval_gsm8k.py --json outputs of the base model")
     parser.add_argument("--plan", help="a plan.py --json output: records a planned run (with --name)")
     parser.add_argument("--name", help="the planned run's name; submit its job with jobs.py --name NAME")
     parser.add_argument("--output_dir", "--out", dest="output_dir", default="training_reports",
                         help="the reports directory (default training_reports; --out is the older spelling)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document: the report and its runs")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document: the report, its runs, their evaluations with each one's "
+                             "comparison to the base model, and the commands of those still to make")
     return parser
 
 
@@ -1256,15 +1476,17 @@ def main():
 
     if plan:
         add_plan(runs, request.name, plan)
-    records = claim_records(runs, given)
-    jobs_by_id = claim_jobs(runs, jobs)
+    jobs_by_id = {job["id"]: job for job in jobs}
+    records = claim_records(runs, given, jobs_by_id)
+    claim_jobs(runs, jobs)
     records |= remembered_records(runs, records, jobs_by_id)
     sections = sections_of(runs, records, jobs_by_id)
+    rows = evaluation_rows(sections, base_evals)
 
     plotted = write_plots(request, sections)
-    write_atomically(request.report, render_report(before, request, sections, base_evals, plotted))
+    write_atomically(request.report, render_report(before, request, sections, base_evals, rows, plotted))
     write_atomically(request.state_path, json.dumps({"runs": runs, "base_evaluations": base_evals}, indent=2))
-    result = summary(request, sections, base_evals)
+    result = summary(request, sections, rows)
     print(without_tokens(json.dumps(result, indent=2) if request.json else summary_line(result)))
 
 

@@ -1520,7 +1520,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
 # ---- end of shared block: attention ----
 
 
-# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:606bbd9fbd4d8dbc ----
+# ---- shared block: trainer (tools/shared/trainer.py; edit it there, then `make shared`) sha256:109d4a152d5cc4ee ----
 
 # The part of train_sft.py, train_dpo.py and train_grpo.py that is the same for every method: flags, hardware
 # defaults, the launcher for several GPUs or nodes, the run record, and the end of training (save, card, push).
@@ -2075,7 +2075,7 @@ def starting_record(run: Run, dataset, eval_dataset) -> dict:
         "schema": 1, "method": run.method, "base_model": run.model_args.model_name_or_path, "status": "running",
         "dataset": {"name": run.script_args.dataset_name, "config": run.script_args.dataset_config,
                     "split": run.script_args.dataset_train_split, "mapping": parse_map(run.run_args.map),
-                    "convert": run.run_args.convert, "rows": len(dataset),
+                    "convert": run.run_args.convert, "max_samples": run.run_args.max_samples, "rows": len(dataset),
                     "eval_rows": len(eval_dataset) if eval_dataset is not None else 0,
                     "eval_ratio": run.run_args.eval_ratio},
         "peft": run.peft, "params": run.params, "learning_rate_reason": run.learning_rate_reason, **run.notes,
