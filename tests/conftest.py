@@ -240,3 +240,9 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_sep("=", f"CPU seconds: {sum(costs.values()):.0f} in all, the 25 heaviest tests")
     for nodeid, cost in sorted(costs.items(), key=lambda item: -item[1])[:25]:
         terminalreporter.write_line(f"{cost:8.1f}s  {nodeid}")
+    by_file: dict[str, list[float]] = {}
+    for nodeid, cost in costs.items():
+        by_file.setdefault(nodeid.split("::")[0], []).append(cost)
+    terminalreporter.write_sep("-", "CPU seconds by file, the 15 heaviest")
+    for path, file_costs in sorted(by_file.items(), key=lambda item: -sum(item[1]))[:15]:
+        terminalreporter.write_line(f"{sum(file_costs):8.1f}s  {path} ({len(file_costs)} tests)")

@@ -1,6 +1,6 @@
 """The fork server that runs the scripts in tests (tests/fork_server.py) gives a script what a fresh `python script.py
-args` gives it: the same argv, sys.path, environment, working directory, exit code, atexit handlers, streams and
-traceback; tqdm (imported with torch in the server) reads the run's own TQDM_* settings."""
+args` gives it: the same argv, sys.path, environment, working directory, exit code (an exit message too), threads
+joined, atexit handlers, flushed streams and traceback; tqdm (imported with torch in the server) reads the run's own TQDM_* settings."""
 
 import subprocess
 import sys
@@ -8,17 +8,18 @@ import sys
 from conftest import run_python
 
 PROBE = '''
-import atexit, json, os, sys
+import atexit, json, os, sys, threading, time
 import tqdm.auto
 
 atexit.register(lambda: print("atexit ran", flush=True))
+threading.Thread(target=lambda: (time.sleep(0.5), print("thread joined"))).start()  # not flushed: exit flushes it
 print(json.dumps({"argv": sys.argv, "path0": sys.path[0], "cwd": os.getcwd(), "marker": os.environ.get("PROBE"),
                   "leaked": os.environ.get("PROBE_PARENT_ONLY"), "main": __name__, "file": __file__,
                   "tqdm_disabled": tqdm.auto.tqdm(range(1)).disable}))
 print("to stderr", file=sys.stderr)
 if sys.argv[1] == "raise":
     raise ValueError("boom")
-sys.exit(int(sys.argv[1]))
+sys.exit(int(sys.argv[1]) if sys.argv[1].isdigit() else sys.argv[1])
 '''
 
 
@@ -29,16 +30,18 @@ def test_a_forked_run_is_a_fresh_python_run(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.setenv("PROBE_PARENT_ONLY", "1")
     env = {"PATH": "/usr/bin:/bin", "PROBE": "yes", "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
-    for outcome in ("0", "3", "raise"):
+    for outcome in ("0", "3", "raise", "a message"):
         forked = run_python([str(script), outcome], env, cwd=work, timeout=60)
         fresh = subprocess.run([sys.executable, str(script), outcome], capture_output=True, text=True, env=env,
                                cwd=work, timeout=60)
         assert (forked.returncode, forked.stdout) == (fresh.returncode, fresh.stdout), (forked, fresh)
         assert forked.stderr.splitlines()[0] == fresh.stderr.splitlines()[0] == "to stderr"
         assert forked.stderr.splitlines()[-1] == fresh.stderr.splitlines()[-1]
-    assert fresh.returncode == 1 and fresh.stderr.splitlines()[-1] == "ValueError: boom"
+        if outcome == "raise":
+            assert fresh.returncode == 1 and fresh.stderr.splitlines()[-1] == "ValueError: boom"
+    assert fresh.returncode == 1 and fresh.stderr.splitlines()[-1] == "a message"
     assert '"marker": "yes", "leaked": null' in fresh.stdout and '"tqdm_disabled": true' in fresh.stdout
-    assert fresh.stdout.endswith("atexit ran\n")
+    assert fresh.stdout.endswith("thread joined\natexit ran\n")
 
 
 def test_a_run_past_its_timeout_is_killed(tmp_path):

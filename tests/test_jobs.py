@@ -90,10 +90,10 @@ def test_twenty_concurrent_jobs_lose_nothing(jobs, tmp_path):
            for i in range(20)]
     assert len(set(ids)) == 20
     def all_done():
-        infos = [json_output(jobs("status", job, "--json")) for job in ids]
-        return infos if all(info["stage"] == "COMPLETED" for info in infos) else None
+        return all(job["stage"] == "COMPLETED" for job in json_output(jobs("list", "--backend", "local", "--json")))
 
-    finals = wait_for(all_done, timeout=300, every=1)
+    wait_for(all_done, timeout=300, every=1)
+    finals = [json_output(jobs("status", job, "--json")) for job in ids]
     for number, info in enumerate(finals):
         assert info["step"] == 50 and info["exit_code"] == 0 and info["name"] == f"job{number}"
         assert jobs("logs", ids[number]).stdout.strip().endswith(f"done {number}")

@@ -1108,10 +1108,21 @@ def cmd_submit(args, script_and_args: list[str]):
 
 def jobs_named(name: str, backend: str) -> list[dict]:
     """The jobs already submitted under this name: on this machine, and on HF Jobs when the job goes there."""
-    jobs = [job for job in local_list() if job["name"] == name]
+    jobs = []
+    for spec in STATE_ROOT.glob("local-*/spec.json"):
+        if read_name(spec) == name:
+            with contextlib.suppress(Failure):  # a job whose status cannot be read says nothing about the name
+                jobs.append(local_status(spec.parent.name))
     if backend == "hf":
         jobs += [job for job in hf_list({"tool": "hf-llm-trainer"}, with_outputs=False) if job["name"] == name]
     return jobs
+
+
+def read_name(spec: Path) -> str | None:
+    try:
+        return json.loads(spec.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):  # a job being written or a corrupt spec: not a name in use
+        return None
 
 
 def plan_estimates(plan: dict, script_args: list[str], nodes: int) -> dict:
