@@ -14,8 +14,10 @@ import pytest
 
 # The suite runs more workers than cores (Makefile): torch running one thread per core in each of them spends most
 # of its CPU waiting on the others' threads (a 40-step training: 49 CPU seconds against 16 with one thread). Set here,
-# before torch loads, for every worker, fork server, script and job.
+# before torch loads, for every worker, fork server, script and job; llama.cpp's tools (llama-server, llama-debug)
+# take theirs from LLAMA_ARG_THREADS.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("LLAMA_ARG_THREADS", "1")
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "skills" / "hf-llm-trainer" / "scripts"
 SAMPLE = ROOT / "data" / "sample"

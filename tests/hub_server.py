@@ -77,7 +77,8 @@ TOKEN = "hf_loopback_secret_token_0123456789"
 TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 GRACE_S = 3  # between SIGTERM and SIGKILL when a job is stopped
 HOSTS = Path("/etc/hosts")
-MACHINE_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")  # this machine's
+MACHINE_VARIABLES = ("PATH", "LD_LIBRARY_PATH", "TMPDIR", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                     "LLAMA_ARG_THREADS")  # this machine's
 
 
 def _now(moment: float | None = None) -> str:

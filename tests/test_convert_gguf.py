@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, SCRIPTS, base_env, json_output
+from conftest import SAMPLE, SCRIPTS, base_env, json_output, run_python
 
 
 def convert(model: Path, outdir: Path, quant: str) -> dict:
@@ -43,11 +43,10 @@ def qwen3(tiny_qwen3, tmp_path_factory):
     output layer makes every token costly on a CPU), converted to F16 and Q8_0."""
     work = tmp_path_factory.mktemp("qwen3")
     model = work / "model"
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_qwen3),
-                             "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(model),
-                             "--max_steps", "2", "--per_device_train_batch_size", "2",
-                             "--gradient_accumulation_steps", "1", "--report_to", "none", "--max_length", "128"],
-                            capture_output=True, text=True, env=base_env(work), timeout=1200)
+    result = run_python([str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_qwen3), "--dataset_name",
+                         str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(model), "--max_steps", "2",
+                         "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--report_to",
+                         "none", "--max_length", "128"], base_env(work), timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((model / "run.json").read_text())["loss_masking"] == "assistant tokens"
     return convert(model, work / "out", "F16,Q8_0"), model, work / "out"

@@ -45,7 +45,7 @@ def test_the_headline_conversation(hub_runner, run_script, tiny_qwen3, tmp_path)
         "--name", "test-run", "--json", "--", "train_sft.py", "--model_name_or_path", MODEL, "--dataset_name", NAME,
         "--dataset_config", "solutions", "--drop_unfinished", "--output_dir", "qwen3-codeforces-test",
         "--push_to_hub", "--hub_model_id", "tester/qwen3-codeforces-test", "--max_steps", "2", "--max_samples", "8",
-        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--max_length", "1024",
+        "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1", "--max_length", "1024",
         "--logging_steps", "1"))
     assert submitted["test_run"] == {"--max_steps": "2", "--max_samples": "8"}, submitted
     assert submitted["estimated_time_hours"] == plan["estimate"]["time_hours"], "the estimate of the run submitted"
