@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, SCRIPTS
+from conftest import ROOT, SAMPLE, SCRIPTS, run_python
 
 FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
         "--logging_steps", "1", "--report_to", "none"]
@@ -168,7 +168,7 @@ def test_a_second_run_into_a_live_output_dir_is_refused(tiny_model, tmp_path, en
             assert first.poll() is None and time.time() < deadline, "the first run never took its output dir"
             assert lock.exists() or not (out / "run.json").exists(), "the first run trains without holding its dir"
             time.sleep(0.2)
-        second = subprocess.run(command + ["--max_steps", "2"], capture_output=True, text=True, env=env, timeout=600)
+        second = run_python(command[1:] + ["--max_steps", "2"], env, timeout=600)  # forked: the first trains less
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert f"is in use by another run (process {first.pid})" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr
