@@ -7,7 +7,7 @@ CLIENTS := $(CACHE)/clients
 CLAUDE_CODE_VERSION := 2.1.328
 GEMINI_CLI_VERSION := 0.61.0
 # Most tests wait on subprocesses (training, jobs, servers): more workers than cores keeps both cores busy.
-TEST_WORKERS ?= 6
+TEST_WORKERS ?= 4
 
 .PHONY: setup clients test demo lint agents shared clean
 
