@@ -3,7 +3,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tiny_models  # noqa: E402
+from fork_client import CPU_S as FORKED_CPU_S  # noqa: E402
+from fork_client import ForkedProcess  # noqa: E402
 from hub_server import TOKEN, LoopbackHub  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def run_script(env):
 
 
 FORK_SERVER: list[str] = []  # this worker's fork server socket, once started
-FORKED_CPU_S = [0.0]  # CPU seconds of the runs forked for this worker (not its children: the server's)
+FRESH_PYTHON = bool(os.environ.get("HFLT_TEST_FRESH_PYTHON"))  # a fresh interpreter for each run instead
 
 
 def fork_server() -> str:
@@ -73,30 +74,33 @@ def fork_server() -> str:
 
 def run_python(argv: list[str], env: dict, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python *argv` as subprocess.run(capture_output=True, text=True) runs it, forked from a Python that has
-    imported torch already (see tests/fork_server.py). HFLT_TEST_FRESH_PYTHON=1 starts a fresh interpreter."""
-    if os.environ.get("HFLT_TEST_FRESH_PYTHON"):
+    imported torch already (see tests/fork_server.py)."""
+    if FRESH_PYTHON:
         return subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=timeout,
                               cwd=cwd)
-    with (tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, open(os.devnull) as stdin,
-          socket.socket(socket.AF_UNIX) as connection):
-        connection.connect(fork_server())
-        request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd) if cwd else None}).encode() + b"\n"
-        socket.send_fds(connection, [request], [stdin.fileno(), stdout.fileno(), stderr.fileno()])
-        answers = connection.makefile("rb")
-        pid = json.loads(answers.readline())["pid"]
-        connection.settimeout(timeout)
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, open(os.devnull) as stdin:
+        process = ForkedProcess(fork_server(), argv, env, cwd, (stdin.fileno(), stdout.fileno(), stderr.fileno()))
         try:
-            ended = json.loads(answers.readline())
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            raise subprocess.TimeoutExpired(argv, timeout)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            raise
 
         def text(file) -> str:  # universal newlines, as text=True reads them
             file.seek(0)
             return file.read().decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
-        FORKED_CPU_S[0] += ended["cpu_s"]
-        return subprocess.CompletedProcess(argv, ended["status"], text(stdout), text(stderr))
+        return subprocess.CompletedProcess(argv, process.returncode, text(stdout), text(stderr))
+
+
+def start_python(argv: list[str], env: dict) -> ForkedProcess | subprocess.Popen:
+    """`python *argv` started in a session of its own, as Popen(start_new_session=True) starts it, its output
+    discarded; forked as run_python forks."""
+    if FRESH_PYTHON:
+        return subprocess.Popen([sys.executable, *argv], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    with open(os.devnull, "r+") as devnull:
+        return ForkedProcess(fork_server(), argv, env, fds=(devnull.fileno(),) * 3, session=True)
 
 
 def json_output(result) -> dict:
@@ -186,7 +190,8 @@ def loopback_hub(env: dict, run_jobs: bool):
     sys.path.insert(0, str(SCRIPTS))
     import plan
 
-    server = LoopbackHub(plan.catalogue_as_api(), run_jobs=run_jobs)
+    server = LoopbackHub(plan.catalogue_as_api(), run_jobs=run_jobs,
+                         fork_server=None if FRESH_PYTHON or not run_jobs else fork_server())
     env.pop("HF_HUB_OFFLINE", None)
     env.update(HF_ENDPOINT=server.endpoint, HF_TOKEN=TOKEN)
     yield server

@@ -4,7 +4,7 @@ Every script that trains, evaluates, plans or converts imports torch and the par
 (dynamo, distributed tensors and checkpoints, sympy), and through datasets and transformers pandas, pyarrow and
 scipy.optimize: about 3.5 CPU seconds a start on the 2-core machine, paid by hundreds of runs.
 Imported once here, each run is a fork that sets up what a fresh `python script.py args` would have (argv,
-sys.path, environment, working directory, standard streams, signal handlers) and runs the script as `__main__`,
+sys.path, environment and locale, working directory, standard streams, signal handlers) and runs the script as `__main__`,
 then exits the way that interpreter would (non-daemon threads joined, atexit handlers run, streams flushed, exit
 code, a traceback and 1 for an uncaught error), except that it does not tear its modules down: in a fork, freeing
 torch's and pandas's objects touches (and so copies) every page shared with the server, 1.3 CPU seconds a run for
@@ -13,9 +13,10 @@ What reads the environment when it is imported (huggingface_hub, transformers, d
 here, so each run imports those afresh under its own environment; tqdm, which torch imports and which reads its
 TQDM_* settings then, is dropped from the fork's modules before the script runs.
 
-Protocol, over a Unix socket: the client sends one JSON line {"argv", "env", "cwd"} with its stdin, stdout and
-stderr descriptors attached; the server answers {"pid"} at once and, when the run ends, {"status"} (as
-os.waitstatus_to_exitcode gives it) with the CPU seconds the run used. `run_python` in conftest.py is the client.
+Protocol, over a Unix socket: the client sends one JSON line {"argv", "env", "cwd", "session"} with its stdin,
+stdout and stderr descriptors attached; the server answers {"pid"} at once (with "session", once the run leads a
+session of its own, as Popen(start_new_session=True) starts a process) and, when the run ends, {"status"} (as
+os.waitstatus_to_exitcode gives it) with the CPU seconds the run used. tests/fork_client.py is the client.
 """
 
 import atexit
@@ -41,6 +42,7 @@ atexit.register(exit_without_teardown)
 
 import io  # noqa: E402
 import json  # noqa: E402
+import locale  # noqa: E402
 import runpy  # noqa: E402
 import selectors  # noqa: E402
 import signal  # noqa: E402
@@ -80,14 +82,23 @@ def serve(path: str) -> dict:
             message, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
             while not message.endswith(b"\n"):  # a long request arrives in several reads
                 message += connection.recv(1 << 16)
+            request = json.loads(message)
+            started_read, started_write = os.pipe()
             pid = os.fork()
             if pid == 0:
+                if request.get("session"):
+                    os.setsid()
+                os.close(started_read)
+                os.close(started_write)  # the server may answer now: this run's process group exists
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for sock in (listener, wakeup_read, wakeup_write, connection, *waiting.values()):
                     sock.close()
                 selector.close()
-                return json.loads(message) | {"fds": fds}
+                return request | {"fds": fds}
+            os.close(started_write)
+            os.read(started_read, 1)  # returns once the child has closed its end
+            os.close(started_read)
             for fd in fds:
                 os.close(fd)
             connection.sendall(json.dumps({"pid": pid}).encode() + b"\n")
@@ -117,6 +128,12 @@ def become(request: dict):
         os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    if not os.environ.get("LC_ALL") and (os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "C") in ("C", "POSIX"):
+        os.environ["LC_CTYPE"] = "C.UTF-8"  # what a fresh interpreter does in the C locale (PEP 538), a job's
+    try:
+        locale.setlocale(locale.LC_CTYPE, "")  # as at startup, from this environment
+    except locale.Error:
+        pass
     for name in [name for name in sys.modules if name == "tqdm" or name.startswith("tqdm.")]:
         del sys.modules[name]
     script = os.path.abspath(request["argv"][0])

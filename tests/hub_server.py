@@ -12,7 +12,9 @@ can assert on what was sent. A commit whose `parentCommit` is not the branch hea
 With `run_jobs=True` a created job really runs on this machine, as the platform would run it:
 - `uv run [--with PKG] [--python V] SCRIPT ARGS` runs as `sys.executable SCRIPT ARGS` (the dev environment has every
   dependency; `--with` packages are recorded in `state.jobs[id]["_runner"]["with"]`, not installed). Other commands
-  run as given, `python` mapped to `sys.executable`.
+  run as given, `python` mapped to `sys.executable`. Given a fork server (tests/fork_server.py, as the tests give
+  one), a job that runs a Python script is forked from it, in a session of its own, instead of starting a fresh
+  interpreter: the same process group to stop, 4 CPU seconds less a job.
 - Each volume (the `jobs-artifacts` bucket that holds the shipped script, repos) is materialised into a per-job
   directory that stands for its mount path (`/data`); command arguments and env values under a mount path are
   rewritten to that directory. The job's cwd is a fresh per-job work dir and HF_HOME a fresh per-job cache.
@@ -71,6 +73,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+
+from fork_client import ForkedProcess
 
 USER = "tester"
 TOKEN = "hf_loopback_secret_token_0123456789"
@@ -265,8 +269,8 @@ class HubState:
 class JobRunner:
     """Runs created jobs as local process groups, the way the platform runs a job's container."""
 
-    def __init__(self, state: HubState, endpoint: str, root: Path):
-        self.state, self.endpoint, self.root = state, endpoint, root
+    def __init__(self, state: HubState, endpoint: str, root: Path, fork_server: str | None = None):
+        self.state, self.endpoint, self.root, self.fork_server = state, endpoint, root, fork_server
         self.threads: list[threading.Thread] = []
         self.closing = False
 
@@ -289,8 +293,7 @@ class JobRunner:
         job_dir = self.root / job["id"]
         try:
             argv, env = self._prepare(job, job_dir)
-            process = subprocess.Popen(argv, cwd=job_dir / "work", env=env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            process = self._start(argv, job_dir / "work", env)
         except (OSError, ValueError, LookupError) as error:
             self.state.log(job["id"], f"loopback runner: the job could not start: {error!r}")
             self.state.set_stage(job, "ERROR", f"Job failed to start: {error!r}", finishedAt=_now(), _finished=True)
@@ -312,6 +315,22 @@ class JobRunner:
         else:
             stage, message = ("COMPLETED", None) if code == 0 else ("ERROR", f"Job failed with exit code: {code}")
         self.state.set_stage(job, stage, message, finishedAt=_now(), _finished=True)
+
+    def _start(self, argv: list[str], cwd: Path, env: dict):
+        """The job's main process in a session of its own, its output on one pipe. A Python script is forked from
+        the fork server when there is one (tests/fork_server.py: torch already imported), anything else is run."""
+        if not (self.fork_server and argv[0] == sys.executable and len(argv) > 1 and not argv[1].startswith("-")):
+            return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        output, output_write = os.pipe()
+        with open(os.devnull, "rb") as stdin:
+            try:
+                process = ForkedProcess(self.fork_server, argv[1:], env, cwd, (stdin.fileno(), output_write,
+                                                                               output_write), session=True)
+            finally:
+                os.close(output_write)
+        process.stdout = open(output, "rb")
+        return process
 
     def _supervise(self, job: dict, process: subprocess.Popen) -> int:
         deadline = time.monotonic() + job["timeoutSeconds"] if job.get("timeoutSeconds") else None
@@ -853,7 +872,7 @@ class Handler(BaseHTTPRequestHandler):
 class LoopbackHub:
     """Runs the server on 127.0.0.1 in a thread; `endpoint` goes into HF_ENDPOINT. `run_jobs=True` runs jobs."""
 
-    def __init__(self, hardware: list[dict], run_jobs: bool = False, port: int = 0):
+    def __init__(self, hardware: list[dict], run_jobs: bool = False, port: int = 0, fork_server: str | None = None):
         self.state = HubState(hardware)
         handler = type("BoundHandler", (Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -861,7 +880,7 @@ class LoopbackHub:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.jobs_dir = Path(tempfile.mkdtemp(prefix="loopback-jobs-")) if run_jobs else None
         if run_jobs:
-            self.state.runner = JobRunner(self.state, self.endpoint, self.jobs_dir)
+            self.state.runner = JobRunner(self.state, self.endpoint, self.jobs_dir, fork_server)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

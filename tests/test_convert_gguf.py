@@ -22,9 +22,8 @@ from conftest import SAMPLE, SCRIPTS, base_env, json_output, run_python
 
 
 def convert(model: Path, outdir: Path, quant: str) -> dict:
-    result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant", quant,
-                             "--outdir", str(outdir), "--json"], capture_output=True, text=True,
-                            env=base_env(outdir.parent), timeout=1800)
+    result = run_python([str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant", quant, "--outdir",
+                         str(outdir), "--json"], base_env(outdir.parent), timeout=1800)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -236,9 +235,8 @@ def test_a_broken_conversion_names_the_first_diverging_token(tiny_model, tmp_pat
     shutil.copytree(tiny_model, model)
     config = json.loads((model / "config.json").read_text())
     (model / "config.json").write_text(json.dumps(config | {"hidden_act": "gelu"}))
-    result = subprocess.run([sys.executable, str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant",
-                             "Q8_0", "--output_dir", str(tmp_path / "out")], capture_output=True, text=True,
-                            env=base_env(tmp_path), timeout=1800)
+    result = run_python([str(SCRIPTS / "convert_gguf.py"), "--model", str(model), "--quant", "Q8_0", "--output_dir",
+                         str(tmp_path / "out")], base_env(tmp_path), timeout=1800)
     assert result.returncode == 1, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
     assert "continues the golden chat prompt differently from the HF model at token" in error, error

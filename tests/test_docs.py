@@ -1,14 +1,13 @@
 """Every command in SKILL.md, references/ and README names a real script and only flags that script accepts."""
 
+import os
 import re
 import shlex
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SCRIPTS
+from conftest import ROOT, SCRIPTS, run_python
 
 DOCS = [ROOT / "README.md", ROOT / "skills/hf-llm-trainer/SKILL.md",
         *sorted((ROOT / "skills/hf-llm-trainer/references").glob("*.md"))]
@@ -26,8 +25,8 @@ def commands():
 
 @cache
 def accepted_flags(script: str, subcommand: str | None = None) -> set[str]:
-    args = [sys.executable, str(SCRIPTS / script)] + ([subcommand] if subcommand else []) + ["--help"]
-    text = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+    args = [str(SCRIPTS / script)] + ([subcommand] if subcommand else []) + ["--help"]
+    text = run_python(args, dict(os.environ), timeout=120).stdout
     return set(re.findall(r"(--[A-Za-z0-9_-]+)", text))
 
 

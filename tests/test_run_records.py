@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, SCRIPTS, run_python
+from conftest import ROOT, SAMPLE, SCRIPTS, run_python, start_python
 
 FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
         "--logging_steps", "1", "--report_to", "none"]
@@ -113,10 +113,9 @@ def test_trainer_pushes_keep_what_evaluations_and_exports_recorded_in_the_repo(t
 
     monkeypatch.setattr(handler, "_commit", others_record_first)
     out = tmp_path / "live"
-    result = subprocess.run([sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model),
-                             "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out),
-                             "--max_steps", "6", "--save_steps", "2", "--push_to_hub", "--hub_model_id", repo, *FAST],
-                            capture_output=True, text=True, env=env, timeout=900)
+    result = run_python([str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
+                         str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps", "6", "--save_steps",
+                         "2", "--push_to_hub", "--hub_model_id", repo, *FAST], env, timeout=900)
     writer.stdin.close()
     writer.wait(timeout=60)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -133,15 +132,15 @@ def test_resume_skips_checkpoints_cut_mid_save(tiny_model, tmp_path, env):
     """checkpoint-6 lost its trainer_state.json, checkpoint-4's weights are truncated: --resume continues from
     checkpoint-2, names the two it skipped and why, and the run ends completed."""
     out = tmp_path / "resume"
-    command = [sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model),
-               "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps", "6",
-               "--save_steps", "2", "--save_total_limit", "3", *FAST]
-    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    command = [str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
+               str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps", "6", "--save_steps", "2",
+               "--save_total_limit", "3", *FAST]
+    first = run_python(command, env, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     (out / "checkpoint-6" / "trainer_state.json").unlink()
     weights = out / "checkpoint-4" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, env=env, timeout=600)
+    resumed = run_python(command + ["--resume"], env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Skipping checkpoint-6: trainer_state.json is missing" in resumed.stderr
     assert "Skipping checkpoint-4: model.safetensors has" in resumed.stderr
@@ -157,10 +156,9 @@ def test_a_second_run_into_a_live_output_dir_is_refused(tiny_model, tmp_path, en
     """Two trainers into one --output_dir: the second refuses in one sentence before loading anything, while the
     first holds the directory; the first's lock goes with its process, even when it is killed."""
     out = tmp_path / "shared-out"
-    command = [sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model),
-               "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), *FAST]
-    first = subprocess.Popen(command + ["--max_steps", "100000", "--save_steps", "100000"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
+               str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), *FAST]
+    first = start_python(command + ["--max_steps", "100000", "--save_steps", "100000"], env)
     try:
         lock = out / ".hflt-run.lock"
         deadline = time.time() + 300
@@ -168,7 +166,7 @@ def test_a_second_run_into_a_live_output_dir_is_refused(tiny_model, tmp_path, en
             assert first.poll() is None and time.time() < deadline, "the first run never took its output dir"
             assert lock.exists() or not (out / "run.json").exists(), "the first run trains without holding its dir"
             time.sleep(0.2)
-        second = run_python(command[1:] + ["--max_steps", "2"], env, timeout=600)  # forked: the first trains less
+        second = run_python(command + ["--max_steps", "2"], env, timeout=600)
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
         assert f"is in use by another run (process {first.pid})" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, SCRIPTS
+from conftest import SAMPLE, SCRIPTS, run_python, start_python
 from datasets_corpus import CORPUS, llava_dataset, rlaif_dataset, write_jsonl
 
 FAST = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "192",
@@ -73,11 +73,10 @@ def test_lora_max_samples_and_convert(tiny_model, tmp_path, run_script):
 
 def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):
     out = tmp_path / "resume"
-    command = [sys.executable, str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
+    command = [str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
                str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out), "--max_steps", "60", "--save_steps", "5",
                "--save_total_limit", "2", *FAST]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = start_python(command, env)
     deadline = time.time() + 300
     while not (out / "checkpoint-10" / "trainer_state.json").exists():
         assert process.poll() is None and time.time() < deadline, "training ended before a checkpoint"
@@ -85,7 +84,7 @@ def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert record(out)["status"] == "running", "a killed run is visibly unfinished"
-    resumed = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    resumed = run_python(command + ["--resume"], env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     run = record(out)
     assert run["status"] == "completed" and run["steps"] == {"done": 60, "total": 60}
