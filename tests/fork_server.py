@@ -4,8 +4,8 @@ Every script that trains, evaluates, plans or converts imports torch and the par
 (dynamo, distributed tensors and checkpoints, sympy), and through datasets and transformers pandas, pyarrow and
 scipy.optimize: about 3.5 CPU seconds a start on the 2-core machine, paid by hundreds of runs.
 Imported once here, each run is a fork that sets up what a fresh `python script.py args` would have (argv,
-sys.path, environment and locale, working directory, standard streams, signal handlers) and runs the script as `__main__`,
-then exits the way that interpreter would (non-daemon threads joined, atexit handlers run, streams flushed, exit
+sys.path, environment and locale, working directory, standard streams, signal handlers) and runs the script as
+`__main__`, then exits the way that interpreter would (non-daemon threads joined, atexit handlers run, streams flushed, exit
 code, a traceback and 1 for an uncaught error), except that it does not tear its modules down: in a fork, freeing
 torch's and pandas's objects touches (and so copies) every page shared with the server, 1.3 CPU seconds a run for
 nothing. An exit handler registered before any module is imported runs after every other one and ends the run there.
@@ -128,8 +128,9 @@ def become(request: dict):
         os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # A fresh interpreter in the C locale (a job's environment names none) switches to C.UTF-8 (PEP 538)
     if not os.environ.get("LC_ALL") and (os.environ.get("LC_CTYPE") or os.environ.get("LANG") or "C") in ("C", "POSIX"):
-        os.environ["LC_CTYPE"] = "C.UTF-8"  # what a fresh interpreter does in the C locale (PEP 538), a job's
+        os.environ["LC_CTYPE"] = "C.UTF-8"
     try:
         locale.setlocale(locale.LC_CTYPE, "")  # as at startup, from this environment
     except locale.Error:
