@@ -7,7 +7,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -44,16 +46,33 @@ def env(tmp_path):
     return base_env(tmp_path)
 
 
-@pytest.fixture
-def run_script(env):
-    """Runs a bundled script the way the agent does (a subprocess with real flags), with the dev venv's Python."""
-
+def script_runner(env: Mapping):
     def run(name: str, *args, extra_env: dict | None = None, timeout: int = 600, cwd=None):
         result = run_python([str(SCRIPTS / name), *map(str, args)], {**env, **(extra_env or {})}, cwd, timeout)
         result.output = result.stdout + result.stderr
         return result
 
     return run
+
+
+@pytest.fixture
+def run_script(env):
+    """Runs a bundled script the way the agent does (a subprocess with real flags), with the dev venv's Python."""
+    return script_runner(env)
+
+
+@pytest.fixture(scope="session")
+def shared_env(tmp_path_factory) -> Mapping:
+    """One environment, read-only, for the tests whose runs stop on bad input or write only into their own folders.
+    Runs of a trainer in one environment are forked from one zygote that has imported transformers and TRL under it
+    (tests/fork_server.py): 0.1 CPU seconds for a bad flag instead of 2."""
+    return MappingProxyType(base_env(tmp_path_factory.mktemp("shared-env")))
+
+
+@pytest.fixture
+def run_script_shared(shared_env):
+    """run_script in the shared environment."""
+    return script_runner(shared_env)
 
 
 FORK_SERVER: list[str] = []  # this worker's fork server socket, once started
@@ -177,7 +196,7 @@ def chat_trained_llama(tiny_model, tmp_path_factory) -> tuple[Path, str]:
         if not printed.exists():
             result = run_python([str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model),
                                  "--dataset_name", str(SAMPLE / "sft_code.jsonl"), "--output_dir", str(out),
-                                 "--max_steps", "200", "--learning_rate", "3e-3", "--max_samples", "260",
+                                 "--max_steps", "120", "--learning_rate", "3e-3", "--max_samples", "260",
                                  "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
                                  "--max_length", "192", "--logging_steps", "20", "--report_to", "none"],
                                 base_env(shared / "chat-trained-llama-env"), timeout=1500)

@@ -1,5 +1,6 @@
-"""The client of tests/fork_server.py: a script run forked from the server, followed as subprocess.Popen follows a
-child (pid, poll, wait, returncode). The run is the server's child, so its end and CPU time come over the socket."""
+"""The client of tests/fork_server.py: a script run forked from the server (or from one of its zygotes), followed as
+subprocess.Popen follows a child (pid, poll, wait, returncode). The run is not this process's child, so its end and
+CPU time come over the socket."""
 
 import json
 import select
@@ -14,12 +15,22 @@ class ForkedProcess:
                  session: bool = False):
         """Starts `python *argv` with `fds` as its stdin, stdout and stderr; `session`: in a session of its own, as
         Popen(start_new_session=True) starts it (its pid is its process group)."""
-        self.args, self.returncode, self.unread = argv, None, b""
-        self.connection = socket.socket(socket.AF_UNIX)
-        self.connection.connect(server)
+        self.args, self.returncode = argv, None
         request = {"argv": argv, "env": env, "cwd": str(cwd) if cwd else None, "session": session}
+        answer = self.send(server, request, fds)
+        if "zygote" in answer:
+            try:
+                answer = self.send(answer["zygote"], request, fds)
+            except OSError:  # that zygote is gone (retired, or refused what its imports did)
+                self.connection.close()
+                answer = self.send(server, request | {"no_zygote": True}, fds)
+        self.pid = answer["pid"]
+
+    def send(self, server: str, request: dict, fds) -> dict:
+        self.connection, self.unread = socket.socket(socket.AF_UNIX), b""
+        self.connection.connect(server)
         socket.send_fds(self.connection, [json.dumps(request).encode() + b"\n"], list(fds))
-        self.pid = self.answer(block=True)["pid"]
+        return self.answer(block=True)
 
     def answer(self, block: bool) -> dict | None:
         while b"\n" not in self.unread:

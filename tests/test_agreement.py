@@ -21,10 +21,10 @@ def same_words(text: str) -> str:
 
 
 @pytest.mark.parametrize("name,method", CASES)
-def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script, tiny_model, tiny_vlm):
+def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script_shared, tiny_model, tiny_vlm):
     make, expected = AGREEMENT[name]
     data = make(tmp_path)
-    validation = run_script("validate_dataset.py", "--dataset", data, "--json")
+    validation = run_script_shared("validate_dataset.py", "--dataset", data, "--json")
     if expected[method] == "error":
         assert validation.returncode == 2 and "Traceback" not in validation.output, validation.output[-2000:]
         flags = []
@@ -39,7 +39,7 @@ def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script, tiny_
     model = tiny_vlm if "vision-llava" in name else tiny_model
     max_length = ["--max_length", "None"] if model == tiny_vlm else []
     out = tmp_path / "out"
-    training = run_script(f"train_{method}.py", "--model_name_or_path", model, "--dataset_name", data, *flags,
+    training = run_script_shared(f"train_{method}.py", "--model_name_or_path", model, "--dataset_name", data, *flags,
                           "--output_dir", out, *ONE_STEP, *METHOD_FLAGS[method], *max_length)
     if expected[method] in ("ready", "needs_mapping"):
         assert training.returncode == 0, training.output[-3000:]
@@ -52,7 +52,7 @@ def test_the_trainer_keeps_the_verdict(name, method, tmp_path, run_script, tiny_
 
 
 @pytest.mark.parametrize("method,data", [("sft", "sft_code.jsonl"), ("dpo", "dpo_code.jsonl")])
-def test_a_model_without_chat_template_is_refused_as_the_validator_says(method, data, tmp_path, run_script,
+def test_a_model_without_chat_template_is_refused_as_the_validator_says(method, data, tmp_path, run_script_shared,
                                                                       tiny_model):
     """Verdicts that depend on the model (validate_dataset.py --model): a base model without a chat template cannot
     render conversations; SFT trains once a template is given."""
@@ -66,16 +66,16 @@ def test_a_model_without_chat_template_is_refused_as_the_validator_says(method, 
     config = json.loads((base / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
     (base / "tokenizer_config.json").write_text(json.dumps(config))
-    validation = json.loads(run_script("validate_dataset.py", "--dataset", SAMPLE / data, "--model", base,
+    validation = json.loads(run_script_shared("validate_dataset.py", "--dataset", SAMPLE / data, "--model", base,
                                        "--json").stdout)["methods"][method]
     assert validation["status"] == "incompatible" and "has no chat template" in validation["reasons"][0]
     out = tmp_path / "out"
-    training = run_script(f"train_{method}.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
+    training = run_script_shared(f"train_{method}.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
                           "--output_dir", out, *ONE_STEP, *METHOD_FLAGS[method])
     assert training.returncode == 2 and validation["reasons"][0] in training.stderr, training.output[-2000:]
     assert "Traceback" not in training.stderr and not out.exists()
     if method == "sft":
-        fixed = run_script("train_sft.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
+        fixed = run_script_shared("train_sft.py", "--model_name_or_path", base, "--dataset_name", SAMPLE / data,
                            "--chat_template_path", tmp_path / "template.jinja", "--output_dir", out, *ONE_STEP,
                            *METHOD_FLAGS[method])
         assert fixed.returncode == 0, fixed.output[-3000:]

@@ -1,6 +1,6 @@
 """convert_gguf.py with llama.cpp from the pinned PyPI sdist: real conversion, quantization, verification, push.
 
-The Llama fixture is the chat-trained tiny Llama (conftest's chat_trained_llama, 200 SFT steps): trained, it
+The Llama fixture is the chat-trained tiny Llama (conftest's chat_trained_llama, 120 SFT steps): trained, it
 answers in the chat format and ends its turn with <|im_end|>, so the llama-server chat turn checks a real stop at the
 end-of-turn token (a random model runs to the length limit) and the golden-prompt check compares confident greedy
 tokens. The Qwen3 fixture (real Qwen tokenizer and template) is trained by train_sft.py for a few steps, masked on

@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SCRIPTS, json_output
 
 ADD = {"entry_point": "add", "prompt": "def add(a, b):\n", "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n"}
@@ -43,6 +44,7 @@ def test_saved_completions_are_scored_with_the_unbiased_estimator(tmp_path, run_
     assert result["per_problem"] == {"T/0": 0.3} and result["pass@1_ci95"] == [0.3, 0.3]
 
 
+@pytest.mark.long
 def test_canonical_solutions_pass_in_the_sandbox(tmp_path, run_script):
     """All 164 canonical solutions pass through the candidate/checker pipes (every argument and result of HumanEval's
     tests crosses as a plain value); the interval is Wilson's for 164/164."""

@@ -41,6 +41,7 @@ def run_directory(tmp_path):
     return out
 
 
+@pytest.mark.long
 def test_a_model_is_evaluated_through_lightevals_task_and_recorded(tiny_model, tmp_path, run_script, math_hub):
     """lighteval generates (1-shot from the train split, 8 tokens, cut at "Question:") and scores 3 problems of its
     seeded sample; the entry lands in the Hub repo's run.json; the saved samples re-score to the same outcomes with

@@ -3,12 +3,14 @@ args` gives it: the same argv, sys.path, environment, locale, working directory,
 threads joined, atexit handlers, flushed streams and traceback; tqdm (imported with torch in the server) reads the
 run's own TQDM_* settings. A run in a session of its own (a loopback job) is stopped with its process group."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 from conftest import alive, fork_server, run_python
 from fork_client import ForkedProcess
 
@@ -85,3 +87,55 @@ def test_a_run_in_a_session_of_its_own_is_stopped_with_its_process_group(tmp_pat
             break
         time.sleep(0.1)
     assert not alive(child), "the group's other process got the signal too"
+
+
+LIBRARY = '''
+import os, sys, threading
+SEEN = os.environ.get("PROBE")  # read once, when it is imported, as huggingface_hub reads HF_HOME
+IMPORTED_BY = os.getpid()
+{extra}
+'''
+LIBRARY_USER = '''"""Its first statements are imports: a zygote may make them for it."""
+import json
+import os
+import sys
+
+import probe_library
+
+print(json.dumps({"seen": probe_library.SEEN, "argv": sys.argv[1:], "cwd": os.getcwd(),
+                  "imported_here": probe_library.IMPORTED_BY == os.getpid()}))
+'''
+
+
+def test_a_script_run_again_in_one_environment_is_forked_from_a_zygote_that_imported_under_it(tmp_path):
+    """From the second run of a script with one environment and folder on, runs start from a zygote: their opening
+    imports were made once, under that environment; what a fresh run prints, they print. Another environment:
+    another zygote."""
+    (tmp_path / "probe_library.py").write_text(LIBRARY.format(extra=""))
+    script = tmp_path / "user.py"
+    script.write_text(LIBRARY_USER)
+    for value in ("first", "second"):
+        env = {"PATH": "/usr/bin:/bin", "PROBE": value}
+        fresh = subprocess.run([sys.executable, str(script), "a"], capture_output=True, text=True, env=env,
+                               cwd=tmp_path, timeout=60)
+        runs = [run_python([str(script), str(n)], env, cwd=tmp_path, timeout=60) for n in range(4)]
+        printed = [json.loads(run.stdout) for run in runs]
+        assert [p["imported_here"] for p in printed] == [True, False, False, False], "from the second run on: a zygote"
+        for n, (run, line) in enumerate(zip(runs, printed)):
+            assert run.returncode == 0 and run.stderr == ""
+            assert line | {"imported_here": True, "argv": ["a"]} == json.loads(fresh.stdout)
+            assert line["seen"] == value and line["argv"] == [str(n)]
+
+
+@pytest.mark.parametrize("extra", ['print("imported")', 'threading.Thread(target=input, daemon=True).start()',
+                                   'FLAGS = sys.argv[1:]'])
+def test_imports_that_print_start_a_thread_or_read_argv_get_no_zygote(extra, tmp_path):
+    (tmp_path / "probe_library.py").write_text(LIBRARY.format(extra=extra))
+    script = tmp_path / "user.py"
+    script.write_text(LIBRARY_USER)
+    env = {"PATH": "/usr/bin:/bin", "PROBE": "x"}
+    for n in range(4):
+        run = run_python([str(script), str(n)], env, cwd=tmp_path, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout.splitlines()[-1])["imported_here"], f"run {n} came from a zygote"
+        assert run.stdout.startswith("imported\n") == ("print" in extra)

@@ -123,9 +123,9 @@ def test_grpo_trains_with_the_code_tests_reward(run_script, tiny_model, tmp_path
     assert verdict["status"] == "ready", verdict
 
 
-def test_without_a_sandbox_code_tests_refuses_unless_the_risk_is_named(run_script, tiny_model, tmp_path):
+def test_without_a_sandbox_code_tests_refuses_unless_the_risk_is_named(run_script_shared, tiny_model, tmp_path):
     data = write_code_dataset(tmp_path / "code.jsonl")
-    refused = run_script("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name", data,
+    refused = run_script_shared("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name", data,
                          "--reward_funcs", "code_tests", "--output_dir", tmp_path / "out", "--max_steps", "1",
                          "--report_to", "none", extra_env={"HFLT_MAX_ISOLATION": "none"})
     assert refused.returncode == 2 and "Traceback" not in refused.output, refused.output[-3000:]

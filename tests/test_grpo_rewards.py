@@ -66,8 +66,9 @@ def grpo(run_script, tiny_model, tmp_path, rewards: str, *extra):
     ("raising_reward", [], "raised KeyError: 'answer' at rewards.py:"),
     ("slow_reward", ["--reward_timeout", "1s"], "took longer than 1s (--reward_timeout)"),
 ])
-def test_a_bad_reward_stops_the_run_in_one_sentence_naming_it(reward, extra, needle, run_script, tiny_model, tmp_path):
-    result = grpo(run_script, tiny_model, tmp_path, reward, *extra)
+def test_a_bad_reward_stops_the_run_in_one_sentence_naming_it(reward, extra, needle, run_script_shared, tiny_model,
+                                                              tmp_path):
+    result = grpo(run_script_shared, tiny_model, tmp_path, reward, *extra)
     assert result.returncode == 2, result.output[-3000:]
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"error: reward function {reward} " in errors[0] and needle in errors[0], errors
@@ -76,18 +77,18 @@ def test_a_bad_reward_stops_the_run_in_one_sentence_naming_it(reward, extra, nee
     assert record["status"] == "failed" and f"reward function {reward} " in record["error"]
 
 
-def test_convert_gsm8k_refuses_answers_without_a_final_number(run_script, tiny_model, tmp_path):
+def test_convert_gsm8k_refuses_answers_without_a_final_number(run_script_shared, tiny_model, tmp_path):
     data = tmp_path / "no_final.jsonl"
     rows = [dict(GSM8K_ROWS[0], answer=GSM8K_ROWS[0]["answer"] + "\n#### 1"), *GSM8K_ROWS[1:]]
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    result = run_script("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name", data, "--convert",
+    result = run_script_shared("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name", data, "--convert",
                         "gsm8k", "--output_dir", tmp_path / "out", "--max_steps", "1", "--report_to", "none")
     assert result.returncode == 2, result.output[-3000:]
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.output
     assert "--convert gsm8k needs answers ending in '#### <number>', but 7 of the first 8 answers have none (row 1: " \
            "'3 - 1 = 2')" in result.stderr and "--map prompt=question,solution=" in result.stderr
     assert not (tmp_path / "out").exists(), "refused before the model loads and the run starts"
-    verdict = json_output(run_script("validate_dataset.py", "--dataset", data, "--json"))["methods"]["grpo"]
+    verdict = json_output(run_script_shared("validate_dataset.py", "--dataset", data, "--json"))["methods"]["grpo"]
     assert verdict["status"] == "incompatible" and not verdict["fix"], verdict
     assert "'#### <number>'" in verdict["reasons"][0]
 

@@ -99,6 +99,7 @@ def test_unfinished_without_a_finish_reason_column(tmp_path, run_script):
     assert clean["unfinished"]["rows"] == 0 and clean["methods"]["sft"]["fix"] is None
 
 
+@pytest.mark.long
 def test_tokens_training_sees_at_max_length_and_plan_prices_them(cots, run_script, tiny_qwen3, tmp_path):
     rows = codeforces.CONFIGS["solutions"][0]
     long_rows = sum(codeforces.long_trace(index) for index in range(rows))

@@ -123,7 +123,9 @@ def test_timeout_stops_the_whole_group(api, tmp_path):
 def test_cancel_stops_the_whole_group_and_logs_stream_live(api, tmp_path):
     job = api.run_uv_job(write(tmp_path / "sleeper.py", SLEEPER))
     live = api.fetch_job_logs(job_id=job.id, follow=True)
-    pids = [int(pid) for pid in next(live).split()[1:]]  # arrives while the job runs
+    first = next(live)  # arrives while the job runs
+    assert first.startswith("pids "), first
+    pids = [int(pid) for pid in first.split()[1:]]
     assert all(pid_alive(pid) for pid in pids) and api.inspect_job(job_id=job.id).status.stage == "RUNNING"
     assert "tick" in list(api.fetch_job_logs(job_id=job.id, follow=False))
     api.cancel_job(job_id=job.id)

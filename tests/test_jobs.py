@@ -21,6 +21,7 @@ for step in range(1, 10000):
 """
 
 
+@pytest.mark.long
 def test_local_training_job_reports_progress_then_completes(jobs, tiny_model, tmp_path):
     out = tmp_path / "sft"
     submitted = json_output(jobs("submit", "--backend", "local", "--json", "--", SCRIPTS / "train_sft.py",
@@ -81,6 +82,7 @@ def test_cancel_ends_the_group_and_state_is_consistent(jobs, tmp_path):
     assert json_output(jobs("cancel", submitted["id"], "--json"))["stage"] == "CANCELED"
 
 
+@pytest.mark.long
 def test_twenty_concurrent_jobs_lose_nothing(jobs, tmp_path):
     script = tmp_path / "count.py"
     script.write_text("import json, sys, time\nfor i in range(1, 51):\n"

@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+import pytest
 from conftest import SAMPLE, SCRIPTS, json_output
 
 EXPERIMENT = "roundtrip"
@@ -32,6 +33,7 @@ def process_gone(hub, job_id: str) -> bool:
     return False
 
 
+@pytest.mark.long
 def test_seed_experiment_on_hf_jobs(tiny_model, tmp_path, run_script, hub_runner):
     hub = hub_runner
     hub.seed_dataset("tester/code-sft", SAMPLE / "sft_code.jsonl")

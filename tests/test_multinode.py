@@ -3,9 +3,11 @@ rendezvous over loopback as HF Jobs network-group members do, and the trainer ru
 
 import json
 
+import pytest
 from conftest import SAMPLE, json_output
 
 
+@pytest.mark.long
 def test_two_local_nodes_train_one_model(tiny_model, tmp_path, run_script):
     out = tmp_path / "two-nodes"
     submitted = json_output(run_script(

@@ -52,7 +52,7 @@ def test_labels_cover_the_assistant_turn_and_its_end(fixture, answer, request, t
 
 
 def test_a_short_sft_run_learns_to_stop(chat_trained_llama):
-    out, printed = chat_trained_llama  # 200 steps of train_sft.py on the first 260 rows, shared with the GGUF tests
+    out, printed = chat_trained_llama  # 120 steps of train_sft.py on the first 260 rows, shared with the GGUF tests
     assert "loss_masking=assistant tokens" in printed
     assert json.loads((out / "run.json").read_text())["loss_masking"] == "assistant tokens"
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -70,7 +70,7 @@ def test_a_short_sft_run_learns_to_stop(chat_trained_llama):
 
 
 @pytest.mark.parametrize("packing", ["false", "true"])  # packed rows (the GPU default) are checked too
-def test_a_template_that_masks_the_end_of_turn_is_refused(packing, tiny_model, tmp_path, run_script):
+def test_a_template_that_masks_the_end_of_turn_is_refused(packing, tiny_model, tmp_path, run_script_shared):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     masked = tokenizer.chat_template.replace("{{ content + '<|im_end|>' }}{% endgeneration %}",
                                              "{{ content }}{% endgeneration %}{{ '<|im_end|>' }}")
@@ -78,7 +78,7 @@ def test_a_template_that_masks_the_end_of_turn_is_refused(packing, tiny_model, t
     template = tmp_path / "masked.jinja"
     template.write_text(masked)
     out = tmp_path / "sft"
-    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+    result = run_script_shared("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", out, "--max_steps", "1", "--chat_template_path", template, *FAST,
                         "--packing", packing)
     assert result.returncode == 2, result.output[-2000:]
@@ -87,20 +87,22 @@ def test_a_template_that_masks_the_end_of_turn_is_refused(packing, tiny_model, t
 
 
 @pytest.mark.parametrize("packing", ["false", "true"])  # best-fit packing puts the cut, longest rows first
-def test_rows_cut_by_max_length_warn_instead_of_blaming_the_template(packing, tiny_model, tmp_path, run_script):
+def test_rows_cut_by_max_length_warn_instead_of_blaming_the_template(packing, tiny_model, tmp_path,
+                                                                     run_script_shared):
     out = tmp_path / "sft"
-    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+    result = run_script_shared("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", out, "--max_steps", "1", *FAST, "--max_length", "64", "--packing", packing)
     assert result.returncode == 0, result.output[-2000:]
     assert "longer than --max_length 64" in result.stderr and "never in the loss" not in result.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "completed"
-    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
+    result = run_script_shared("train_sft.py", "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / "sft_code.jsonl",
                         "--output_dir", tmp_path / "none", "--max_steps", "1", *FAST, "--max_length", "16",
                         "--packing", packing)
     assert result.returncode == 2 and "No row has an answer token within --max_length 16" in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "none").exists()
 
 
+@pytest.mark.long
 def test_lora_learns_faster_at_its_default_rate(tiny_model, tmp_path, run_script):
     losses = {}
     for name, extra in (("default", []), ("full_rate", ["--learning_rate", "2e-5"])):

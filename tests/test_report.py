@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE, SCRIPTS, json_output
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"
@@ -142,6 +143,7 @@ def test_base_model_evaluation_recorded_with_the_run_is_the_baseline(tmp_path, r
     assert "0.306 on 164 problems, 2025-12-09 12:00 UTC (base model `Qwen/Qwen3-0.6B`)" in section(text, "sft-a10g")
 
 
+@pytest.mark.long
 def test_local_jobs_of_an_experiment_running_failed_and_cancelled(tiny_model, tmp_path, run_script, env):
     env["HFLT_LOCAL_PYTHON"] = sys.executable
     out, reports = tmp_path / "sft-tiny", tmp_path / "reports"

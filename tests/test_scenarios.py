@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE, SCRIPTS, json_output
 from datasets_corpus import CORPUS, write_jsonl
 
@@ -73,6 +74,7 @@ def test_grpo_on_gsm8k_style_data(run_script, tiny_model, tmp_path):
     assert json.loads((out / "run.json").read_text())["method"] == "grpo"
 
 
+@pytest.mark.long
 def test_experiment_with_evaluation_and_report_answers_are_we_beating_the_base(run_script, tiny_model, tmp_path):
     """'Start a new experiment ... Maintain a report. Evaluate with HumanEval.' then 'Are the models beating the base?'"""
     sft = tmp_path / "sft-local"

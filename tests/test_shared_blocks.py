@@ -107,7 +107,7 @@ def test_main_reads_in_one_sitting(script):
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS.glob("*.py")))
-def test_a_wrong_flag_is_one_sentence_and_exit_2(script, run_script):
-    result = run_script(script, "--no_such_flag", "1")
+def test_a_wrong_flag_is_one_sentence_and_exit_2(script, run_script_shared):
+    result = run_script_shared(script, "--no_such_flag", "1")
     assert result.returncode == 2 and "Traceback" not in result.output, result.output[-2000:]
     assert len(result.stderr.strip().splitlines()) == 1 and "--help" in result.stderr, result.stderr

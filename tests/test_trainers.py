@@ -71,6 +71,7 @@ def test_lora_max_samples_and_convert(tiny_model, tmp_path, run_script):
     assert run["dataset"]["max_samples"] == 16, "the report tells a test run from a small dataset by it"
 
 
+@pytest.mark.long
 def test_kill_then_resume_finishes_the_planned_steps(tiny_model, tmp_path, env):
     out = tmp_path / "resume"
     command = [str(SCRIPTS / "train_sft.py"), "--model_name_or_path", str(tiny_model), "--dataset_name",
@@ -345,7 +346,7 @@ SFT_DATA = str(SAMPLE / "sft_code.jsonl")
     (["--dataset_name", SFT_DATA, "--push_to_hub", "--hub_model_id", "u/x"], "--push_to_hub needs a Hugging Face"),
     (["--dataset_name", SFT_DATA, "--hub_tokne", "hf_abcdefghijklmnop"], "hf_***"),
 ])
-def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path, run_script):
+def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path, run_script_shared):
     empty, orphan, adapter = bad_models(tmp_path, base=tiny_model)
     out = tmp_path / "existing-run"
     out.mkdir()
@@ -365,7 +366,7 @@ def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path,
     args = [places.get(arg, arg) for arg in args]
     if "--output_dir" not in args:
         args += ["--output_dir", out]
-    result = run_script("train_sft.py", "--model_name_or_path", tiny_model, *args)
+    result = run_script_shared("train_sft.py", "--model_name_or_path", tiny_model, *args)
     assert result.returncode == 2, result.output[-2000:]
     assert needle in result.stderr and "Traceback" not in result.output and "hf_abcdefghijklmnop" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -381,11 +382,11 @@ def test_bad_input_exits_2_with_one_sentence(args, needle, tiny_model, tmp_path,
     (["--dataset_name", "EMPTY_DATA"], "is empty"),
 ])
 def test_dpo_and_grpo_bad_input_exits_2_with_one_sentence(script, data, args, needle, tiny_model, tmp_path,
-                                                          run_script):
+                                                          run_script_shared):
     (tmp_path / "empty.jsonl").write_text("")
     args = [tmp_path / "empty.jsonl" if arg == "EMPTY_DATA" else arg for arg in args]
     out = tmp_path / "out"
-    result = run_script(script, "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / data,
+    result = run_script_shared(script, "--model_name_or_path", tiny_model, "--dataset_name", SAMPLE / data,
                         "--convert" if "grpo" in script else "--max_length", "gsm8k" if "grpo" in script else "64",
                         *args, "--output_dir", out)
     assert result.returncode == 2 and needle in result.stderr, result.output[-2000:]
@@ -393,14 +394,14 @@ def test_dpo_and_grpo_bad_input_exits_2_with_one_sentence(script, data, args, ne
     assert not out.exists()
 
 
-def test_unknown_flag_exits_2(tiny_model, run_script):
-    result = run_script("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name",
+def test_unknown_flag_exits_2(tiny_model, run_script_shared):
+    result = run_script_shared("train_grpo.py", "--model_name_or_path", tiny_model, "--dataset_name",
                         SAMPLE / "grpo_math.jsonl", "--max_lenght", "10")
     assert result.returncode == 2 and "--max_lenght" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_model_not_found_exits_2(tmp_path, run_script):
-    result = run_script("train_sft.py", "--model_name_or_path", tmp_path / "no-model", "--dataset_name",
+def test_model_not_found_exits_2(tmp_path, run_script_shared):
+    result = run_script_shared("train_sft.py", "--model_name_or_path", tmp_path / "no-model", "--dataset_name",
                         SAMPLE / "sft_code.jsonl")
     assert result.returncode == 2 and "was not found" in result.stderr, result.output[-2000:]
 

@@ -33,7 +33,7 @@ def png_header(width: int, height: int) -> bytes:
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "huge"])
-def test_a_bad_image_is_named_by_the_validator_and_the_trainer(case, run_script, tiny_vlm, tmp_path):
+def test_a_bad_image_is_named_by_the_validator_and_the_trainer(case, run_script_shared, tiny_vlm, tmp_path):
     from PIL import Image
 
     good = tmp_path / "good.png"
@@ -48,11 +48,11 @@ def test_a_bad_image_is_named_by_the_validator_and_the_trainer(case, run_script,
                           {"role": "assistant", "content": [{"type": "text", "text": "red"}]}]} for i in range(8)]
     data = tmp_path / "vision.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    verdict = run_script("validate_dataset.py", "--dataset", data, "--json")
+    verdict = run_script_shared("validate_dataset.py", "--dataset", data, "--json")
     assert verdict.returncode == 0, verdict.output[-2000:]
     sft = json.loads(verdict.stdout)["methods"]["sft"]
     assert sft["status"] == "incompatible" and bad.name in " ".join(sft["reasons"]), sft
-    trained = run_script("train_sft.py", "--model_name_or_path", tiny_vlm, "--dataset_name", data, "--output_dir",
+    trained = run_script_shared("train_sft.py", "--model_name_or_path", tiny_vlm, "--dataset_name", data, "--output_dir",
                          tmp_path / "out", "--max_steps", "1", "--report_to", "none")
     assert trained.returncode == 2 and "Traceback" not in trained.output, trained.output[-3000:]
     assert bad.name in trained.stderr.strip().splitlines()[-1]
