@@ -22,7 +22,7 @@ docstring and its first other statement, the imports a fresh run executes first)
 the triple are forked from the zygote. What a library reads when it is imported is then what the run itself would
 have read: the same environment and directory, and the same files. A zygote is refused (the runs go on from the
 server) when those imports print anything, start a thread, or read sys.argv, the one thing that differs between
-runs. At most three zygotes live at once; a retired one ends once its runs have ended, and so does one whose
+runs. At most six zygotes live at once; a retired one ends once its runs have ended, and so does one whose
 server is gone. The zygote's imports are charged to the CPU seconds of its first run.
 
 Protocol, over a Unix socket: the client sends one JSON line {"argv", "env", "cwd", "session"} with its stdin,
@@ -79,7 +79,7 @@ import torch.distributed.checkpoint  # noqa: E402, F401
 import torch.distributed.tensor  # noqa: E402, F401
 
 BASE_PATH = sys.path[1:]  # the interpreter's own sys.path, after the script's folder
-MAX_ZYGOTES = 3
+MAX_ZYGOTES = 6  # the shared environment keeps three (one per trainer); tests that run a trainer twice make more
 ZYGOTE_NUMBERS = itertools.count()
 
 

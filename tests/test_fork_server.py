@@ -139,3 +139,26 @@ def test_imports_that_print_start_a_thread_or_read_argv_get_no_zygote(extra, tmp
         assert run.returncode == 0, run.stderr
         assert json.loads(run.stdout.splitlines()[-1])["imported_here"], f"run {n} came from a zygote"
         assert run.stdout.startswith("imported\n") == ("print" in extra)
+
+
+def test_the_least_recently_used_zygote_retires(tmp_path):
+    """Six zygotes at most: making a seventh retires the oldest, which ends once its runs have ended."""
+    (tmp_path / "probe_library.py").write_text(LIBRARY.format(extra=""))
+    script = tmp_path / "user.py"
+    script.write_text(LIBRARY_USER.replace('"imported_here"', '"parent": os.getppid(), "imported_here"'))
+
+    def run(value: str) -> dict:
+        return json.loads(run_python([str(script)], {"PATH": "/usr/bin:/bin", "PROBE": value}, cwd=tmp_path).stdout)
+
+    zygotes = []
+    for n in range(7):
+        assert run(str(n))["imported_here"]
+        second = run(str(n))
+        assert not second["imported_here"] and second["seen"] == str(n)
+        zygotes.append(second["parent"])
+    assert len(set(zygotes)) == 7
+    for _ in range(50):
+        if not alive(zygotes[0]):
+            break
+        time.sleep(0.1)
+    assert not alive(zygotes[0]) and all(alive(pid) for pid in zygotes[1:])
