@@ -215,10 +215,10 @@ def key_of(request: dict) -> str | None:
     something to preload."""
     script = os.path.abspath(os.path.join(request["cwd"] or os.getcwd(), request["argv"][0]))
     try:
-        version = os.stat(script).st_mtime_ns, os.stat(script).st_size
+        stat = os.stat(script)
     except OSError:
         return None
-    if not has_imports_to_make(script, version):
+    if not has_imports_to_make(script, (stat.st_mtime_ns, stat.st_size)):
         return None
     identity = json.dumps([script, request["env"], request["cwd"] or os.getcwd()], sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()
